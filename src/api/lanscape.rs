@@ -1,0 +1,570 @@
+//! The LanScape telephony engine model: phone name and lines, SIP domain, outbound proxy,
+//! credentials, and the register server with its nine parameters, on top of one
+//! [`Endpoint`]. Knows nothing about C; the `ffi` layer maps its results to codes.
+
+use crate::engine::binding::{BindingConfig, BindingEvent, BindingState, Failure};
+use crate::engine::digest::{Credential, CredentialStore};
+use crate::engine::message::uri_host;
+use crate::engine::transaction::DEFAULT_TIMEOUT;
+use crate::runtime::{BindingId, BindingSpec, Endpoint, EndpointError, EndpointEvent, LogLevel};
+use parking_lot::Mutex;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Longest accepted `TimeOutMs` (ten minutes).
+pub const MAX_TIMEOUT_MS: u32 = 600_000;
+/// Most phone lines an engine may have.
+pub const MAX_PHONE_LINES: u32 = 100_000;
+/// How long destroying an engine waits at most for the registrar to confirm unregistration.
+pub const MAX_UNREGISTER_WAIT: Duration = Duration::from_secs(4);
+
+/// How an engine is started.
+#[derive(Debug, Clone)]
+pub struct StartParams {
+    /// Phone name, sent as User-Agent.
+    pub phone_name: String,
+    /// Number of phone lines (at least 1).
+    pub phone_lines: u32,
+    /// Local SIP UDP port; 0 picks a free one.
+    pub local_port: u16,
+    /// Local address to bind; `None` binds every IPv4 address.
+    pub local_ip: Option<IpAddr>,
+}
+
+/// The nine parameters of `EnableSipRegisterServer`.
+#[derive(Debug, Clone)]
+pub struct RegisterServerParams {
+    /// Comma-separated names (SIP user parts).
+    pub names: String,
+    /// Names are per phone line: one name per line, in line order.
+    pub register_phone_lines: bool,
+    /// Send REGISTER through the configured outbound proxy.
+    pub through_proxy: bool,
+    /// Registrar address: IPv4/IPv6 literal or DNS name.
+    pub server_address: String,
+    /// Registrar port; 0 means 5060.
+    pub server_port: u32,
+    /// Refresh interval, seconds.
+    pub update_interval_s: u32,
+    /// Expiry sent to the registrar, seconds.
+    pub expire_time_s: u32,
+    /// Transaction timeout, milliseconds; 0 means the RFC default (32 s).
+    pub timeout_ms: u32,
+    /// Re-register with the public address seen by the registrar.
+    pub nat_auto_detect: bool,
+}
+
+/// Why an engine call was refused.
+#[derive(Debug)]
+pub enum ApiError {
+    /// A parameter is out of range or malformed.
+    BadParameter(&'static str),
+    /// Registration through a proxy was asked for, but no proxy is configured.
+    ProxyNotEnabled,
+    /// The address does not resolve.
+    UnknownHost(String),
+    /// The name list is empty, malformed, or does not match the phone lines.
+    BadNameList(&'static str),
+    /// A proxy is used but no SIP domain is defined.
+    DomainNotDefined,
+    /// The update interval or expiry is zero.
+    IntervalError,
+    /// A thread could not be started.
+    ThreadCreation(std::io::Error),
+    /// The socket could not be bound.
+    Socket(std::io::Error),
+    /// The engine is shutting down.
+    Closed,
+}
+
+/// What a notification reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotificationKind {
+    /// The name is registered.
+    RegisterSuccess,
+    /// The name is unregistered.
+    Unregistered,
+    /// The registrar refused, or answered something unusable.
+    RegisterError,
+    /// The registrar did not answer in time.
+    RegisterTimeOut,
+    /// Credentials missing or refused.
+    RegisterAuthorizationError,
+    /// The registrar refused the interval (423).
+    RegisterIntervalError,
+}
+
+/// A registration notification for one name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    /// What happened.
+    pub kind: NotificationKind,
+    /// The registered name.
+    pub name: String,
+    /// The first phone line with this name, or -1 when names are not per line.
+    pub line: i32,
+}
+
+/// Receives notifications, on the engine's event thread.
+pub type NotificationListener = Arc<dyn Fn(&Notification) + Send + Sync>;
+/// Receives diagnostics, on the engine's event thread.
+pub type LogListener = Arc<dyn Fn(LogLevel, &str) + Send + Sync>;
+
+#[derive(Default)]
+struct Listeners {
+    notify: Option<NotificationListener>,
+    log: Option<LogListener>,
+}
+
+#[derive(Clone)]
+struct Label {
+    name: String,
+    line: i32,
+}
+
+#[derive(Default)]
+struct Settings {
+    domain: Option<String>,
+    proxy: Option<(String, u16)>,
+    credentials: CredentialStore,
+    registration: Vec<BindingId>,
+    next_id: u64,
+    longest_timeout: Duration,
+}
+
+/// One LanScape telephony engine.
+pub struct PhoneEngine {
+    params: StartParams,
+    endpoint: Mutex<Option<Endpoint>>,
+    local: SocketAddr,
+    settings: Mutex<Settings>,
+    labels: Arc<Mutex<std::collections::HashMap<BindingId, Label>>>,
+    listeners: Arc<Mutex<Listeners>>,
+    delivering: Arc<AtomicBool>,
+}
+
+impl PhoneEngine {
+    /// Starts an engine: binds its socket and starts its threads.
+    pub fn start(params: StartParams) -> Result<PhoneEngine, ApiError> {
+        if params.phone_lines == 0 || params.phone_lines > MAX_PHONE_LINES {
+            return Err(ApiError::BadParameter("phone lines"));
+        }
+        if params.phone_name.chars().any(char::is_control) {
+            return Err(ApiError::BadParameter("phone name"));
+        }
+        let listeners: Arc<Mutex<Listeners>> = Arc::default();
+        let labels: Arc<Mutex<std::collections::HashMap<BindingId, Label>>> = Arc::default();
+        let delivering = Arc::new(AtomicBool::new(true));
+        let deliver = {
+            let listeners = listeners.clone();
+            let labels = labels.clone();
+            let delivering = delivering.clone();
+            move |event: EndpointEvent| {
+                if !delivering.load(Ordering::Acquire) {
+                    return;
+                }
+                match event {
+                    EndpointEvent::Binding { id, event } => {
+                        let label = match &event {
+                            BindingEvent::Unregistered => labels.lock().remove(&id),
+                            _ => labels.lock().get(&id).cloned(),
+                        };
+                        let listener = listeners.lock().notify.clone();
+                        if let (Some(label), Some(listener)) = (label, listener) {
+                            listener(&Notification {
+                                kind: notification_kind(&event),
+                                name: label.name,
+                                line: label.line,
+                            });
+                        }
+                    }
+                    EndpointEvent::Log { level, message } => {
+                        let listener = listeners.lock().log.clone();
+                        if let Some(listener) = listener {
+                            listener(level, &message);
+                        }
+                    }
+                }
+            }
+        };
+        let bind = SocketAddr::new(
+            params.local_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            params.local_port,
+        );
+        let endpoint = Endpoint::open(bind, "lanscape-sip-events", deliver).map_err(|e| match e {
+            EndpointError::Socket(e) => ApiError::Socket(e),
+            EndpointError::Thread(e) => ApiError::ThreadCreation(e),
+        })?;
+        Ok(PhoneEngine {
+            local: endpoint.local_addr(),
+            endpoint: Mutex::new(Some(endpoint)),
+            params,
+            settings: Mutex::default(),
+            labels,
+            listeners,
+            delivering,
+        })
+    }
+
+    /// Start parameters.
+    pub fn params(&self) -> &StartParams {
+        &self.params
+    }
+
+    /// The bound local address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Sets (or clears) the notification listener.
+    pub fn set_notification_listener(&self, listener: Option<NotificationListener>) {
+        self.listeners.lock().notify = listener;
+    }
+
+    /// Sets (or clears) the diagnostics listener.
+    pub fn set_log_listener(&self, listener: Option<LogListener>) {
+        self.listeners.lock().log = listener;
+    }
+
+    fn with_endpoint<R>(&self, f: impl FnOnce(&Endpoint) -> R) -> Result<R, ApiError> {
+        self.endpoint.lock().as_ref().map(f).ok_or(ApiError::Closed)
+    }
+
+    /// Turns the trace of every SIP message (to the log listener) on or off.
+    pub fn set_trace(&self, on: bool) -> Result<(), ApiError> {
+        self.with_endpoint(|e| e.set_trace(on))
+    }
+
+    /// Sets the SIP domain used in the address of record.
+    pub fn set_domain(&self, domain: &str) -> Result<(), ApiError> {
+        let domain = domain.trim();
+        if domain.is_empty() || !is_host(domain) {
+            return Err(ApiError::BadParameter("domain"));
+        }
+        self.settings.lock().domain = Some(domain.to_string());
+        Ok(())
+    }
+
+    /// Forgets the SIP domain.
+    pub fn clear_domain(&self) {
+        self.settings.lock().domain = None;
+    }
+
+    /// Configures the outbound proxy (port 0 means 5060).
+    pub fn set_proxy(&self, address: &str, port: u32) -> Result<(), ApiError> {
+        let address = address.trim();
+        if address.is_empty() || !is_host(address) {
+            return Err(ApiError::BadParameter("proxy address"));
+        }
+        let port = valid_port(port).ok_or(ApiError::BadParameter("proxy port"))?;
+        self.settings.lock().proxy = Some((address.to_string(), port));
+        Ok(())
+    }
+
+    /// Removes the outbound proxy.
+    pub fn clear_proxy(&self) {
+        self.settings.lock().proxy = None;
+    }
+
+    /// Adds or replaces the credentials for a realm (empty or `*`: any realm).
+    pub fn add_credentials(&self, realm: &str, user: &str, password: &str) -> Result<(), ApiError> {
+        if user.is_empty() || [realm, user, password].iter().any(|s| s.chars().any(char::is_control)) {
+            return Err(ApiError::BadParameter("credentials"));
+        }
+        let snapshot = {
+            let mut settings = self.settings.lock();
+            settings.credentials.insert(Credential::new(realm, user, password));
+            Arc::new(settings.credentials.clone())
+        };
+        self.with_endpoint(|e| e.set_credentials(snapshot))
+    }
+
+    /// Forgets every credential.
+    pub fn clear_credentials(&self) -> Result<(), ApiError> {
+        self.settings.lock().credentials.clear();
+        self.with_endpoint(|e| e.set_credentials(Arc::new(CredentialStore::default())))
+    }
+
+    /// Validates the parameters and starts registering every unique name at once.
+    ///
+    /// Replaces (unregisters) an earlier registration of this engine. Results arrive as
+    /// notifications.
+    pub fn enable_register_server(&self, p: &RegisterServerParams) -> Result<(), ApiError> {
+        if p.update_interval_s == 0 || p.expire_time_s == 0 {
+            return Err(ApiError::IntervalError);
+        }
+        if p.timeout_ms > MAX_TIMEOUT_MS {
+            return Err(ApiError::BadParameter("timeout"));
+        }
+        let names = parse_names(&p.names)?;
+        if p.register_phone_lines && names.len() != self.params.phone_lines as usize {
+            return Err(ApiError::BadNameList("one name per phone line is required"));
+        }
+        let server = p.server_address.trim();
+        if server.is_empty() || !is_host(server) {
+            return Err(ApiError::BadParameter("registration server address"));
+        }
+        let server_port = valid_port(p.server_port).ok_or(ApiError::BadParameter("server port"))?;
+        let (domain, proxy, credentials) = {
+            let s = self.settings.lock();
+            (s.domain.clone(), s.proxy.clone(), Arc::new(s.credentials.clone()))
+        };
+        let route;
+        let next_hop = if p.through_proxy {
+            let (proxy_host, proxy_port) = proxy.ok_or(ApiError::ProxyNotEnabled)?;
+            if domain.is_none() {
+                return Err(ApiError::DomainNotDefined);
+            }
+            route = Some(format!("<sip:{}:{};lr>", uri_host(&proxy_host), proxy_port));
+            resolve(&proxy_host, proxy_port, self.local)?
+        } else {
+            route = None;
+            resolve(server, server_port, self.local)?
+        };
+        let contact_ip = source_ip_towards(self.local, next_hop);
+        let aor_domain = uri_host(domain.as_deref().unwrap_or(server));
+        let request_uri = match &domain {
+            Some(d) => format!("sip:{}", uri_host(d)),
+            None if server_port == 5060 => format!("sip:{}", uri_host(server)),
+            None => format!("sip:{}:{}", uri_host(server), server_port),
+        };
+        let timeout = match p.timeout_ms {
+            0 => DEFAULT_TIMEOUT,
+            ms => Duration::from_millis(u64::from(ms)),
+        };
+        let refresh_interval = Duration::from_secs(u64::from(p.update_interval_s));
+
+        let mut specs = Vec::with_capacity(names.len());
+        let mut new_labels = Vec::with_capacity(names.len());
+        let old = {
+            let mut settings = self.settings.lock();
+            for (index, name) in names.iter().enumerate() {
+                if names[..index].contains(name) {
+                    continue; // one binding per unique name; the first line labels it
+                }
+                settings.next_id += 1;
+                let id = BindingId(settings.next_id);
+                let line = if p.register_phone_lines { index as i32 } else { -1 };
+                new_labels.push((id, Label { name: name.clone(), line }));
+                specs.push(BindingSpec {
+                    id,
+                    next_hop,
+                    config: BindingConfig {
+                        user: name.clone(),
+                        aor: format!("sip:{name}@{aor_domain}"),
+                        request_uri: request_uri.clone(),
+                        local: SocketAddr::new(contact_ip, self.local.port()),
+                        route: route.clone(),
+                        expires: p.expire_time_s,
+                        refresh_interval,
+                        timeout,
+                        nat_detect: p.nat_auto_detect,
+                        credentials: credentials.clone(),
+                        user_agent: user_agent(&self.params.phone_name),
+                        retry_base: Duration::from_secs(1),
+                        retry_max: Duration::from_secs(300),
+                    },
+                });
+            }
+            settings.longest_timeout = settings.longest_timeout.max(timeout);
+            std::mem::replace(
+                &mut settings.registration,
+                new_labels.iter().map(|(id, _)| *id).collect(),
+            )
+        };
+        self.labels.lock().extend(new_labels);
+        self.with_endpoint(|e| {
+            if !old.is_empty() {
+                e.stop(Some(old));
+            }
+            e.add(specs);
+        })
+    }
+
+    /// Unregisters every name (Expires: 0); `Unregistered` notifications follow.
+    pub fn disable_register_server(&self) -> Result<(), ApiError> {
+        let ids = std::mem::take(&mut self.settings.lock().registration);
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.with_endpoint(|e| e.stop(Some(ids)))
+    }
+
+    /// Whether a register server is enabled.
+    pub fn register_server_enabled(&self) -> bool {
+        !self.settings.lock().registration.is_empty()
+    }
+
+    /// The state of each registered name: (name, line, state).
+    pub fn registration_states(&self) -> Vec<(String, i32, BindingState)> {
+        let states = self.with_endpoint(|e| e.states()).unwrap_or_default();
+        let labels = self.labels.lock();
+        let mut out: Vec<(String, i32, BindingState)> = states
+            .into_iter()
+            .filter_map(|(id, state)| labels.get(&id).map(|l| (l.name.clone(), l.line, state)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Sends CRLF keep-alives at this interval (`None` stops them).
+    pub fn set_keepalive(&self, interval: Option<Duration>) -> Result<(), ApiError> {
+        self.with_endpoint(|e| e.set_keepalive(interval))
+    }
+
+    /// Sends one CRLF keep-alive to the registrar or proxy now.
+    pub fn send_keepalive(&self) -> Result<(), ApiError> {
+        self.with_endpoint(|e| e.send_keepalive())
+    }
+
+    /// Unregisters every name, waiting boundedly for the answers, and stops the threads.
+    ///
+    /// Notifications sent during the wait are delivered; none after this returns (unless
+    /// called from inside a notification, whose thread then ends right after it).
+    pub fn shutdown(&self) {
+        let Some(endpoint) = self.endpoint.lock().take() else {
+            return;
+        };
+        let wait = self.settings.lock().longest_timeout.min(MAX_UNREGISTER_WAIT);
+        let in_callback = endpoint.on_event_thread();
+        endpoint.stop_and_wait(None, wait.max(Duration::from_millis(100)));
+        if in_callback {
+            // The event thread goes on after this callback: nothing more may reach the user.
+            self.delivering.store(false, Ordering::Release);
+        }
+        endpoint.close(); // delivers what is queued (when not in a callback), joins threads
+        self.delivering.store(false, Ordering::Release);
+    }
+}
+
+impl Drop for PhoneEngine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn notification_kind(event: &BindingEvent) -> NotificationKind {
+    match event {
+        BindingEvent::Registered { .. } => NotificationKind::RegisterSuccess,
+        BindingEvent::Unregistered => NotificationKind::Unregistered,
+        BindingEvent::Failed(Failure::TimedOut) => NotificationKind::RegisterTimeOut,
+        BindingEvent::Failed(Failure::AuthRejected) => NotificationKind::RegisterAuthorizationError,
+        BindingEvent::Failed(Failure::IntervalRejected) => NotificationKind::RegisterIntervalError,
+        BindingEvent::Failed(_) => NotificationKind::RegisterError,
+    }
+}
+
+fn user_agent(phone_name: &str) -> String {
+    let product = concat!("liblanscape-sip/", env!("CARGO_PKG_VERSION"));
+    if phone_name.trim().is_empty() {
+        product.to_string()
+    } else {
+        format!("{} {product}", phone_name.trim())
+    }
+}
+
+fn valid_port(port: u32) -> Option<u16> {
+    match port {
+        0 => Some(5060),
+        1..=65535 => Some(port as u16),
+        _ => None,
+    }
+}
+
+/// Splits the comma-separated list; each name must be a valid SIP user part.
+pub fn parse_names(list: &str) -> Result<Vec<String>, ApiError> {
+    let names: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect();
+    if names.is_empty() {
+        return Err(ApiError::BadNameList("no name"));
+    }
+    // RFC 3261 user: unreserved / escaped / user-unreserved (minus the ',' separator).
+    let valid = |n: &str| {
+        n.len() <= 256
+            && n.chars().all(|c| {
+                c.is_ascii_alphanumeric() || "-_.!~*'()%&=+$;?/".contains(c)
+            })
+    };
+    if !names.iter().all(|n| valid(n)) {
+        return Err(ApiError::BadNameList("a name is not a valid SIP user part"));
+    }
+    Ok(names)
+}
+
+/// A host is an IP literal (IPv6 with or without brackets) or a DNS name.
+fn is_host(s: &str) -> bool {
+    let bare = s.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<IpAddr>().is_ok()
+        || (s.len() <= 253
+            && s.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            }))
+}
+
+/// Resolves `host`, preferring the address family of the local socket.
+fn resolve(host: &str, port: u16, local: SocketAddr) -> Result<SocketAddr, ApiError> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let candidates: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => (bare, port)
+            .to_socket_addrs()
+            .map_err(|_| ApiError::UnknownHost(host.to_string()))?
+            .collect(),
+    };
+    candidates
+        .iter()
+        .find(|a| a.is_ipv4() == local.is_ipv4())
+        .copied()
+        .ok_or_else(|| ApiError::UnknownHost(host.to_string()))
+}
+
+/// The local IP the system would use to reach `to`: our Via and Contact address.
+fn source_ip_towards(local: SocketAddr, to: SocketAddr) -> IpAddr {
+    if !local.ip().is_unspecified() {
+        return local.ip();
+    }
+    let any = if to.is_ipv4() {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    };
+    UdpSocket::bind((any, 0))
+        .and_then(|s| {
+            s.connect(to)?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .unwrap_or(if to.ip().is_loopback() { to.ip() } else { any })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_and_validated() {
+        assert_eq!(parse_names(" alice , bob,,alice ").unwrap(), ["alice", "bob", "alice"]);
+        assert!(matches!(parse_names(" , "), Err(ApiError::BadNameList(_))));
+        assert!(matches!(parse_names("a b"), Err(ApiError::BadNameList(_))));
+        assert!(matches!(parse_names("a@b"), Err(ApiError::BadNameList(_))));
+        assert!(matches!(parse_names("a\r\nVia: x"), Err(ApiError::BadNameList(_))));
+    }
+
+    #[test]
+    fn hosts() {
+        for ok in ["127.0.0.1", "::1", "[::1]", "sip.example.com", "localhost"] {
+            assert!(is_host(ok), "{ok}");
+        }
+        for bad in ["", "a..b", "a b", "x;y", "h\r\n"] {
+            assert!(!is_host(bad), "{bad}");
+        }
+    }
+}

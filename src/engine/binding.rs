@@ -1,0 +1,651 @@
+//! One registration binding (one address of record, one contact), sans I/O.
+//!
+//! A [`Binding`] is driven by three inputs: a response already matched to its current
+//! transaction branch, a timer tick, and commands (start, stop, new credentials). Each
+//! input appends [`Output`]s: bytes to send to the binding's next hop, and events. Time
+//! and randomness come in from the caller, so every path is a plain unit test.
+//!
+//! What it does, per RFC 3261 §10 and the registrar behaviours users have met in the wild:
+//! refresh at the update interval or before the granted expiry lapses, whichever is first;
+//! digest answers to 401/407 with loop protection; one retry raising Expires to Min-Expires
+//! after a 423; the granted expiry read from our own Contact first; a 2xx that does not list
+//! our Contact is not a success; NAT detection from `received`/`rport` removes the old
+//! contact in a REGISTER of its own before adding the public one; failures are retried on a
+//! jittered exponential backoff and reported once.
+
+use crate::engine::digest::{self, AnswerInput, Challenge, ChallengeKind, CredentialStore};
+use crate::engine::message::{self, ResponseInfo, host_port};
+use crate::engine::transaction::{ClientTransaction, TxTimer};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Source of randomness for branches, tags, Call-IDs, cnonces and jitter.
+pub trait Entropy {
+    /// A fresh random 64-bit value.
+    fn next_u64(&mut self) -> u64;
+
+    /// A fresh random token of 16 hex digits.
+    fn token(&mut self) -> String {
+        format!("{:016x}", self.next_u64())
+    }
+}
+
+/// Settings of one binding.
+#[derive(Debug, Clone)]
+pub struct BindingConfig {
+    /// User part of the AOR and of the Contact.
+    pub user: String,
+    /// Address of record, e.g. `sip:alice@example.com`.
+    pub aor: String,
+    /// Request-URI, e.g. `sip:example.com`.
+    pub request_uri: String,
+    /// Local address of the socket: the Via sent-by and the first Contact.
+    pub local: SocketAddr,
+    /// Route header value when registering through an outbound proxy.
+    pub route: Option<String>,
+    /// Expiry asked of the registrar, seconds.
+    pub expires: u32,
+    /// Refresh interval (the update interval).
+    pub refresh_interval: Duration,
+    /// Timer F: how long one transaction may take.
+    pub timeout: Duration,
+    /// Whether to re-register with the address the registrar saw (RFC 3581).
+    pub nat_detect: bool,
+    /// Credentials for digest challenges.
+    pub credentials: Arc<CredentialStore>,
+    /// User-Agent header value.
+    pub user_agent: String,
+    /// First retry delay after a failure; doubles per consecutive failure.
+    pub retry_base: Duration,
+    /// Longest retry delay (also bounded by the refresh interval).
+    pub retry_max: Duration,
+}
+
+/// Why a registration attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// No final response within the transaction timeout.
+    TimedOut,
+    /// Credentials missing or refused.
+    AuthRejected,
+    /// 423 could not be satisfied.
+    IntervalRejected,
+    /// A final error response.
+    Rejected(u16),
+    /// A 2xx that did not list our contact (twice).
+    ContactMissing,
+    /// The registrar's answer could not be understood (e.g. a broken challenge).
+    Malformed(String),
+    /// The request could not be built or sent.
+    Local(String),
+}
+
+/// Something the owner of the binding should know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindingEvent {
+    /// The registrar holds our contact for `expires` seconds.
+    Registered {
+        /// The contact address registered (public address after NAT detection).
+        contact: SocketAddr,
+        /// Expiry granted.
+        expires: u32,
+    },
+    /// The binding is removed (or we gave up removing it while stopping).
+    Unregistered,
+    /// An attempt failed; a retry is scheduled unless the binding is stopping.
+    Failed(Failure),
+}
+
+/// What an input asks the driver to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send these bytes to the binding's next hop.
+    Send(Vec<u8>),
+    /// Deliver an event.
+    Event(BindingEvent),
+}
+
+/// Public state of a binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindingState {
+    /// Not registered and nothing in flight.
+    Unregistered,
+    /// A REGISTER is in flight.
+    Registering,
+    /// Registered; a refresh is scheduled.
+    Registered,
+    /// A failure happened; a retry is scheduled.
+    WaitingToRetry,
+    /// The removing REGISTER is in flight.
+    Unregistering,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Register,
+    /// Remove the old contact, then register `new_contact`.
+    RemoveOld {
+        new_contact: SocketAddr,
+    },
+    Unregister,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Idle,
+    InFlight(Purpose, ClientTransaction),
+    Registered { refresh_at: Instant },
+    RetryWait { retry_at: Instant, after: Failure },
+    Done,
+}
+
+/// Per-attempt guards: each is reset when a new refresh or retry cycle begins.
+#[derive(Debug, Default, Clone)]
+struct Attempt {
+    auth_rounds: u8,
+    retried_interval: bool,
+    retried_missing_contact: bool,
+    nat_switches: u8,
+}
+
+#[derive(Debug, Clone)]
+struct AuthEntry {
+    challenge: Challenge,
+    nonce_count: u32,
+    /// Received during the current attempt: answering it again would be a loop.
+    this_attempt: bool,
+}
+
+/// Most challenge rounds within one attempt (stale nonces included).
+const MAX_AUTH_ROUNDS: u8 = 4;
+/// Most contact changes from NAT detection within one attempt.
+const MAX_NAT_SWITCHES: u8 = 2;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Reported {
+    Registered,
+    Failed(Failure),
+    Unregistered,
+}
+
+/// One registration binding.
+#[derive(Debug)]
+pub struct Binding {
+    config: BindingConfig,
+    call_id: String,
+    from_tag: String,
+    cseq: u32,
+    contact: SocketAddr,
+    expires: u32,
+    phase: Phase,
+    attempt: Attempt,
+    auth: Vec<AuthEntry>,
+    consecutive_failures: u32,
+    reported: Option<Reported>,
+    may_be_registered: bool,
+    stopping: bool,
+}
+
+impl Binding {
+    /// Creates an idle binding with a fresh Call-ID and From tag.
+    pub fn new(config: BindingConfig, entropy: &mut dyn Entropy) -> Self {
+        let call_id = format!("{}{}@lanscape", entropy.token(), entropy.token());
+        Binding {
+            contact: config.local,
+            expires: config.expires,
+            call_id,
+            from_tag: entropy.token(),
+            cseq: 0,
+            phase: Phase::Idle,
+            attempt: Attempt::default(),
+            auth: Vec::new(),
+            consecutive_failures: 0,
+            reported: None,
+            may_be_registered: false,
+            stopping: false,
+            config,
+        }
+    }
+
+    /// Settings in use.
+    pub fn config(&self) -> &BindingConfig {
+        &self.config
+    }
+
+    /// The Call-ID, stable for the binding's life.
+    pub fn call_id(&self) -> &str {
+        &self.call_id
+    }
+
+    /// The contact address currently registered or being registered.
+    pub fn contact(&self) -> SocketAddr {
+        self.contact
+    }
+
+    /// The expiry now asked of the registrar (raised by a 423).
+    pub fn expires(&self) -> u32 {
+        self.expires
+    }
+
+    /// The branch of the transaction in flight, which responses must match.
+    pub fn branch(&self) -> Option<&str> {
+        match &self.phase {
+            Phase::InFlight(_, tx) => Some(tx.branch()),
+            _ => None,
+        }
+    }
+
+    /// Transmissions of the transaction in flight (for diagnostics and tests).
+    pub fn transmissions(&self) -> u32 {
+        match &self.phase {
+            Phase::InFlight(_, tx) => tx.transmissions(),
+            _ => 0,
+        }
+    }
+
+    /// Public state.
+    pub fn state(&self) -> BindingState {
+        match &self.phase {
+            Phase::Idle | Phase::Done => BindingState::Unregistered,
+            Phase::InFlight(Purpose::Unregister, _) => BindingState::Unregistering,
+            Phase::InFlight(..) => BindingState::Registering,
+            Phase::Registered { .. } => BindingState::Registered,
+            Phase::RetryWait { .. } => BindingState::WaitingToRetry,
+        }
+    }
+
+    /// Whether the binding has finished unregistering after `stop`.
+    pub fn is_done(&self) -> bool {
+        matches!(self.phase, Phase::Done)
+    }
+
+    /// When `on_timer` must next be called.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match &self.phase {
+            Phase::InFlight(_, tx) => tx.next_deadline(),
+            Phase::Registered { refresh_at } => Some(*refresh_at),
+            Phase::RetryWait { retry_at, .. } => Some(*retry_at),
+            Phase::Idle | Phase::Done => None,
+        }
+    }
+
+    /// Sends the first REGISTER.
+    pub fn start(&mut self, now: Instant, entropy: &mut dyn Entropy, out: &mut Vec<Output>) {
+        if matches!(self.phase, Phase::Idle) && !self.stopping {
+            self.begin_attempt(now, entropy, out);
+        }
+    }
+
+    /// Unregisters (Expires: 0) if a binding may exist at the registrar, else ends at once.
+    pub fn stop(&mut self, now: Instant, entropy: &mut dyn Entropy, out: &mut Vec<Output>) {
+        if self.stopping {
+            return;
+        }
+        self.stopping = true;
+        if self.may_be_registered {
+            self.attempt = Attempt::default();
+            self.mark_auth_preemptive();
+            self.send(Purpose::Unregister, now, entropy, out);
+        } else {
+            self.finish_unregistered(out);
+        }
+    }
+
+    /// Replaces the credentials; a binding waiting after an auth failure retries now.
+    pub fn set_credentials(
+        &mut self,
+        credentials: Arc<CredentialStore>,
+        now: Instant,
+        entropy: &mut dyn Entropy,
+        out: &mut Vec<Output>,
+    ) {
+        self.config.credentials = credentials;
+        if let Phase::RetryWait {
+            after: Failure::AuthRejected,
+            ..
+        } = self.phase
+        {
+            self.begin_attempt(now, entropy, out);
+        }
+    }
+
+    /// Advances timers to `now`.
+    pub fn on_timer(&mut self, now: Instant, entropy: &mut dyn Entropy, out: &mut Vec<Output>) {
+        match &mut self.phase {
+            Phase::InFlight(purpose, tx) => {
+                let purpose = *purpose;
+                match tx.on_timer(now) {
+                    TxTimer::Idle => {}
+                    TxTimer::Retransmit => out.push(Output::Send(tx.request().to_vec())),
+                    TxTimer::TimedOut => self.fail_or_finish(purpose, Failure::TimedOut, now, entropy, out),
+                }
+            }
+            Phase::Registered { refresh_at } if now >= *refresh_at => {
+                self.begin_attempt(now, entropy, out)
+            }
+            Phase::RetryWait { retry_at, .. } if now >= *retry_at => {
+                self.begin_attempt(now, entropy, out)
+            }
+            _ => {}
+        }
+    }
+
+    /// Handles a response whose top Via branch matched [`Binding::branch`].
+    ///
+    /// Returns `false` (and changes nothing) when the Call-ID or CSeq does not match.
+    pub fn on_response(
+        &mut self,
+        response: &ResponseInfo,
+        now: Instant,
+        entropy: &mut dyn Entropy,
+        out: &mut Vec<Output>,
+    ) -> bool {
+        let Phase::InFlight(purpose, tx) = &mut self.phase else {
+            return false;
+        };
+        if response.branch != tx.branch()
+            || response.call_id != self.call_id
+            || response.cseq != self.cseq
+            || response.cseq_method != "REGISTER"
+        {
+            return false;
+        }
+        let purpose = *purpose;
+        if !tx.on_response(response.status, now) {
+            return true; // provisional
+        }
+        match response.status {
+            200..=299 => self.on_success(purpose, response, now, entropy, out),
+            401 | 407 => self.on_challenge(purpose, response, now, entropy, out),
+            423 if purpose == Purpose::Register => {
+                match response.min_expires {
+                    Some(min) if min > self.expires && !self.attempt.retried_interval => {
+                        self.attempt.retried_interval = true;
+                        self.expires = min;
+                        self.send(purpose, now, entropy, out);
+                    }
+                    _ => self.fail_or_finish(purpose, Failure::IntervalRejected, now, entropy, out),
+                }
+            }
+            status => self.fail_or_finish(purpose, Failure::Rejected(status), now, entropy, out),
+        }
+        true
+    }
+
+    fn on_success(
+        &mut self,
+        purpose: Purpose,
+        response: &ResponseInfo,
+        now: Instant,
+        entropy: &mut dyn Entropy,
+        out: &mut Vec<Output>,
+    ) {
+        match purpose {
+            Purpose::Unregister => self.finish_unregistered(out),
+            Purpose::RemoveOld { new_contact } => {
+                self.contact = new_contact;
+                self.send(Purpose::Register, now, entropy, out);
+            }
+            Purpose::Register => {
+                let observed = self.observed_address(response);
+                let ours = self.find_contact(response, self.contact);
+                if let Some(public) = observed.filter(|&o| o != self.contact)
+                    && self.attempt.nat_switches < MAX_NAT_SWITCHES
+                {
+                    self.attempt.nat_switches += 1;
+                    if ours.is_some() {
+                        self.send(Purpose::RemoveOld { new_contact: public }, now, entropy, out);
+                    } else {
+                        self.contact = public;
+                        self.send(Purpose::Register, now, entropy, out);
+                    }
+                    return;
+                }
+                // A registrar that fixes NAT itself lists the address it saw.
+                let listed = ours.or_else(|| observed.and_then(|o| self.find_contact(response, o)));
+                let granted = listed.and_then(|c| c.expires.or(response.expires).or(Some(self.expires)));
+                match granted {
+                    Some(expires) if expires > 0 => {
+                        self.consecutive_failures = 0;
+                        let refresh = self
+                            .config
+                            .refresh_interval
+                            .min(Duration::from_millis(u64::from(expires) * 900))
+                            .max(Duration::from_millis(500));
+                        self.phase = Phase::Registered {
+                            refresh_at: now + refresh,
+                        };
+                        self.report(
+                            Reported::Registered,
+                            BindingEvent::Registered {
+                                contact: self.contact,
+                                expires,
+                            },
+                            out,
+                        );
+                    }
+                    _ if !self.attempt.retried_missing_contact => {
+                        self.attempt.retried_missing_contact = true;
+                        self.send(Purpose::Register, now, entropy, out);
+                    }
+                    _ => self.fail_or_finish(purpose, Failure::ContactMissing, now, entropy, out),
+                }
+            }
+        }
+    }
+
+    fn on_challenge(
+        &mut self,
+        purpose: Purpose,
+        response: &ResponseInfo,
+        now: Instant,
+        entropy: &mut dyn Entropy,
+        out: &mut Vec<Output>,
+    ) {
+        let wanted = if response.status == 401 {
+            ChallengeKind::Www
+        } else {
+            ChallengeKind::Proxy
+        };
+        let mut parsed = Vec::new();
+        let mut last_error = None;
+        for (kind, value) in &response.challenges {
+            if *kind == wanted {
+                match digest::parse_challenge(*kind, value) {
+                    Ok(c) => parsed.push(c),
+                    Err(e) => last_error = Some(e),
+                }
+            }
+        }
+        if parsed.is_empty() {
+            let why = match last_error {
+                Some(e) => format!("unusable challenge: {e:?}"),
+                None => format!("{} without a challenge", response.status),
+            };
+            return self.fail_or_finish(purpose, Failure::Malformed(why), now, entropy, out);
+        }
+        self.attempt.auth_rounds += 1;
+        if self.attempt.auth_rounds > MAX_AUTH_ROUNDS {
+            return self.fail_or_finish(purpose, Failure::AuthRejected, now, entropy, out);
+        }
+        for challenge in digest::strongest_per_realm(parsed) {
+            if self.config.credentials.find(&challenge.realm).is_none() {
+                return self.fail_or_finish(purpose, Failure::AuthRejected, now, entropy, out);
+            }
+            let slot = self
+                .auth
+                .iter()
+                .position(|a| a.challenge.kind == challenge.kind && a.challenge.realm == challenge.realm);
+            if let Some(i) = slot {
+                if self.auth[i].this_attempt && !challenge.stale {
+                    // We answered a challenge of this attempt and were refused: wrong credentials.
+                    return self.fail_or_finish(purpose, Failure::AuthRejected, now, entropy, out);
+                }
+                self.auth.remove(i);
+            }
+            self.auth.push(AuthEntry {
+                challenge,
+                nonce_count: 0,
+                this_attempt: true,
+            });
+        }
+        self.send(purpose, now, entropy, out);
+    }
+
+    /// The address the registrar saw us at, when NAT detection is on and it told us.
+    fn observed_address(&self, response: &ResponseInfo) -> Option<SocketAddr> {
+        if !self.config.nat_detect || (response.received.is_none() && response.rport.is_none()) {
+            return None;
+        }
+        Some(SocketAddr::new(
+            response.received.unwrap_or(self.contact.ip()),
+            response.rport.unwrap_or(self.contact.port()),
+        ))
+    }
+
+    fn find_contact<'r>(
+        &self,
+        response: &'r ResponseInfo,
+        addr: SocketAddr,
+    ) -> Option<&'r message::ContactInfo> {
+        response.contacts.iter().find(|c| {
+            c.user.as_deref() == Some(self.config.user.as_str())
+                && c.host.parse::<std::net::IpAddr>().ok() == Some(addr.ip())
+                && c.port.unwrap_or(5060) == addr.port()
+        })
+    }
+
+    fn begin_attempt(&mut self, now: Instant, entropy: &mut dyn Entropy, out: &mut Vec<Output>) {
+        self.attempt = Attempt::default();
+        self.mark_auth_preemptive();
+        self.send(Purpose::Register, now, entropy, out);
+    }
+
+    fn mark_auth_preemptive(&mut self) {
+        for entry in &mut self.auth {
+            entry.this_attempt = false;
+        }
+    }
+
+    fn send(
+        &mut self,
+        purpose: Purpose,
+        now: Instant,
+        entropy: &mut dyn Entropy,
+        out: &mut Vec<Output>,
+    ) {
+        self.cseq = self.cseq.wrapping_add(1).max(1);
+        let branch = format!("z9hG4bK{}", entropy.token());
+        let (contact, expires) = match purpose {
+            Purpose::Register => (format!("<{}>", self.contact_uri(self.contact)), self.expires),
+            Purpose::RemoveOld { .. } | Purpose::Unregister => (
+                format!("<{}>;expires=0", self.contact_uri(self.contact)),
+                0,
+            ),
+        };
+        let mut authorization = Vec::with_capacity(self.auth.len());
+        for entry in &mut self.auth {
+            let Some(credential) = self.config.credentials.find(&entry.challenge.realm) else {
+                continue;
+            };
+            entry.nonce_count = entry.nonce_count.wrapping_add(1).max(1);
+            let cnonce = entropy.token();
+            let value = digest::answer(
+                &entry.challenge,
+                credential,
+                &AnswerInput {
+                    method: "REGISTER",
+                    uri: &self.config.request_uri,
+                    nonce_count: entry.nonce_count,
+                    cnonce: &cnonce,
+                    body: b"",
+                },
+            );
+            authorization.push((entry.challenge.kind.answer_header(), value));
+        }
+        let built = message::build_register(&message::RegisterRequest {
+            request_uri: &self.config.request_uri,
+            aor: &self.config.aor,
+            from_tag: &self.from_tag,
+            call_id: &self.call_id,
+            cseq: self.cseq,
+            branch: &branch,
+            sent_by: self.config.local,
+            contact: &contact,
+            expires,
+            route: self.config.route.as_deref(),
+            authorization: &authorization,
+            user_agent: &self.config.user_agent,
+        });
+        match built {
+            Ok(bytes) => {
+                if purpose == Purpose::Register {
+                    self.may_be_registered = true;
+                }
+                out.push(Output::Send(bytes.clone()));
+                let tx = ClientTransaction::start(branch, bytes, now, self.config.timeout);
+                self.phase = Phase::InFlight(purpose, tx);
+            }
+            Err(e) => self.fail_or_finish(purpose, Failure::Local(e.0), now, entropy, out),
+        }
+    }
+
+    fn contact_uri(&self, addr: SocketAddr) -> String {
+        format!("sip:{}@{}", self.config.user, host_port(addr))
+    }
+
+    /// A failed attempt: schedule a retry (or end, when unregistering).
+    fn fail_or_finish(
+        &mut self,
+        purpose: Purpose,
+        failure: Failure,
+        now: Instant,
+        entropy: &mut dyn Entropy,
+        out: &mut Vec<Output>,
+    ) {
+        if purpose == Purpose::Unregister || self.stopping {
+            return self.finish_unregistered(out);
+        }
+        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        let delay = self.retry_delay(&failure, entropy);
+        self.phase = Phase::RetryWait {
+            retry_at: now + delay,
+            after: failure.clone(),
+        };
+        self.report(Reported::Failed(failure.clone()), BindingEvent::Failed(failure), out);
+    }
+
+    /// Jittered exponential backoff; auth and interval refusals wait a whole interval,
+    /// since repeating them quickly cannot help and may lock the account.
+    fn retry_delay(&self, failure: &Failure, entropy: &mut dyn Entropy) -> Duration {
+        let cap = self
+            .config
+            .retry_max
+            .min(self.config.refresh_interval)
+            .max(self.config.retry_base);
+        let full = match failure {
+            Failure::AuthRejected | Failure::IntervalRejected => cap,
+            _ => {
+                let shift = (self.consecutive_failures.saturating_sub(1)).min(16);
+                self.config.retry_base.saturating_mul(1 << shift).min(cap)
+            }
+        };
+        // 50% to 100% of the full delay, so that many bindings do not retry together.
+        let permille = 500 + entropy.next_u64() % 501;
+        full.mul_f64(permille as f64 / 1000.0)
+    }
+
+    fn finish_unregistered(&mut self, out: &mut Vec<Output>) {
+        self.phase = Phase::Done;
+        self.may_be_registered = false;
+        self.report(Reported::Unregistered, BindingEvent::Unregistered, out);
+    }
+
+    fn report(&mut self, what: Reported, event: BindingEvent, out: &mut Vec<Output>) {
+        if self.reported.as_ref() != Some(&what) {
+            self.reported = Some(what);
+            out.push(Output::Event(event));
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! The registration engine, sans I/O: message building and parsing, digest authentication,
+//! the client transaction and the registration binding. Nothing here opens a socket, reads
+//! a clock or draws random numbers; callers pass those in.
+
+pub mod binding;
+pub mod digest;
+pub mod message;
+pub mod transaction;

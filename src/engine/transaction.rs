@@ -1,0 +1,197 @@
+//! Non-INVITE client transaction over an unreliable transport (RFC 3261 §17.1.2), sans I/O.
+//!
+//! The transaction owns the request bytes and its timers; the caller feeds it the current
+//! time and the status of matching responses, and it says what to (re)send and when it gave
+//! up. Matching a response to the transaction (branch, CSeq method, source) is the caller's
+//! job, so that a stray packet never reaches it. Retransmissions of the final response
+//! (what Timer K absorbs in the RFC) are dropped by that matching once the transaction is
+//! gone, which is the same observable behaviour.
+
+use std::time::{Duration, Instant};
+
+/// RFC 3261 T1: round-trip estimate, first retransmission interval.
+pub const T1: Duration = Duration::from_millis(500);
+/// RFC 3261 T2: largest retransmission interval for non-INVITE requests.
+pub const T2: Duration = Duration::from_secs(4);
+/// Timer F by default: 64 * T1.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(32);
+
+/// Where the transaction is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxState {
+    /// Request sent, nothing heard.
+    Trying,
+    /// A provisional response arrived.
+    Proceeding,
+    /// A final response arrived, or Timer F fired.
+    Terminated,
+}
+
+/// What a timer tick asks the caller to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxTimer {
+    /// Nothing is due.
+    Idle,
+    /// Send the request again (Timer E).
+    Retransmit,
+    /// Timer F fired: the transaction failed.
+    TimedOut,
+}
+
+/// A non-INVITE client transaction.
+#[derive(Debug, Clone)]
+pub struct ClientTransaction {
+    branch: String,
+    request: Vec<u8>,
+    state: TxState,
+    interval: Duration,
+    next_retransmit: Instant,
+    deadline: Instant,
+    transmissions: u32,
+}
+
+impl ClientTransaction {
+    /// Starts a transaction; the caller sends `request()` once now.
+    pub fn start(branch: String, request: Vec<u8>, now: Instant, timeout: Duration) -> Self {
+        ClientTransaction {
+            branch,
+            request,
+            state: TxState::Trying,
+            interval: T1,
+            next_retransmit: now + T1,
+            deadline: now + timeout,
+            transmissions: 1,
+        }
+    }
+
+    /// The Via branch identifying this transaction.
+    pub fn branch(&self) -> &str {
+        &self.branch
+    }
+
+    /// The request bytes.
+    pub fn request(&self) -> &[u8] {
+        &self.request
+    }
+
+    /// Current state.
+    pub fn state(&self) -> TxState {
+        self.state
+    }
+
+    /// How many times the request was sent, first transmission included.
+    pub fn transmissions(&self) -> u32 {
+        self.transmissions
+    }
+
+    /// When `on_timer` must next be called, if ever.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match self.state {
+            TxState::Terminated => None,
+            _ => Some(self.next_retransmit.min(self.deadline)),
+        }
+    }
+
+    /// Advances the timers to `now`.
+    pub fn on_timer(&mut self, now: Instant) -> TxTimer {
+        if self.state == TxState::Terminated {
+            return TxTimer::Idle;
+        }
+        if now >= self.deadline {
+            self.state = TxState::Terminated;
+            return TxTimer::TimedOut;
+        }
+        if now >= self.next_retransmit {
+            // Trying: E doubles up to T2. Proceeding: E is T2 (§17.1.2.2).
+            self.interval = match self.state {
+                TxState::Trying => (self.interval * 2).min(T2),
+                _ => T2,
+            };
+            self.next_retransmit = now + self.interval;
+            self.transmissions += 1;
+            return TxTimer::Retransmit;
+        }
+        TxTimer::Idle
+    }
+
+    /// Feeds the status of a matching response; returns `true` when it is final.
+    pub fn on_response(&mut self, status: u16, now: Instant) -> bool {
+        match (self.state, status) {
+            (TxState::Terminated, _) => false,
+            (_, 100..=199) => {
+                if self.state == TxState::Trying {
+                    self.state = TxState::Proceeding;
+                    self.interval = T2;
+                    self.next_retransmit = self.next_retransmit.min(now + T2);
+                }
+                false
+            }
+            _ => {
+                self.state = TxState::Terminated;
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Runs the timers with a simulated clock and returns the retransmission times.
+    fn run(tx: &mut ClientTransaction, t0: Instant) -> (Vec<u64>, Option<u64>) {
+        let mut sent = Vec::new();
+        while let Some(at) = tx.next_deadline() {
+            match tx.on_timer(at) {
+                TxTimer::Retransmit => sent.push((at - t0).as_millis() as u64),
+                TxTimer::TimedOut => return (sent, Some((at - t0).as_millis() as u64)),
+                TxTimer::Idle => unreachable!("a deadline fired with nothing due"),
+            }
+        }
+        (sent, None)
+    }
+
+    #[test]
+    fn timer_e_doubles_to_t2_and_timer_f_ends_it() {
+        let t0 = Instant::now();
+        let mut tx = ClientTransaction::start("z9hG4bK1".into(), b"R".to_vec(), t0, DEFAULT_TIMEOUT);
+        let (sent, timed_out) = run(&mut tx, t0);
+        assert_eq!(
+            &sent[..6],
+            &[500, 1500, 3500, 7500, 11500, 15500],
+            "500ms, 1s, 2s, 4s, then T2"
+        );
+        assert_eq!(timed_out, Some(32_000));
+        assert_eq!(sent.len(), 10);
+        assert_eq!(tx.transmissions(), 11);
+        assert_eq!(tx.state(), TxState::Terminated);
+    }
+
+    #[test]
+    fn short_timeout_bounds_retransmissions() {
+        let t0 = Instant::now();
+        let mut tx = ClientTransaction::start("b".into(), vec![], t0, ms(2000));
+        let (sent, timed_out) = run(&mut tx, t0);
+        assert_eq!(sent, vec![500, 1500]);
+        assert_eq!(timed_out, Some(2000));
+    }
+
+    #[test]
+    fn provisional_switches_to_t2_and_final_terminates() {
+        let t0 = Instant::now();
+        let mut tx = ClientTransaction::start("b".into(), vec![], t0, DEFAULT_TIMEOUT);
+        assert!(!tx.on_response(100, t0 + ms(100)));
+        assert_eq!(tx.state(), TxState::Proceeding);
+        assert_eq!(tx.next_deadline(), Some(t0 + ms(500)));
+        assert_eq!(tx.on_timer(t0 + ms(500)), TxTimer::Retransmit);
+        assert_eq!(tx.next_deadline(), Some(t0 + ms(4500)));
+        assert!(tx.on_response(200, t0 + ms(600)));
+        assert_eq!(tx.next_deadline(), None);
+        assert!(!tx.on_response(200, t0 + ms(700)), "a second final is ignored");
+        assert_eq!(tx.on_timer(t0 + ms(60_000)), TxTimer::Idle);
+    }
+}

@@ -1,0 +1,433 @@
+//! LanScape-compatible entry points over [`PhoneEngine`].
+
+use super::codes::TELEPHONY_RETURN_VALUE::{self, *};
+use super::handles::HandleTable;
+use super::{bad, entry, read_bool, read_opt_str, read_str};
+use crate::api::{ApiError, PhoneEngine, RegisterServerParams, StartParams};
+use crate::engine::binding::BindingState;
+use crate::runtime::LogLevel;
+use once_cell::sync::Lazy;
+use parking_lot::Mutex;
+use std::ffi::{CString, c_char, c_void};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// An engine handle. 0 is never a valid handle.
+pub type SIPHANDLE = u64;
+
+/// Global notification: `event` is a `TELEPHONY_RETURN_VALUE` notification code
+/// (`SipRegisterSuccess`, `SipUnregistered`, `SipRegisterError`, `SipRegisterTimeOut`,
+/// `SipRegisterAuthorizationError`, `SipRegisterIntervalError`); `name` is the registered
+/// name (valid during the call only); `line` is its first phone line, or -1 when names are
+/// not per line. Runs on the engine's event thread, never on the caller's thread, with no
+/// lock of the library held: it may call any function, `StopSipTelephony` included.
+pub type SipNotifyCallback = Option<
+    unsafe extern "C" fn(
+        engine: SIPHANDLE,
+        event: TELEPHONY_RETURN_VALUE,
+        name: *const c_char,
+        line: i32,
+        user_data: *mut c_void,
+    ),
+>;
+
+/// Diagnostic message: `level` 1 error, 2 warning, 3 info, 4 debug, 5 SIP trace. Same thread
+/// rules as [`SipNotifyCallback`]. Messages never contain passwords.
+pub type SipLogCallback = Option<
+    unsafe extern "C" fn(engine: SIPHANDLE, level: i32, message: *const c_char, user_data: *mut c_void),
+>;
+
+/// Registration state of one name.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SIP_REGISTRATION_STATE {
+    /// Not registered.
+    SipStateUnregistered = 0,
+    /// A REGISTER is in flight.
+    SipStateRegistering = 1,
+    /// Registered.
+    SipStateRegistered = 2,
+    /// The removing REGISTER is in flight.
+    SipStateUnregistering = 3,
+    /// The last attempt failed; a retry is scheduled.
+    SipStateRetryWait = 4,
+}
+
+#[derive(Clone, Copy)]
+struct UserData(*mut c_void);
+// SAFETY: the pointer is the caller's; we only hand it back to the caller's callback.
+unsafe impl Send for UserData {}
+unsafe impl Sync for UserData {}
+
+static ENGINES: Lazy<Mutex<HandleTable<PhoneEngine>>> = Lazy::new(Mutex::default);
+
+type Failure = (TELEPHONY_RETURN_VALUE, String);
+
+fn engine(handle: SIPHANDLE) -> Result<Arc<PhoneEngine>, Failure> {
+    ENGINES
+        .lock()
+        .get(handle)
+        .ok_or((SipInvalidHandle, format!("no engine with handle {handle:#x}")))
+}
+
+fn api(e: ApiError) -> Failure {
+    let code = TELEPHONY_RETURN_VALUE::from(&e);
+    let text = match e {
+        ApiError::BadParameter(w) => format!("bad parameter: {w}"),
+        ApiError::ProxyNotEnabled => "no proxy is configured (EnableSipProxyServer)".into(),
+        ApiError::UnknownHost(h) => format!("cannot resolve {h}"),
+        ApiError::BadNameList(w) => format!("bad name list: {w}"),
+        ApiError::DomainNotDefined => "no SIP domain is defined (EnableSipDomain)".into(),
+        ApiError::IntervalError => "update interval and expire time must be above 0".into(),
+        ApiError::ThreadCreation(e) => format!("cannot start a thread: {e}"),
+        ApiError::Socket(e) => format!("cannot bind the SIP port: {e}"),
+        ApiError::Closed => "the engine is stopped".into(),
+    };
+    (code, text)
+}
+
+/// Starts an engine and writes its handle to `engine_out`.
+///
+/// `phone_name` (may be NULL) goes into User-Agent; `phone_lines` is 1 to 100000;
+/// `local_sip_port` is the UDP port (0: any free port); `local_ip_address` (NULL: all IPv4
+/// addresses) is the address to bind, IPv4 or IPv6.
+///
+/// # Safety
+/// Strings are NULL or NUL-terminated; `engine_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn StartSipTelephony(
+    phone_name: *const c_char,
+    phone_lines: u32,
+    local_sip_port: u32,
+    local_ip_address: *const c_char,
+    engine_out: *mut SIPHANDLE,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        if engine_out.is_null() {
+            return Err(bad("engine_out is NULL"));
+        }
+        let phone_name = unsafe { read_opt_str(phone_name, "phone_name") }?.unwrap_or_default();
+        let local_ip = match unsafe { read_opt_str(local_ip_address, "local_ip_address") }? {
+            None => None,
+            Some(s) if s.trim().is_empty() => None,
+            Some(s) => Some(
+                s.trim()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<IpAddr>()
+                    .map_err(|_| bad("local_ip_address is not an IP address"))?,
+            ),
+        };
+        let local_port =
+            u16::try_from(local_sip_port).map_err(|_| bad("local_sip_port is above 65535"))?;
+        let engine = PhoneEngine::start(StartParams {
+            phone_name,
+            phone_lines,
+            local_port,
+            local_ip,
+        })
+        .map_err(api)?;
+        let handle = ENGINES.lock().insert(Arc::new(engine));
+        unsafe { engine_out.write(handle) };
+        Ok(())
+    })
+}
+
+/// Unregisters every name (waiting at most 4 s for the registrar), stops the engine's
+/// threads and invalidates the handle. No notification runs after it returns, unless it is
+/// called from inside a notification of this engine.
+#[unsafe(no_mangle)]
+pub extern "C" fn StopSipTelephony(engine: SIPHANDLE) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        let removed = ENGINES
+            .lock()
+            .remove(engine)
+            .ok_or((SipInvalidHandle, format!("no engine with handle {engine:#x}")))?;
+        removed.shutdown();
+        Ok(())
+    })
+}
+
+/// Sets the global notification callback (NULL removes it).
+///
+/// # Safety
+/// `callback` is NULL or a function valid until replaced or the engine is stopped.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn SetNotificationCallback(
+    engine: SIPHANDLE,
+    callback: SipNotifyCallback,
+    user_data: *mut c_void,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        let e = self::engine(engine)?;
+        let user = UserData(user_data);
+        e.set_notification_listener(callback.map(|cb| {
+            Arc::new(move |n: &crate::api::Notification| {
+                let user = user;
+                let name = CString::new(n.name.as_str()).unwrap_or_default();
+                unsafe { cb(engine, n.kind.into(), name.as_ptr(), n.line, user.0) };
+            }) as crate::api::NotificationListener
+        }));
+        Ok(())
+    })
+}
+
+/// Sets the diagnostics callback (NULL removes it).
+///
+/// # Safety
+/// As for [`SetNotificationCallback`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn SetLogCallback(
+    engine: SIPHANDLE,
+    callback: SipLogCallback,
+    user_data: *mut c_void,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        let e = self::engine(engine)?;
+        let user = UserData(user_data);
+        e.set_log_listener(callback.map(|cb| {
+            Arc::new(move |level: LogLevel, message: &str| {
+                let user = user;
+                let text: String = message.chars().filter(|c| *c != '\0').collect();
+                let text = CString::new(text).unwrap_or_default();
+                unsafe { cb(engine, level as i32, text.as_ptr(), user.0) };
+            }) as crate::api::LogListener
+        }));
+        Ok(())
+    })
+}
+
+/// Turns the trace of every SIP message sent and received (log level 5) on or off.
+#[unsafe(no_mangle)]
+pub extern "C" fn EnableSipTrace(engine: SIPHANDLE, enable: i32) -> TELEPHONY_RETURN_VALUE {
+    entry(|| self::engine(engine)?.set_trace(read_bool(enable)).map_err(api))
+}
+
+/// Writes the number of phone lines the engine was started with.
+///
+/// # Safety
+/// `lines_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn GetNumPhoneLines(
+    engine: SIPHANDLE,
+    lines_out: *mut u32,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        let e = self::engine(engine)?;
+        if lines_out.is_null() {
+            return Err(bad("lines_out is NULL"));
+        }
+        unsafe { lines_out.write(e.params().phone_lines) };
+        Ok(())
+    })
+}
+
+/// Writes the local SIP UDP port actually bound.
+///
+/// # Safety
+/// `port_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn GetLocalSipPort(
+    engine: SIPHANDLE,
+    port_out: *mut u32,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        let e = self::engine(engine)?;
+        if port_out.is_null() {
+            return Err(bad("port_out is NULL"));
+        }
+        unsafe { port_out.write(u32::from(e.local_addr().port())) };
+        Ok(())
+    })
+}
+
+/// Sets the SIP domain of the addresses of record (`sip:name@domain`).
+///
+/// # Safety
+/// `domain` is NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn EnableSipDomain(
+    engine: SIPHANDLE,
+    domain: *const c_char,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        let e = self::engine(engine)?;
+        let domain = unsafe { read_str(domain, "domain") }?;
+        e.set_domain(&domain).map_err(api)
+    })
+}
+
+/// Forgets the SIP domain (the registrar address is then the domain).
+#[unsafe(no_mangle)]
+pub extern "C" fn DisableSipDomain(engine: SIPHANDLE) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        self::engine(engine)?.clear_domain();
+        Ok(())
+    })
+}
+
+/// Configures the outbound proxy used when `RegisterThroughProxy` is set (port 0: 5060).
+///
+/// # Safety
+/// `address` is NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn EnableSipProxyServer(
+    engine: SIPHANDLE,
+    address: *const c_char,
+    port: u32,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        let e = self::engine(engine)?;
+        let address = unsafe { read_str(address, "address") }?;
+        e.set_proxy(&address, port).map_err(api)
+    })
+}
+
+/// Removes the outbound proxy.
+#[unsafe(no_mangle)]
+pub extern "C" fn DisableSipProxyServer(engine: SIPHANDLE) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        self::engine(engine)?.clear_proxy();
+        Ok(())
+    })
+}
+
+/// Adds or replaces the digest credentials for `realm` (NULL, "" or "*": any realm).
+/// Registrations that failed for authorization retry at once with them.
+///
+/// # Safety
+/// Strings are NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn AddAuthorizationCredentials(
+    engine: SIPHANDLE,
+    realm: *const c_char,
+    user: *const c_char,
+    password: *const c_char,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        let e = self::engine(engine)?;
+        let realm = unsafe { read_opt_str(realm, "realm") }?.unwrap_or_default();
+        let user = unsafe { read_str(user, "user") }?;
+        let password = zeroize::Zeroizing::new(unsafe { read_str(password, "password") }?);
+        e.add_credentials(&realm, &user, &password).map_err(api)
+    })
+}
+
+/// Forgets every credential.
+#[unsafe(no_mangle)]
+pub extern "C" fn ClearAuthorizationCredentials(engine: SIPHANDLE) -> TELEPHONY_RETURN_VALUE {
+    entry(|| self::engine(engine)?.clear_credentials().map_err(api))
+}
+
+/// Registers every unique name with the registrar, starting at once and refreshing every
+/// `registration_update_interval_seconds` with `Expires: registration_expire_time_seconds`.
+///
+/// `names_to_register`: comma-separated SIP user names, whitespace-trimmed; with
+/// `register_phone_lines` non-zero there must be exactly one per phone line (line order).
+/// `register_through_proxy` non-zero sends via the proxy of `EnableSipProxyServer` (a SIP
+/// domain is then required). `registration_server_address` is an IPv4/IPv6 literal or DNS
+/// name; port 0 means 5060. `time_out_ms` bounds each transaction (0: 32 s, at most
+/// 600000). `register_nat_auto_detect_enabled` non-zero re-registers with the address the
+/// registrar saw (Via `received`/`rport`). Calling it again replaces the earlier names.
+/// Results arrive through the notification callback.
+///
+/// # Safety
+/// Strings are NULL or NUL-terminated.
+#[allow(clippy::too_many_arguments)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn EnableSipRegisterServer(
+    engine: SIPHANDLE,
+    names_to_register: *const c_char,
+    register_phone_lines: i32,
+    register_through_proxy: i32,
+    registration_server_address: *const c_char,
+    registration_server_port: u32,
+    registration_update_interval_seconds: u32,
+    registration_expire_time_seconds: u32,
+    time_out_ms: u32,
+    register_nat_auto_detect_enabled: i32,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        let e = self::engine(engine)?;
+        let names = unsafe { read_str(names_to_register, "names_to_register") }
+            .map_err(|(_, t)| (SipRegisterBadNameList, t))?;
+        let server = unsafe { read_str(registration_server_address, "registration_server_address") }?;
+        e.enable_register_server(&RegisterServerParams {
+            names,
+            register_phone_lines: read_bool(register_phone_lines),
+            through_proxy: read_bool(register_through_proxy),
+            server_address: server,
+            server_port: registration_server_port,
+            update_interval_s: registration_update_interval_seconds,
+            expire_time_s: registration_expire_time_seconds,
+            timeout_ms: time_out_ms,
+            nat_auto_detect: read_bool(register_nat_auto_detect_enabled),
+        })
+        .map_err(api)
+    })
+}
+
+/// Unregisters every name (Expires: 0); `SipUnregistered` notifications follow.
+#[unsafe(no_mangle)]
+pub extern "C" fn DisableSipRegisterServer(engine: SIPHANDLE) -> TELEPHONY_RETURN_VALUE {
+    entry(|| self::engine(engine)?.disable_register_server().map_err(api))
+}
+
+/// Writes the registration state of `name` (`SipRegisterNameUnknown` if not registered
+/// by this engine).
+///
+/// # Safety
+/// `name` is NULL or NUL-terminated; `state_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn GetSipRegistrationState(
+    engine: SIPHANDLE,
+    name: *const c_char,
+    state_out: *mut SIP_REGISTRATION_STATE,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        let e = self::engine(engine)?;
+        let name = unsafe { read_str(name, "name") }?;
+        if state_out.is_null() {
+            return Err(bad("state_out is NULL"));
+        }
+        let state = e
+            .registration_states()
+            .into_iter()
+            .find(|(n, _, _)| *n == name.trim())
+            .map(|(_, _, s)| s)
+            .ok_or((SipRegisterNameUnknown, format!("{name} is not registered")))?;
+        let state = match state {
+            BindingState::Unregistered => SIP_REGISTRATION_STATE::SipStateUnregistered,
+            BindingState::Registering => SIP_REGISTRATION_STATE::SipStateRegistering,
+            BindingState::Registered => SIP_REGISTRATION_STATE::SipStateRegistered,
+            BindingState::Unregistering => SIP_REGISTRATION_STATE::SipStateUnregistering,
+            BindingState::WaitingToRetry => SIP_REGISTRATION_STATE::SipStateRetryWait,
+        };
+        unsafe { state_out.write(state) };
+        Ok(())
+    })
+}
+
+/// Sends a CRLF keep-alive (RFC 5626) to the registrar or proxy every `interval_seconds`
+/// (0 stops them; at most 86400).
+#[unsafe(no_mangle)]
+pub extern "C" fn EnableKeepAliveTransmissions(
+    engine: SIPHANDLE,
+    interval_seconds: u32,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        let e = self::engine(engine)?;
+        if interval_seconds > 86_400 {
+            return Err(bad("interval_seconds is above 86400"));
+        }
+        let interval = (interval_seconds > 0).then(|| Duration::from_secs(interval_seconds.into()));
+        e.set_keepalive(interval).map_err(api)
+    })
+}
+
+/// Sends one CRLF keep-alive to the registrar or proxy now.
+#[unsafe(no_mangle)]
+pub extern "C" fn SendSipKeepAlive(engine: SIPHANDLE) -> TELEPHONY_RETURN_VALUE {
+    entry(|| self::engine(engine)?.send_keepalive().map_err(api))
+}

@@ -1,0 +1,12 @@
+//! liblanscape-sip: SIP registration (RFC 3261 REGISTER) with a LanScape-compatible C ABI.
+//!
+//! Layers, top to bottom:
+//! - [`ffi`]: the C ABI, thin and defensive (handles, NULL/UTF-8/range checks, no unwinding).
+//! - [`api`]: the Rust models the C ABI exposes (the LanScape engine).
+//! - [`runtime`]: sockets, timers and the threads that deliver callbacks.
+//! - [`engine`]: the sans-I/O state machines (transaction, digest, binding).
+
+pub mod api;
+pub mod engine;
+pub mod ffi;
+pub mod runtime;
