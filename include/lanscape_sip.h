@@ -152,11 +152,6 @@ typedef void (*SipNotifyCallback)(SIPHANDLE engine,
  */
 typedef void (*SipLogCallback)(SIPHANDLE engine, int32_t level, const char *message, void *user_data);
 
-/*
- Every code, in value order.
- */
-#define TELEPHONY_RETURN_VALUE_ALL { SipSuccess, SipCallFailure, SipBadParameter, SipInvalidHandle, SipProxyNotEnabled, SipUnknownHost, SipRegisterBadNameList, SipDomainNameNotDefined, SipRegisterError, SipRegisterTimeOut, SipRegisterAuthorizationError, SipRegisterIntervalError, SipThreadCreationError, SipSocketError, SipInternalError, SipRegisterSuccess, SipUnregistered, SipRegisterNameUnknown, }
-
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus

@@ -193,10 +193,11 @@ impl PhoneEngine {
             params.local_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
             params.local_port,
         );
-        let endpoint = Endpoint::open(bind, "lanscape-sip-events", deliver).map_err(|e| match e {
-            EndpointError::Socket(e) => ApiError::Socket(e),
-            EndpointError::Thread(e) => ApiError::ThreadCreation(e),
-        })?;
+        let endpoint =
+            Endpoint::open(bind, "lanscape-sip-events", deliver).map_err(|e| match e {
+                EndpointError::Socket(e) => ApiError::Socket(e),
+                EndpointError::Thread(e) => ApiError::ThreadCreation(e),
+            })?;
         Ok(PhoneEngine {
             local: endpoint.local_addr(),
             endpoint: Mutex::new(Some(endpoint)),
@@ -270,12 +271,18 @@ impl PhoneEngine {
 
     /// Adds or replaces the credentials for a realm (empty or `*`: any realm).
     pub fn add_credentials(&self, realm: &str, user: &str, password: &str) -> Result<(), ApiError> {
-        if user.is_empty() || [realm, user, password].iter().any(|s| s.chars().any(char::is_control)) {
+        if user.is_empty()
+            || [realm, user, password]
+                .iter()
+                .any(|s| s.chars().any(char::is_control))
+        {
             return Err(ApiError::BadParameter("credentials"));
         }
         let snapshot = {
             let mut settings = self.settings.lock();
-            settings.credentials.insert(Credential::new(realm, user, password));
+            settings
+                .credentials
+                .insert(Credential::new(realm, user, password));
             Arc::new(settings.credentials.clone())
         };
         self.with_endpoint(|e| e.set_credentials(snapshot))
@@ -309,7 +316,11 @@ impl PhoneEngine {
         let server_port = valid_port(p.server_port).ok_or(ApiError::BadParameter("server port"))?;
         let (domain, proxy, credentials) = {
             let s = self.settings.lock();
-            (s.domain.clone(), s.proxy.clone(), Arc::new(s.credentials.clone()))
+            (
+                s.domain.clone(),
+                s.proxy.clone(),
+                Arc::new(s.credentials.clone()),
+            )
         };
         let route;
         let next_hop = if p.through_proxy {
@@ -346,8 +357,18 @@ impl PhoneEngine {
                 }
                 settings.next_id += 1;
                 let id = BindingId(settings.next_id);
-                let line = if p.register_phone_lines { index as i32 } else { -1 };
-                new_labels.push((id, Label { name: name.clone(), line }));
+                let line = if p.register_phone_lines {
+                    index as i32
+                } else {
+                    -1
+                };
+                new_labels.push((
+                    id,
+                    Label {
+                        name: name.clone(),
+                        line,
+                    },
+                ));
                 specs.push(BindingSpec {
                     id,
                     next_hop,
@@ -427,7 +448,11 @@ impl PhoneEngine {
         let Some(endpoint) = self.endpoint.lock().take() else {
             return;
         };
-        let wait = self.settings.lock().longest_timeout.min(MAX_UNREGISTER_WAIT);
+        let wait = self
+            .settings
+            .lock()
+            .longest_timeout
+            .min(MAX_UNREGISTER_WAIT);
         let in_callback = endpoint.on_event_thread();
         endpoint.stop_and_wait(None, wait.max(Duration::from_millis(100)));
         if in_callback {
@@ -487,9 +512,8 @@ pub fn parse_names(list: &str) -> Result<Vec<String>, ApiError> {
     // RFC 3261 user: unreserved / escaped / user-unreserved (minus the ',' separator).
     let valid = |n: &str| {
         n.len() <= 256
-            && n.chars().all(|c| {
-                c.is_ascii_alphanumeric() || "-_.!~*'()%&=+$;?/".contains(c)
-            })
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.!~*'()%&=+$;?/".contains(c))
     };
     if !names.iter().all(|n| valid(n)) {
         return Err(ApiError::BadNameList("a name is not a valid SIP user part"));
@@ -551,11 +575,17 @@ mod tests {
 
     #[test]
     fn names_are_trimmed_and_validated() {
-        assert_eq!(parse_names(" alice , bob,,alice ").unwrap(), ["alice", "bob", "alice"]);
+        assert_eq!(
+            parse_names(" alice , bob,,alice ").unwrap(),
+            ["alice", "bob", "alice"]
+        );
         assert!(matches!(parse_names(" , "), Err(ApiError::BadNameList(_))));
         assert!(matches!(parse_names("a b"), Err(ApiError::BadNameList(_))));
         assert!(matches!(parse_names("a@b"), Err(ApiError::BadNameList(_))));
-        assert!(matches!(parse_names("a\r\nVia: x"), Err(ApiError::BadNameList(_))));
+        assert!(matches!(
+            parse_names("a\r\nVia: x"),
+            Err(ApiError::BadNameList(_))
+        ));
     }
 
     #[test]

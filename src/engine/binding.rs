@@ -318,7 +318,9 @@ impl Binding {
                 match tx.on_timer(now) {
                     TxTimer::Idle => {}
                     TxTimer::Retransmit => out.push(Output::Send(tx.request().to_vec())),
-                    TxTimer::TimedOut => self.fail_or_finish(purpose, Failure::TimedOut, now, entropy, out),
+                    TxTimer::TimedOut => {
+                        self.fail_or_finish(purpose, Failure::TimedOut, now, entropy, out)
+                    }
                 }
             }
             Phase::Registered { refresh_at } if now >= *refresh_at => {
@@ -358,16 +360,14 @@ impl Binding {
         match response.status {
             200..=299 => self.on_success(purpose, response, now, entropy, out),
             401 | 407 => self.on_challenge(purpose, response, now, entropy, out),
-            423 if purpose == Purpose::Register => {
-                match response.min_expires {
-                    Some(min) if min > self.expires && !self.attempt.retried_interval => {
-                        self.attempt.retried_interval = true;
-                        self.expires = min;
-                        self.send(purpose, now, entropy, out);
-                    }
-                    _ => self.fail_or_finish(purpose, Failure::IntervalRejected, now, entropy, out),
+            423 if purpose == Purpose::Register => match response.min_expires {
+                Some(min) if min > self.expires && !self.attempt.retried_interval => {
+                    self.attempt.retried_interval = true;
+                    self.expires = min;
+                    self.send(purpose, now, entropy, out);
                 }
-            }
+                _ => self.fail_or_finish(purpose, Failure::IntervalRejected, now, entropy, out),
+            },
             status => self.fail_or_finish(purpose, Failure::Rejected(status), now, entropy, out),
         }
         true
@@ -395,7 +395,14 @@ impl Binding {
                 {
                     self.attempt.nat_switches += 1;
                     if ours.is_some() {
-                        self.send(Purpose::RemoveOld { new_contact: public }, now, entropy, out);
+                        self.send(
+                            Purpose::RemoveOld {
+                                new_contact: public,
+                            },
+                            now,
+                            entropy,
+                            out,
+                        );
                     } else {
                         self.contact = public;
                         self.send(Purpose::Register, now, entropy, out);
@@ -404,7 +411,8 @@ impl Binding {
                 }
                 // A registrar that fixes NAT itself lists the address it saw.
                 let listed = ours.or_else(|| observed.and_then(|o| self.find_contact(response, o)));
-                let granted = listed.and_then(|c| c.expires.or(response.expires).or(Some(self.expires)));
+                let granted =
+                    listed.and_then(|c| c.expires.or(response.expires).or(Some(self.expires)));
                 match granted {
                     Some(expires) if expires > 0 => {
                         self.consecutive_failures = 0;
@@ -473,10 +481,9 @@ impl Binding {
             if self.config.credentials.find(&challenge.realm).is_none() {
                 return self.fail_or_finish(purpose, Failure::AuthRejected, now, entropy, out);
             }
-            let slot = self
-                .auth
-                .iter()
-                .position(|a| a.challenge.kind == challenge.kind && a.challenge.realm == challenge.realm);
+            let slot = self.auth.iter().position(|a| {
+                a.challenge.kind == challenge.kind && a.challenge.realm == challenge.realm
+            });
             if let Some(i) = slot {
                 if self.auth[i].this_attempt && !challenge.stale {
                     // We answered a challenge of this attempt and were refused: wrong credentials.
@@ -538,11 +545,13 @@ impl Binding {
         self.cseq = self.cseq.wrapping_add(1).max(1);
         let branch = format!("z9hG4bK{}", entropy.token());
         let (contact, expires) = match purpose {
-            Purpose::Register => (format!("<{}>", self.contact_uri(self.contact)), self.expires),
-            Purpose::RemoveOld { .. } | Purpose::Unregister => (
-                format!("<{}>;expires=0", self.contact_uri(self.contact)),
-                0,
+            Purpose::Register => (
+                format!("<{}>", self.contact_uri(self.contact)),
+                self.expires,
             ),
+            Purpose::RemoveOld { .. } | Purpose::Unregister => {
+                (format!("<{}>;expires=0", self.contact_uri(self.contact)), 0)
+            }
         };
         let mut authorization = Vec::with_capacity(self.auth.len());
         for entry in &mut self.auth {
@@ -613,7 +622,11 @@ impl Binding {
             retry_at: now + delay,
             after: failure.clone(),
         };
-        self.report(Reported::Failed(failure.clone()), BindingEvent::Failed(failure), out);
+        self.report(
+            Reported::Failed(failure.clone()),
+            BindingEvent::Failed(failure),
+            out,
+        );
     }
 
     /// Jittered exponential backoff; auth and interval refusals wait a whole interval,

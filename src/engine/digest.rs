@@ -130,7 +130,9 @@ pub fn parse_challenge(kind: ChallengeKind, value: &str) -> Result<Challenge, Ch
     let nonce = get("nonce").ok_or(ChallengeError::Malformed)?.to_string();
     let (algorithm, session) = match get("algorithm") {
         None => (Algorithm::Md5, false),
-        Some(a) => parse_algorithm(a).ok_or_else(|| ChallengeError::UnsupportedAlgorithm(a.into()))?,
+        Some(a) => {
+            parse_algorithm(a).ok_or_else(|| ChallengeError::UnsupportedAlgorithm(a.into()))?
+        }
     };
     let qop = match get("qop") {
         None => None,
@@ -203,7 +205,9 @@ fn parse_auth_params(input: &str) -> Option<Vec<(String, String)>> {
                 break;
             }
         }
-        let Some(&(start, _)) = chars.peek() else { break };
+        let Some(&(start, _)) = chars.peek() else {
+            break;
+        };
         let mut end = start;
         while let Some(&(i, c)) = chars.peek() {
             if c == '=' || c == ',' || c.is_ascii_whitespace() {
@@ -366,7 +370,13 @@ pub fn answer(challenge: &Challenge, credential: &Credential, input: &AnswerInpu
     }
     let ha2 = match challenge.qop {
         Some(Qop::AuthInt) => alg.hash_hex(
-            format!("{}:{}:{}", input.method, input.uri, alg.hash_hex(input.body)).as_bytes(),
+            format!(
+                "{}:{}:{}",
+                input.method,
+                input.uri,
+                alg.hash_hex(input.body)
+            )
+            .as_bytes(),
         ),
         _ => alg.hash_hex(format!("{}:{}", input.method, input.uri).as_bytes()),
     };
@@ -440,11 +450,7 @@ mod tests {
 
     fn response_field(answer: &str) -> String {
         let params = parse_auth_params(answer.strip_prefix("Digest").unwrap()).unwrap();
-        params
-            .into_iter()
-            .find(|(k, _)| k == "response")
-            .unwrap()
-            .1
+        params.into_iter().find(|(k, _)| k == "response").unwrap().1
     }
 
     #[test]
@@ -536,7 +542,10 @@ mod tests {
             Err(ChallengeError::UnsupportedScheme)
         );
         assert!(matches!(
-            parse_challenge(ChallengeKind::Www, r#"Digest realm="r", nonce="n", algorithm=SHA1"#),
+            parse_challenge(
+                ChallengeKind::Www,
+                r#"Digest realm="r", nonce="n", algorithm=SHA1"#
+            ),
             Err(ChallengeError::UnsupportedAlgorithm(_))
         ));
         assert_eq!(

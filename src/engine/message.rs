@@ -226,14 +226,12 @@ fn parse_bounded(bytes: &[u8]) -> Result<ResponseInfo, ParseError> {
         match header {
             rsip::Header::Via(v) => set_top_via(&mut top_via, v.value()),
             rsip::Header::CallId(v) => set_once(&mut call_id, v.value()),
-            rsip::Header::CSeq(v) => {
-                if cseq.is_none() {
-                    cseq = Some(
-                        v.typed()
-                            .map_err(|_| ParseError::MissingHeader("CSeq"))
-                            .map(|c| (c.seq, c.method.to_string().to_ascii_uppercase()))?,
-                    );
-                }
+            rsip::Header::CSeq(v) if cseq.is_none() => {
+                cseq = Some(
+                    v.typed()
+                        .map_err(|_| ParseError::MissingHeader("CSeq"))
+                        .map(|c| (c.seq, c.method.to_string().to_ascii_uppercase()))?,
+                );
             }
             rsip::Header::Contact(v) => parse_contacts(v.value(), &mut contacts),
             rsip::Header::Expires(v) => expires = v.value().trim().parse().ok().or(expires),
@@ -473,7 +471,10 @@ mod tests {
     #[test]
     fn register_has_every_mandatory_header() {
         let text = String::from_utf8(request()).unwrap();
-        assert!(text.starts_with("REGISTER sip:example.com SIP/2.0\r\n"), "{text}");
+        assert!(
+            text.starts_with("REGISTER sip:example.com SIP/2.0\r\n"),
+            "{text}"
+        );
         for needle in [
             "Via: SIP/2.0/UDP 127.0.0.1:5070;rport;branch=z9hG4bKabc\r\n",
             "Max-Forwards: 70\r\n",
@@ -546,9 +547,15 @@ mod tests {
             Err(ParseError::TooLarge(MAX_MESSAGE_BYTES + 1))
         );
         let huge = format!("SIP/2.0 200 OK\r\nX: {}\r\n\r\n", "a".repeat(10_000));
-        assert_eq!(parse_response(huge.as_bytes()), Err(ParseError::HeaderTooLong));
+        assert_eq!(
+            parse_response(huge.as_bytes()),
+            Err(ParseError::HeaderTooLong)
+        );
         let many = format!("SIP/2.0 200 OK\r\n{}\r\n", "X: y\r\n".repeat(200));
-        assert_eq!(parse_response(many.as_bytes()), Err(ParseError::TooManyHeaders));
+        assert_eq!(
+            parse_response(many.as_bytes()),
+            Err(ParseError::TooManyHeaders)
+        );
         assert_eq!(
             parse_response(b"REGISTER sip:x SIP/2.0\r\n\r\n"),
             Err(ParseError::NotAResponse)
@@ -559,7 +566,12 @@ mod tests {
         for n in 0..OK.len() {
             let _ = parse_response(&OK.as_bytes()[..n]);
         }
-        for garbage in [&b"\xff\xfe\x00"[..], b"", b"SIP/2.0 ", b"SIP/2.0 200 OK\r\nVia: \r\n\r\n"] {
+        for garbage in [
+            &b"\xff\xfe\x00"[..],
+            b"",
+            b"SIP/2.0 ",
+            b"SIP/2.0 200 OK\r\nVia: \r\n\r\n",
+        ] {
             assert!(parse_response(garbage).is_err());
         }
     }
@@ -592,11 +604,19 @@ mod tests {
     fn sip_uris() {
         assert_eq!(
             parse_sip_uri("sip:a:pw@[::1]:5062;lr?x=y"),
-            Some(SipUri { user: Some("a"), host: "::1", port: Some(5062) })
+            Some(SipUri {
+                user: Some("a"),
+                host: "::1",
+                port: Some(5062)
+            })
         );
         assert_eq!(
             parse_sip_uri("sips:example.com"),
-            Some(SipUri { user: None, host: "example.com", port: None })
+            Some(SipUri {
+                user: None,
+                host: "example.com",
+                port: None
+            })
         );
         for bad in ["tel:123", "sip:", "sip:a@[::1", "sip:h:99999", "sip:[::1]x"] {
             assert_eq!(parse_sip_uri(bad), None, "{bad}");

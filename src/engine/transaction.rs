@@ -158,7 +158,8 @@ mod tests {
     #[test]
     fn timer_e_doubles_to_t2_and_timer_f_ends_it() {
         let t0 = Instant::now();
-        let mut tx = ClientTransaction::start("z9hG4bK1".into(), b"R".to_vec(), t0, DEFAULT_TIMEOUT);
+        let mut tx =
+            ClientTransaction::start("z9hG4bK1".into(), b"R".to_vec(), t0, DEFAULT_TIMEOUT);
         let (sent, timed_out) = run(&mut tx, t0);
         assert_eq!(
             &sent[..6],
@@ -191,7 +192,10 @@ mod tests {
         assert_eq!(tx.next_deadline(), Some(t0 + ms(4500)));
         assert!(tx.on_response(200, t0 + ms(600)));
         assert_eq!(tx.next_deadline(), None);
-        assert!(!tx.on_response(200, t0 + ms(700)), "a second final is ignored");
+        assert!(
+            !tx.on_response(200, t0 + ms(700)),
+            "a second final is ignored"
+        );
         assert_eq!(tx.on_timer(t0 + ms(60_000)), TxTimer::Idle);
     }
 }

@@ -50,29 +50,29 @@ pub enum TELEPHONY_RETURN_VALUE {
 
 use TELEPHONY_RETURN_VALUE::*;
 
-impl TELEPHONY_RETURN_VALUE {
-    /// Every code, in value order.
-    pub const ALL: [TELEPHONY_RETURN_VALUE; 18] = [
-        SipSuccess,
-        SipCallFailure,
-        SipBadParameter,
-        SipInvalidHandle,
-        SipProxyNotEnabled,
-        SipUnknownHost,
-        SipRegisterBadNameList,
-        SipDomainNameNotDefined,
-        SipRegisterError,
-        SipRegisterTimeOut,
-        SipRegisterAuthorizationError,
-        SipRegisterIntervalError,
-        SipThreadCreationError,
-        SipSocketError,
-        SipInternalError,
-        SipRegisterSuccess,
-        SipUnregistered,
-        SipRegisterNameUnknown,
-    ];
+/// Every code, in value order.
+const ALL_CODES: [TELEPHONY_RETURN_VALUE; 18] = [
+    SipSuccess,
+    SipCallFailure,
+    SipBadParameter,
+    SipInvalidHandle,
+    SipProxyNotEnabled,
+    SipUnknownHost,
+    SipRegisterBadNameList,
+    SipDomainNameNotDefined,
+    SipRegisterError,
+    SipRegisterTimeOut,
+    SipRegisterAuthorizationError,
+    SipRegisterIntervalError,
+    SipThreadCreationError,
+    SipSocketError,
+    SipInternalError,
+    SipRegisterSuccess,
+    SipUnregistered,
+    SipRegisterNameUnknown,
+];
 
+impl TELEPHONY_RETURN_VALUE {
     /// The name of the code, as a NUL-terminated static string.
     pub fn name(self) -> &'static [u8] {
         match self {
@@ -99,7 +99,7 @@ impl TELEPHONY_RETURN_VALUE {
 
     /// The code for a raw value, if it is one.
     pub fn from_raw(value: i32) -> Option<TELEPHONY_RETURN_VALUE> {
-        Self::ALL.get(usize::try_from(value).ok()?).copied()
+        ALL_CODES.get(usize::try_from(value).ok()?).copied()
     }
 
     pub(crate) fn name_ptr(self) -> *const c_char {
@@ -142,7 +142,7 @@ mod tests {
 
     #[test]
     fn values_are_stable_and_named() {
-        for (i, code) in TELEPHONY_RETURN_VALUE::ALL.iter().enumerate() {
+        for (i, code) in ALL_CODES.iter().enumerate() {
             assert_eq!(*code as i32, i as i32);
             assert_eq!(TELEPHONY_RETURN_VALUE::from_raw(i as i32), Some(*code));
             assert!(code.name().ends_with(b"\0"));

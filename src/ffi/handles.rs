@@ -53,7 +53,8 @@ impl<T> HandleTable<T> {
 
     /// The object behind a live handle.
     pub fn get(&self, handle: RawHandle) -> Option<Arc<T>> {
-        self.locate(handle).and_then(|i| self.slots[i].value.clone())
+        self.locate(handle)
+            .and_then(|i| self.slots[i].value.clone())
     }
 
     /// Removes a live handle; the slot's generation moves on so the handle stays dead.

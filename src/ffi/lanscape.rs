@@ -35,7 +35,12 @@ pub type SipNotifyCallback = Option<
 /// Diagnostic message: `level` 1 error, 2 warning, 3 info, 4 debug, 5 SIP trace. Same thread
 /// rules as [`SipNotifyCallback`]. Messages never contain passwords.
 pub type SipLogCallback = Option<
-    unsafe extern "C" fn(engine: SIPHANDLE, level: i32, message: *const c_char, user_data: *mut c_void),
+    unsafe extern "C" fn(
+        engine: SIPHANDLE,
+        level: i32,
+        message: *const c_char,
+        user_data: *mut c_void,
+    ),
 >;
 
 /// Registration state of one name.
@@ -65,10 +70,10 @@ static ENGINES: Lazy<Mutex<HandleTable<PhoneEngine>>> = Lazy::new(Mutex::default
 type Failure = (TELEPHONY_RETURN_VALUE, String);
 
 fn engine(handle: SIPHANDLE) -> Result<Arc<PhoneEngine>, Failure> {
-    ENGINES
-        .lock()
-        .get(handle)
-        .ok_or((SipInvalidHandle, format!("no engine with handle {handle:#x}")))
+    ENGINES.lock().get(handle).ok_or((
+        SipInvalidHandle,
+        format!("no engine with handle {handle:#x}"),
+    ))
 }
 
 fn api(e: ApiError) -> Failure {
@@ -140,10 +145,10 @@ pub unsafe extern "C" fn StartSipTelephony(
 #[unsafe(no_mangle)]
 pub extern "C" fn StopSipTelephony(engine: SIPHANDLE) -> TELEPHONY_RETURN_VALUE {
     entry(|| {
-        let removed = ENGINES
-            .lock()
-            .remove(engine)
-            .ok_or((SipInvalidHandle, format!("no engine with handle {engine:#x}")))?;
+        let removed = ENGINES.lock().remove(engine).ok_or((
+            SipInvalidHandle,
+            format!("no engine with handle {engine:#x}"),
+        ))?;
         removed.shutdown();
         Ok(())
     })
@@ -201,7 +206,11 @@ pub unsafe extern "C" fn SetLogCallback(
 /// Turns the trace of every SIP message sent and received (log level 5) on or off.
 #[unsafe(no_mangle)]
 pub extern "C" fn EnableSipTrace(engine: SIPHANDLE, enable: i32) -> TELEPHONY_RETURN_VALUE {
-    entry(|| self::engine(engine)?.set_trace(read_bool(enable)).map_err(api))
+    entry(|| {
+        self::engine(engine)?
+            .set_trace(read_bool(enable))
+            .map_err(api)
+    })
 }
 
 /// Writes the number of phone lines the engine was started with.
@@ -352,7 +361,8 @@ pub unsafe extern "C" fn EnableSipRegisterServer(
         let e = self::engine(engine)?;
         let names = unsafe { read_str(names_to_register, "names_to_register") }
             .map_err(|(_, t)| (SipRegisterBadNameList, t))?;
-        let server = unsafe { read_str(registration_server_address, "registration_server_address") }?;
+        let server =
+            unsafe { read_str(registration_server_address, "registration_server_address") }?;
         e.enable_register_server(&RegisterServerParams {
             names,
             register_phone_lines: read_bool(register_phone_lines),

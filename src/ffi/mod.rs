@@ -65,7 +65,9 @@ pub(crate) unsafe fn read_str(
     // Bounded scan for the terminator, so an unterminated buffer is not read without end.
     let len = unsafe { libc::strnlen(ptr, MAX_INPUT_STRING + 1) };
     if len > MAX_INPUT_STRING {
-        return Err(bad(&format!("{what} is longer than {MAX_INPUT_STRING} bytes")));
+        return Err(bad(&format!(
+            "{what} is longer than {MAX_INPUT_STRING} bytes"
+        )));
     }
     let cstr = unsafe { CStr::from_ptr(ptr) };
     cstr.to_str()

@@ -24,9 +24,8 @@ impl<T: Send + 'static> Dispatcher<T> {
                 for event in receiver {
                     // A panic in our own delivery code must not kill the thread or cross
                     // into C; user callbacks are C functions and cannot unwind.
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        deliver(event)
-                    }));
+                    let _ =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| deliver(event)));
                 }
             })?;
         Ok(Dispatcher {
@@ -37,7 +36,9 @@ impl<T: Send + 'static> Dispatcher<T> {
 
     /// A sender for the event producers.
     pub fn sender(&self) -> mpsc::Sender<T> {
-        self.sender.clone().expect("dispatcher is open until dropped")
+        self.sender
+            .clone()
+            .expect("dispatcher is open until dropped")
     }
 
     /// Whether the caller runs on the delivery thread (i.e. inside a callback).

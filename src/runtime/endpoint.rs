@@ -108,7 +108,9 @@ impl Endpoint {
     ) -> Result<Endpoint, EndpointError> {
         let service = ServiceGuard::acquire().map_err(EndpointError::Thread)?;
         let std_socket = std::net::UdpSocket::bind(local).map_err(EndpointError::Socket)?;
-        std_socket.set_nonblocking(true).map_err(EndpointError::Socket)?;
+        std_socket
+            .set_nonblocking(true)
+            .map_err(EndpointError::Socket)?;
         let local = std_socket.local_addr().map_err(EndpointError::Socket)?;
         let dispatcher = Dispatcher::start(thread_name, deliver).map_err(EndpointError::Thread)?;
         let socket = {
@@ -188,12 +190,16 @@ impl Endpoint {
         if self.commands.send(Command::States(reply)).is_err() {
             return Vec::new();
         }
-        answer.recv_timeout(Duration::from_secs(5)).unwrap_or_default()
+        answer
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_default()
     }
 
     /// Whether the caller is the event thread (i.e. runs inside a callback).
     pub fn on_event_thread(&self) -> bool {
-        self.dispatcher.as_ref().is_some_and(|d| d.is_current_thread())
+        self.dispatcher
+            .as_ref()
+            .is_some_and(|d| d.is_current_thread())
     }
 
     /// Stops the driver (without unregistering: see [`Endpoint::stop_and_wait`]), then
@@ -328,7 +334,8 @@ impl Driver {
                     None => self.bindings.keys().copied().collect(),
                 };
                 if let Some(done) = done {
-                    self.stop_waiters.push((ids.iter().copied().collect(), done));
+                    self.stop_waiters
+                        .push((ids.iter().copied().collect(), done));
                 }
                 for id in ids {
                     self.drive(id, |b, e, out| b.stop(now.into_std(), e, out))
@@ -377,7 +384,10 @@ impl Driver {
             Err(e) => {
                 self.log(
                     LogLevel::Warning,
-                    format!("dropped malformed message of {} bytes from {from}: {e}", bytes.len()),
+                    format!(
+                        "dropped malformed message of {} bytes from {from}: {e}",
+                        bytes.len()
+                    ),
                 );
                 return;
             }
@@ -385,7 +395,10 @@ impl Driver {
         let Some(&id) = self.by_branch.get(&response.branch) else {
             self.log(
                 LogLevel::Warning,
-                format!("dropped stray {} response from {from} (unknown branch)", response.status),
+                format!(
+                    "dropped stray {} response from {from} (unknown branch)",
+                    response.status
+                ),
             );
             return;
         };
@@ -403,8 +416,10 @@ impl Driver {
         }
         let now = Instant::now().into_std();
         let mut matched = true;
-        self.drive(id, |b, e, out| matched = b.on_response(&response, now, e, out))
-            .await;
+        self.drive(id, |b, e, out| {
+            matched = b.on_response(&response, now, e, out)
+        })
+        .await;
         if !matched {
             self.log(
                 LogLevel::Warning,

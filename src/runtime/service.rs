@@ -68,7 +68,9 @@ impl Drop for ServiceGuard {
     fn drop(&mut self) {
         let finished = {
             let mut service = SERVICE.lock();
-            let Some(running) = service.as_mut() else { return };
+            let Some(running) = service.as_mut() else {
+                return;
+            };
             running.users -= 1;
             if running.users > 0 {
                 None
