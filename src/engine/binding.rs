@@ -662,3 +662,324 @@ impl Binding {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::digest::Credential;
+    use crate::engine::message::ContactInfo;
+
+    struct Counter(u64);
+    impl Entropy for Counter {
+        fn next_u64(&mut self) -> u64 {
+            self.0 += 1;
+            self.0
+        }
+    }
+
+    fn config() -> BindingConfig {
+        let mut credentials = CredentialStore::default();
+        credentials.insert(Credential::new("r", "alice", "pw"));
+        BindingConfig {
+            user: "alice".into(),
+            aor: "sip:alice@example.com".into(),
+            request_uri: "sip:example.com".into(),
+            local: "192.168.1.10:5060".parse().unwrap(),
+            route: None,
+            expires: 3600,
+            refresh_interval: Duration::from_secs(60),
+            timeout: Duration::from_secs(32),
+            nat_detect: true,
+            credentials: Arc::new(credentials),
+            user_agent: "t".into(),
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(300),
+        }
+    }
+
+    fn header<'a>(text: &'a str, name: &str) -> &'a str {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .unwrap_or("")
+    }
+
+    fn sent(out: &[Output]) -> Vec<String> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Send(b) => Some(String::from_utf8(b.clone()).unwrap()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn events(out: &[Output]) -> Vec<BindingEvent> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Event(e) => Some(e.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A response to `request` (the text of the last REGISTER sent).
+    fn answer(request: &str, status: u16) -> ResponseInfo {
+        let via = header(request, "Via");
+        let branch = via.split("branch=").nth(1).unwrap().to_string();
+        let cseq = header(request, "CSeq")
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let contact = header(request, "Contact");
+        let uri = &contact[contact.find('<').unwrap() + 5..contact.find('>').unwrap()];
+        let (_, hostport) = uri.split_once('@').unwrap();
+        let (host, port) = hostport.rsplit_once(':').unwrap();
+        let removing = header(request, "Expires") == "0";
+        ResponseInfo {
+            status,
+            branch,
+            received: None,
+            rport: None,
+            call_id: header(request, "Call-ID").to_string(),
+            cseq,
+            cseq_method: "REGISTER".into(),
+            contacts: if removing {
+                vec![]
+            } else {
+                vec![ContactInfo {
+                    user: Some("alice".into()),
+                    host: host.into(),
+                    port: Some(port.parse().unwrap()),
+                    expires: Some(3600),
+                }]
+            },
+            expires: None,
+            min_expires: None,
+            challenges: vec![],
+        }
+    }
+
+    struct Run {
+        b: Binding,
+        e: Counter,
+        now: Instant,
+        last: String,
+    }
+
+    impl Run {
+        fn new(config: BindingConfig) -> (Run, Vec<Output>) {
+            let mut e = Counter(0);
+            let mut b = Binding::new(config, &mut e);
+            let now = Instant::now();
+            let mut out = Vec::new();
+            b.start(now, &mut e, &mut out);
+            let last = sent(&out).pop().unwrap();
+            (Run { b, e, now, last }, out)
+        }
+
+        fn respond(&mut self, r: ResponseInfo) -> Vec<Output> {
+            let mut out = Vec::new();
+            assert!(self.b.on_response(&r, self.now, &mut self.e, &mut out));
+            if let Some(s) = sent(&out).pop() {
+                self.last = s;
+            }
+            out
+        }
+
+        /// Advances to the next deadline and fires it.
+        fn tick(&mut self) -> Vec<Output> {
+            self.now = self.b.next_deadline().expect("a deadline");
+            let mut out = Vec::new();
+            self.b.on_timer(self.now, &mut self.e, &mut out);
+            if let Some(s) = sent(&out).pop() {
+                self.last = s;
+            }
+            out
+        }
+    }
+
+    #[test]
+    fn timer_diagram_timeout_then_backoff_then_retry() {
+        let (mut run, out) = Run::new(config());
+        let t0 = run.now;
+        assert_eq!(sent(&out).len(), 1);
+        let first = run.last.clone();
+        let mut retransmits = 0;
+        loop {
+            let out = run.tick();
+            if !sent(&out).is_empty() {
+                assert_eq!(sent(&out)[0], first, "a retransmission is the same bytes");
+                retransmits += 1;
+            }
+            if !events(&out).is_empty() {
+                assert_eq!(events(&out), [BindingEvent::Failed(Failure::TimedOut)]);
+                break;
+            }
+        }
+        assert_eq!(retransmits, 10);
+        assert_eq!(run.now - t0, Duration::from_secs(32));
+        assert_eq!(run.b.state(), BindingState::WaitingToRetry);
+        let wait = run.b.next_deadline().unwrap() - run.now;
+        assert!(
+            wait >= Duration::from_millis(500) && wait <= Duration::from_secs(1),
+            "{wait:?}"
+        );
+        let out = run.tick();
+        let retry = &sent(&out)[0];
+        assert_eq!(header(retry, "Call-ID"), header(&first, "Call-ID"));
+        assert_eq!(header(retry, "CSeq"), "2 REGISTER");
+        assert_ne!(header(retry, "Via"), header(&first, "Via"));
+    }
+
+    #[test]
+    fn backoff_doubles_is_capped_by_the_interval_and_reports_once() {
+        let mut c = config();
+        c.timeout = Duration::from_secs(1);
+        c.refresh_interval = Duration::from_secs(10);
+        let (mut run, _) = Run::new(c);
+        let mut waits = Vec::new();
+        let mut reported = 0;
+        while waits.len() < 6 {
+            let was_waiting = run.b.state() == BindingState::WaitingToRetry;
+            let out = run.tick();
+            reported += events(&out).len();
+            if !was_waiting && run.b.state() == BindingState::WaitingToRetry {
+                waits.push(run.b.next_deadline().unwrap() - run.now);
+            }
+        }
+        let full = [1, 2, 4, 8, 10, 10];
+        for (w, f) in waits.iter().zip(full) {
+            let f = Duration::from_secs(f);
+            assert!(*w >= f / 2 && *w <= f, "waits {waits:?}");
+        }
+        assert_eq!(reported, 1, "the same failure is reported once");
+    }
+
+    #[test]
+    fn refresh_before_the_grant_lapses_and_preemptive_auth() {
+        let (mut run, _) = Run::new(config());
+        let mut challenge = answer(&run.last.clone(), 401);
+        challenge.challenges = vec![(
+            ChallengeKind::Www,
+            r#"Digest realm="r", nonce="n1", qop="auth""#.into(),
+        )];
+        let out = run.respond(challenge);
+        assert!(header(&sent(&out)[0], "Authorization").contains("nc=00000001"));
+        let mut ok = answer(&run.last.clone(), 200);
+        ok.contacts[0].expires = Some(20);
+        let out = run.respond(ok);
+        assert!(matches!(
+            events(&out)[..],
+            [BindingEvent::Registered { expires: 20, .. }]
+        ));
+        assert_eq!(
+            run.b.next_deadline().unwrap() - run.now,
+            Duration::from_secs(18)
+        );
+        let out = run.tick();
+        let refresh = &sent(&out)[0];
+        assert!(
+            header(refresh, "Authorization").contains("nc=00000002"),
+            "nonce reused"
+        );
+        // The registrar wants a new nonce without saying stale: answered once, not a loop.
+        let mut again = answer(refresh, 401);
+        again.challenges = vec![(
+            ChallengeKind::Www,
+            r#"Digest realm="r", nonce="n2", qop="auth""#.into(),
+        )];
+        let out = run.respond(again);
+        assert!(header(&sent(&out)[0], "Authorization").contains("nonce=\"n2\""));
+        assert!(events(&out).is_empty());
+        let out = run.respond(answer(&run.last.clone(), 200));
+        assert!(
+            events(&out).is_empty(),
+            "still registered: nothing new to report"
+        );
+        assert_eq!(run.b.state(), BindingState::Registered);
+    }
+
+    #[test]
+    fn stale_nonces_are_followed_but_not_forever() {
+        let (mut run, _) = Run::new(config());
+        for round in 1..=MAX_AUTH_ROUNDS + 1 {
+            let mut r = answer(&run.last.clone(), 401);
+            r.challenges = vec![(
+                ChallengeKind::Www,
+                format!(r#"Digest realm="r", nonce="n{round}", stale=true"#),
+            )];
+            let out = run.respond(r);
+            if round <= MAX_AUTH_ROUNDS {
+                assert_eq!(sent(&out).len(), 1, "round {round}");
+            } else {
+                assert_eq!(events(&out), [BindingEvent::Failed(Failure::AuthRejected)]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_challenge_without_digest_is_malformed() {
+        let (mut run, _) = Run::new(config());
+        let mut r = answer(&run.last.clone(), 401);
+        r.challenges = vec![(ChallengeKind::Www, r#"Basic realm="r""#.into())];
+        let out = run.respond(r);
+        assert!(matches!(
+            events(&out)[..],
+            [BindingEvent::Failed(Failure::Malformed(_))]
+        ));
+    }
+
+    #[test]
+    fn nat_flapping_is_bounded() {
+        let (mut run, _) = Run::new(config());
+        for i in 0..10u16 {
+            let mut r = answer(&run.last.clone(), 200);
+            r.received = Some("203.0.113.1".parse().unwrap());
+            r.rport = Some(40000 + i);
+            let out = run.respond(r);
+            if !events(&out).is_empty() {
+                assert!(matches!(
+                    events(&out)[..],
+                    [BindingEvent::Registered { .. }]
+                ));
+                assert!(
+                    i <= 2 * MAX_NAT_SWITCHES as u16,
+                    "settled after {i} answers"
+                );
+                return;
+            }
+        }
+        panic!("never settled");
+    }
+
+    #[test]
+    fn stop_before_anything_was_sent_needs_no_request() {
+        let mut e = Counter(0);
+        let mut b = Binding::new(config(), &mut e);
+        let mut out = Vec::new();
+        b.stop(Instant::now(), &mut e, &mut out);
+        assert_eq!(events(&out), [BindingEvent::Unregistered]);
+        assert!(sent(&out).is_empty());
+        assert!(b.is_done());
+    }
+
+    #[test]
+    fn stop_while_registering_unregisters_and_ignores_the_old_answer() {
+        let (mut run, _) = Run::new(config());
+        let register = run.last.clone();
+        let mut out = Vec::new();
+        run.b.stop(run.now, &mut run.e, &mut out);
+        let unregister = sent(&out).pop().unwrap();
+        assert_eq!(header(&unregister, "Expires"), "0");
+        let mut late = Vec::new();
+        assert!(
+            !run.b
+                .on_response(&answer(&register, 200), run.now, &mut run.e, &mut late)
+        );
+        run.last = unregister;
+        let out = run.respond(answer(&run.last.clone(), 200));
+        assert_eq!(events(&out), [BindingEvent::Unregistered]);
+        assert!(run.b.is_done());
+    }
+}
