@@ -6,7 +6,10 @@
 //! - [`runtime`]: sockets, timers and the threads that deliver callbacks.
 //! - [`engine`]: the sans-I/O state machines (transaction, digest, binding).
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod engine;
 pub mod ffi;
 pub mod runtime;
+pub mod testkit;

@@ -952,3 +952,19 @@ fn several_engines_live_side_by_side() {
         StopSipTelephony(*h);
     }
 }
+
+#[test]
+fn many_challenged_names_register_and_unregister_together() {
+    let registrar = Registrar::start(digest_script("SHA-256", "pw"));
+    let (engine, events) = engine(1);
+    let (realm, user, pass) = (cstr("test.realm"), cstr("gw"), cstr("pw"));
+    unsafe { AddAuthorizationCredentials(engine, realm.as_ptr(), user.as_ptr(), pass.as_ptr()) };
+    assert_eq!(Enable::to(&registrar, "n1,n2,n3,n4,n5,n6,n7,n8").call(engine), SipSuccess);
+    assert!(events.wait_for(SipRegisterSuccess, 8, WAIT), "{:?}", events.events());
+    assert_eq!(registrar.registers().len(), 16, "one challenge and one answer each");
+    assert_eq!(StopSipTelephony(engine), SipSuccess);
+    for n in 1..=8 {
+        assert!(registrar.bindings(&format!("n{n}")).is_empty(), "n{n} left behind");
+    }
+    assert_eq!(events.count(SipRegisterAuthorizationError), 0);
+}

@@ -1,0 +1,44 @@
+//! The shared service starts with the first engine and stops, its threads joined, with the
+//! last one, so a host can unload the library. One test per binary: it owns the process.
+
+mod support;
+
+use lanscape_sip::ffi::TELEPHONY_RETURN_VALUE::*;
+use lanscape_sip::ffi::lanscape::*;
+use lanscape_sip::runtime::service;
+use support::*;
+
+/// Threads of this process whose name the library gave them.
+fn library_threads() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .filter(|n| n.starts_with("lanscape-sip"))
+        .collect()
+}
+
+#[test]
+fn last_engine_stopped_joins_every_library_thread() {
+    for round in 0..3 {
+        assert!(!service::is_running(), "round {round}");
+        assert!(library_threads().is_empty(), "round {round}: {:?}", library_threads());
+        let registrar = Registrar::accepting();
+        let (a, events_a) = engine(1);
+        let (b, events_b) = engine(1);
+        assert!(service::is_running());
+        assert_eq!(Enable::to(&registrar, "a").call(a), SipSuccess);
+        assert_eq!(Enable::to(&registrar, "b").call(b), SipSuccess);
+        assert!(events_a.wait_for(SipRegisterSuccess, 1, WAIT));
+        assert!(events_b.wait_for(SipRegisterSuccess, 1, WAIT));
+        let threads = library_threads();
+        assert!(threads.iter().any(|t| t == "lanscape-sip-io"), "{threads:?}");
+        assert_eq!(threads.iter().filter(|t| *t == "lanscape-sip-ev").count(), 2, "{threads:?}");
+        assert_eq!(StopSipTelephony(a), SipSuccess);
+        assert!(service::is_running(), "b still uses the service");
+        assert_eq!(StopSipTelephony(b), SipSuccess);
+        assert!(!service::is_running());
+        assert!(library_threads().is_empty(), "{:?}", library_threads());
+        assert_eq!(service::live_threads(), 0);
+    }
+}
