@@ -22,7 +22,11 @@ fn library_threads() -> Vec<String> {
 fn last_engine_stopped_joins_every_library_thread() {
     for round in 0..3 {
         assert!(!service::is_running(), "round {round}");
-        assert!(library_threads().is_empty(), "round {round}: {:?}", library_threads());
+        assert!(
+            library_threads().is_empty(),
+            "round {round}: {:?}",
+            library_threads()
+        );
         let registrar = Registrar::accepting();
         let (a, events_a) = engine(1);
         let (b, events_b) = engine(1);
@@ -32,8 +36,15 @@ fn last_engine_stopped_joins_every_library_thread() {
         assert!(events_a.wait_for(SipRegisterSuccess, 1, WAIT));
         assert!(events_b.wait_for(SipRegisterSuccess, 1, WAIT));
         let threads = library_threads();
-        assert!(threads.iter().any(|t| t == "lanscape-sip-io"), "{threads:?}");
-        assert_eq!(threads.iter().filter(|t| *t == "lanscape-sip-ev").count(), 2, "{threads:?}");
+        assert!(
+            threads.iter().any(|t| t == "lanscape-sip-io"),
+            "{threads:?}"
+        );
+        assert_eq!(
+            threads.iter().filter(|t| *t == "lanscape-sip-ev").count(),
+            2,
+            "{threads:?}"
+        );
         assert_eq!(StopSipTelephony(a), SipSuccess);
         assert!(service::is_running(), "b still uses the service");
         assert_eq!(StopSipTelephony(b), SipSuccess);

@@ -747,26 +747,7 @@ fn malformed_responses_from_the_registrar_are_logged_and_survived() {
         }
     });
     let (engine, events) = engine(1);
-    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    unsafe extern "C" fn log(
-        _: SIPHANDLE,
-        _level: i32,
-        msg: *const std::ffi::c_char,
-        user: *mut c_void,
-    ) {
-        let logs = unsafe { &*(user as *const std::sync::Mutex<Vec<String>>) };
-        let text = unsafe { std::ffi::CStr::from_ptr(msg) }
-            .to_string_lossy()
-            .to_string();
-        logs.lock().unwrap().push(text);
-    }
-    unsafe {
-        SetLogCallback(
-            engine,
-            Some(log),
-            std::sync::Arc::as_ptr(&logs) as *mut c_void,
-        )
-    };
+    let logs = Logs::capture(engine, false);
     let mut enable = Enable::to(&registrar, "alice");
     enable.timeout_ms = 1000;
     enable.interval = 1;
@@ -777,10 +758,10 @@ fn malformed_responses_from_the_registrar_are_logged_and_survived() {
         "recovers on the retry"
     );
     StopSipTelephony(engine);
-    let logs = logs.lock().unwrap();
     assert!(
-        logs.iter().any(|l| l.contains("dropped malformed message")),
-        "{logs:?}"
+        logs.contains("dropped malformed message"),
+        "{:?}",
+        logs.all()
     );
 }
 
@@ -788,33 +769,13 @@ fn malformed_responses_from_the_registrar_are_logged_and_survived() {
 fn trace_shows_messages_without_passwords() {
     let registrar = Registrar::start(digest_script("MD5", "hunter2-secret"));
     let (engine, events) = engine(1);
-    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(i32, String)>::new()));
-    unsafe extern "C" fn log(
-        _: SIPHANDLE,
-        level: i32,
-        msg: *const std::ffi::c_char,
-        user: *mut c_void,
-    ) {
-        let logs = unsafe { &*(user as *const std::sync::Mutex<Vec<(i32, String)>>) };
-        let text = unsafe { std::ffi::CStr::from_ptr(msg) }
-            .to_string_lossy()
-            .to_string();
-        logs.lock().unwrap().push((level, text));
-    }
-    unsafe {
-        SetLogCallback(
-            engine,
-            Some(log),
-            std::sync::Arc::as_ptr(&logs) as *mut c_void,
-        )
-    };
-    assert_eq!(EnableSipTrace(engine, 1), SipSuccess);
+    let logs = Logs::capture(engine, true);
     let (realm, user, pass) = (cstr("test.realm"), cstr("alice"), cstr("hunter2-secret"));
     unsafe { AddAuthorizationCredentials(engine, realm.as_ptr(), user.as_ptr(), pass.as_ptr()) };
     assert_eq!(Enable::to(&registrar, "alice").call(engine), SipSuccess);
     assert!(events.wait_for(SipRegisterSuccess, 1, WAIT));
     StopSipTelephony(engine);
-    let logs = logs.lock().unwrap();
+    let logs = logs.all();
     assert!(
         logs.iter().filter(|(l, _)| *l == 5).count() >= 4,
         "{logs:?}"
@@ -959,12 +920,26 @@ fn many_challenged_names_register_and_unregister_together() {
     let (engine, events) = engine(1);
     let (realm, user, pass) = (cstr("test.realm"), cstr("gw"), cstr("pw"));
     unsafe { AddAuthorizationCredentials(engine, realm.as_ptr(), user.as_ptr(), pass.as_ptr()) };
-    assert_eq!(Enable::to(&registrar, "n1,n2,n3,n4,n5,n6,n7,n8").call(engine), SipSuccess);
-    assert!(events.wait_for(SipRegisterSuccess, 8, WAIT), "{:?}", events.events());
-    assert_eq!(registrar.registers().len(), 16, "one challenge and one answer each");
+    assert_eq!(
+        Enable::to(&registrar, "n1,n2,n3,n4,n5,n6,n7,n8").call(engine),
+        SipSuccess
+    );
+    assert!(
+        events.wait_for(SipRegisterSuccess, 8, WAIT),
+        "{:?}",
+        events.events()
+    );
+    assert_eq!(
+        registrar.registers().len(),
+        16,
+        "one challenge and one answer each"
+    );
     assert_eq!(StopSipTelephony(engine), SipSuccess);
     for n in 1..=8 {
-        assert!(registrar.bindings(&format!("n{n}")).is_empty(), "n{n} left behind");
+        assert!(
+            registrar.bindings(&format!("n{n}")).is_empty(),
+            "n{n} left behind"
+        );
     }
     assert_eq!(events.count(SipRegisterAuthorizationError), 0);
 }

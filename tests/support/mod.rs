@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod kamailio;
+
 pub use lanscape_sip::testkit::registrar::*;
 
 use lanscape_sip::ffi::TELEPHONY_RETURN_VALUE;
@@ -145,3 +147,40 @@ impl Enable {
 }
 
 pub const WAIT: Duration = Duration::from_secs(5);
+
+/// Diagnostics captured from an engine's log callback: (level, message).
+#[derive(Default)]
+pub struct Logs(Mutex<Vec<(i32, String)>>);
+
+impl Logs {
+    /// Attaches a capture to `engine` (optionally with the SIP trace on).
+    pub fn capture(engine: SIPHANDLE, trace: bool) -> Arc<Logs> {
+        let logs = Arc::new(Logs::default());
+        let user = Arc::as_ptr(&logs) as *mut c_void;
+        assert_eq!(
+            unsafe { SetLogCallback(engine, Some(Self::callback), user) },
+            TELEPHONY_RETURN_VALUE::SipSuccess
+        );
+        assert_eq!(
+            EnableSipTrace(engine, trace as i32),
+            TELEPHONY_RETURN_VALUE::SipSuccess
+        );
+        logs
+    }
+
+    unsafe extern "C" fn callback(_: SIPHANDLE, level: i32, msg: *const c_char, user: *mut c_void) {
+        let logs = unsafe { &*(user as *const Logs) };
+        let text = unsafe { CStr::from_ptr(msg) }.to_string_lossy().to_string();
+        logs.0.lock().unwrap().push((level, text));
+    }
+
+    /// Everything captured so far.
+    pub fn all(&self) -> Vec<(i32, String)> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Whether any message contains `text`.
+    pub fn contains(&self, text: &str) -> bool {
+        self.all().iter().any(|(_, m)| m.contains(text))
+    }
+}

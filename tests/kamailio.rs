@@ -1,0 +1,247 @@
+//! Registration through the C ABI against Kamailio 5.6 (auth, usrloc in memory, registrar),
+//! checked with Kamailio's own view of its location table.
+
+mod support;
+
+use lanscape_sip::ffi::TELEPHONY_RETURN_VALUE::*;
+use lanscape_sip::ffi::lanscape::*;
+use std::time::Duration;
+use support::kamailio::{Kamailio, KamailioConfig, installed};
+use support::*;
+
+fn credentials(engine: SIPHANDLE, user: &str, password: &str) {
+    let (realm, user, password) = (cstr("*"), cstr(user), cstr(password));
+    let rc = unsafe {
+        AddAuthorizationCredentials(engine, realm.as_ptr(), user.as_ptr(), password.as_ptr())
+    };
+    assert_eq!(rc, SipSuccess);
+}
+
+fn domain(engine: SIPHANDLE, name: &str) {
+    let name = cstr(name);
+    assert_eq!(
+        unsafe { EnableSipDomain(engine, name.as_ptr()) },
+        SipSuccess
+    );
+}
+
+fn enable(kam: &Kamailio, names: &'static str) -> Enable {
+    Enable {
+        names,
+        per_line: false,
+        through_proxy: false,
+        server: "127.0.0.1".into(),
+        port: u32::from(kam.port),
+        interval: 60,
+        expires: 300,
+        timeout_ms: 2000,
+        nat: true,
+    }
+}
+
+fn local_port(engine: SIPHANDLE) -> u32 {
+    let mut port = 0;
+    assert_eq!(unsafe { GetLocalSipPort(engine, &mut port) }, SipSuccess);
+    port
+}
+
+fn digest_registers_many_names(algorithm: &'static str) {
+    if !installed("kamailio") {
+        return;
+    }
+    let kam = Kamailio::start(KamailioConfig {
+        algorithm,
+        ..Default::default()
+    });
+    let (engine, events) = engine(3);
+    credentials(engine, "gw", "gw-secret");
+    domain(engine, "kam.test");
+    assert_eq!(
+        enable(&kam, "alice, bob, carol, bob").call(engine),
+        SipSuccess
+    );
+    assert!(
+        events.wait_for(SipRegisterSuccess, 3, WAIT),
+        "{:?}\n{}",
+        events.events(),
+        kam.log()
+    );
+    let port = local_port(engine);
+    let contacts = kam.contacts();
+    let expected: Vec<(String, String)> = ["alice", "bob", "carol"]
+        .iter()
+        .map(|n| (n.to_string(), format!("sip:{n}@127.0.0.1:{port}")))
+        .collect();
+    let got: Vec<(String, String)> = contacts
+        .iter()
+        .map(|(a, c, _)| (a.clone(), c.clone()))
+        .collect();
+    assert_eq!(got, expected, "{contacts:?}");
+    assert!(
+        contacts.iter().all(|(_, _, e)| (290..=300).contains(e)),
+        "{contacts:?}"
+    );
+    assert_eq!(StopSipTelephony(engine), SipSuccess);
+    assert!(
+        kam.contacts().is_empty(),
+        "left behind: {:?}",
+        kam.contacts()
+    );
+}
+
+#[test]
+fn kamailio_sha256_digest_one_binding_per_name() {
+    digest_registers_many_names("SHA-256");
+}
+
+#[test]
+fn kamailio_md5_digest_one_binding_per_name() {
+    digest_registers_many_names("MD5");
+}
+
+#[test]
+fn kamailio_refuses_a_wrong_password() {
+    if !installed("kamailio") {
+        return;
+    }
+    let kam = Kamailio::start(KamailioConfig::default());
+    let (engine, events) = engine(1);
+    credentials(engine, "gw", "not-the-password");
+    domain(engine, "kam.test");
+    assert_eq!(enable(&kam, "alice").call(engine), SipSuccess);
+    assert!(
+        events.wait_for(SipRegisterAuthorizationError, 1, WAIT),
+        "{:?}",
+        events.events()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(events.count(SipRegisterAuthorizationError), 1);
+    assert!(kam.contacts().is_empty());
+    StopSipTelephony(engine);
+}
+
+#[test]
+fn kamailio_min_expires_above_ours_is_423_then_registered() {
+    if !installed("kamailio") {
+        return;
+    }
+    let kam = Kamailio::start(KamailioConfig {
+        min_expires: 900,
+        ..Default::default()
+    });
+    let (engine, events) = engine(1);
+    credentials(engine, "gw", "gw-secret");
+    domain(engine, "kam.test");
+    let mut e = enable(&kam, "alice");
+    e.expires = 120;
+    assert_eq!(e.call(engine), SipSuccess);
+    assert!(
+        events.wait_for(SipRegisterSuccess, 1, WAIT),
+        "{:?}\n{}",
+        events.events(),
+        kam.log()
+    );
+    let contacts = kam.contacts();
+    assert_eq!(contacts.len(), 1);
+    assert!((890..=900).contains(&contacts[0].2), "{contacts:?}");
+    StopSipTelephony(engine);
+    assert!(kam.contacts().is_empty());
+}
+
+#[test]
+fn kamailio_as_outbound_proxy_to_a_second_registrar() {
+    if !installed("kamailio") {
+        return;
+    }
+    let registrar = Kamailio::start(KamailioConfig {
+        domain: "b.test",
+        ..Default::default()
+    });
+    let proxy = Kamailio::start(KamailioConfig {
+        domain: "proxy.test",
+        forward_to: Some(registrar.port),
+        ..Default::default()
+    });
+    let (engine, events) = engine(1);
+    credentials(engine, "gw", "gw-secret");
+    domain(engine, "b.test");
+    let addr = cstr("127.0.0.1");
+    assert_eq!(
+        unsafe { EnableSipProxyServer(engine, addr.as_ptr(), u32::from(proxy.port)) },
+        SipSuccess
+    );
+    let mut e = enable(&proxy, "alice");
+    e.through_proxy = true;
+    e.server = "b.test".into();
+    assert_eq!(e.call(engine), SipSuccess);
+    assert!(
+        events.wait_for(SipRegisterSuccess, 1, WAIT),
+        "{:?}\nproxy:\n{}\nregistrar:\n{}",
+        events.events(),
+        proxy.log(),
+        registrar.log()
+    );
+    assert_eq!(
+        registrar.contacts().len(),
+        1,
+        "bound at the registrar behind the proxy"
+    );
+    assert!(proxy.contacts().is_empty(), "the proxy only relayed");
+    StopSipTelephony(engine);
+    assert!(registrar.contacts().is_empty());
+}
+
+#[test]
+fn kamailio_killed_and_restarted_every_binding_recovers() {
+    if !installed("kamailio") {
+        return;
+    }
+    let mut kam = Kamailio::start(KamailioConfig::default());
+    let (engine, events) = engine(1);
+    credentials(engine, "gw", "gw-secret");
+    domain(engine, "kam.test");
+    let mut e = enable(&kam, "r1,r2,r3,r4");
+    e.interval = 2;
+    e.timeout_ms = 1000;
+    assert_eq!(e.call(engine), SipSuccess);
+    assert!(
+        events.wait_for(SipRegisterSuccess, 4, WAIT),
+        "{:?}",
+        events.events()
+    );
+    assert_eq!(kam.contacts().len(), 4);
+
+    kam.kill();
+    // The next refresh (within 2 s) times out after 1 s: each name reports it once.
+    assert!(
+        events.wait_for(SipRegisterTimeOut, 4, Duration::from_secs(8)),
+        "{:?}",
+        events.events()
+    );
+    std::thread::sleep(Duration::from_secs(3)); // retries on the backoff fail silently
+    assert_eq!(
+        events.count(SipRegisterTimeOut),
+        4,
+        "reported once each: {:?}",
+        events.events()
+    );
+
+    kam.restart();
+    assert!(
+        kam.contacts().is_empty(),
+        "a restarted Kamailio forgot every binding"
+    );
+    assert!(
+        events.wait_for(SipRegisterSuccess, 8, Duration::from_secs(10)),
+        "{:?}",
+        events.events()
+    );
+    let aors: Vec<String> = kam.contacts().into_iter().map(|(a, _, _)| a).collect();
+    assert_eq!(aors, ["r1", "r2", "r3", "r4"]);
+    assert_eq!(StopSipTelephony(engine), SipSuccess);
+    assert!(
+        kam.contacts().is_empty(),
+        "nothing left behind: {:?}",
+        kam.contacts()
+    );
+}

@@ -1,0 +1,189 @@
+//! Starts Kamailio (Debian's `kamailio` package) on loopback from `tests/peers/kamailio.cfg`
+//! and reads its location table with `kamcmd ul.dump`.
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How one Kamailio instance is set up.
+pub struct KamailioConfig {
+    /// The SIP domain it is registrar for (an alias of itself).
+    pub domain: &'static str,
+    /// Digest algorithm of its challenges: "MD5" or "SHA-256".
+    pub algorithm: &'static str,
+    /// Auth user -> password.
+    pub users: Vec<(&'static str, &'static str)>,
+    /// Below this expiry it answers 423.
+    pub min_expires: u32,
+    /// When set, REGISTERs for other domains are relayed here (an outbound proxy).
+    pub forward_to: Option<u16>,
+}
+
+impl Default for KamailioConfig {
+    fn default() -> Self {
+        KamailioConfig {
+            domain: "kam.test",
+            algorithm: "SHA-256",
+            users: vec![("gw", "gw-secret")],
+            min_expires: 10,
+            forward_to: None,
+        }
+    }
+}
+
+/// A running Kamailio; killed (its whole process group) on drop.
+pub struct Kamailio {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+/// Whether a program is installed. Outside CI a missing one skips the test with a message;
+/// in CI (`CI` set, where `.ci/run` installs it) it fails the test.
+pub fn installed(program: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{program} is not installed, and CI must run this test (scripts/test installs it)"
+        );
+        eprintln!("SKIPPED: {program} is not installed (scripts/test installs it)");
+    }
+    found
+}
+
+/// A UDP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Kamailio {
+    /// Writes the config and starts Kamailio on a free loopback port.
+    pub fn start(config: KamailioConfig) -> Kamailio {
+        let port = free_port();
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("kamailio-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let template = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/kamailio.cfg"),
+        )
+        .unwrap();
+        let users: String = config
+            .users
+            .iter()
+            .map(|(u, p)| format!("    $sht(users=>{u}) = \"{p}\";\n"))
+            .collect();
+        let forward = match config.forward_to {
+            Some(next) => format!(
+                "        $du = \"sip:127.0.0.1:{next}\";\n        t_relay();\n        exit;"
+            ),
+            None => String::new(),
+        };
+        let cfg = template
+            .replace("@PORT@", &port.to_string())
+            .replace("@DOMAIN@", config.domain)
+            .replace("@CTL@", dir.join("ctl").to_str().unwrap())
+            .replace("@MIN_EXPIRES@", &config.min_expires.to_string())
+            .replace("@ALGORITHM@", config.algorithm)
+            .replace("@USERS@", &users)
+            .replace("@FORWARD@", &forward);
+        std::fs::write(dir.join("kamailio.cfg"), cfg).unwrap();
+        let mut kamailio = Kamailio {
+            port,
+            dir,
+            child: None,
+        };
+        kamailio.launch();
+        kamailio
+    }
+
+    fn launch(&mut self) {
+        use std::os::unix::process::CommandExt;
+        let log = std::fs::File::create(self.dir.join("kamailio.log")).unwrap();
+        let child = Command::new("kamailio")
+            .arg("-f")
+            .arg(self.dir.join("kamailio.cfg"))
+            .args(["-DD", "-E", "-m", "32", "-M", "4"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("kamailio starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.kamcmd(&["core.uptime"]).is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "Kamailio did not start:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills Kamailio like a crash (SIGKILL to every process of it).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port, with an empty location table.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    /// Runs `kamcmd` against this instance.
+    pub fn kamcmd(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new("kamcmd")
+            .arg("-s")
+            .arg(format!("unix:{}", self.dir.join("ctl").display()))
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+    }
+
+    /// The location table: (AoR, contact address, seconds left).
+    pub fn contacts(&self) -> Vec<(String, String, u32)> {
+        let dump = self.kamcmd(&["ul.dump"]).unwrap_or_default();
+        let mut out = Vec::new();
+        let (mut aor, mut address) = (String::new(), String::new());
+        for line in dump.lines().map(str::trim) {
+            if let Some(a) = line.strip_prefix("AoR: ") {
+                aor = a.to_string();
+            } else if let Some(a) = line.strip_prefix("Address: ") {
+                address = a.to_string();
+            } else if let Some(e) = line.strip_prefix("Expires: ") {
+                out.push((aor.clone(), address.clone(), e.parse().unwrap_or(0)));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Kamailio's own log, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("kamailio.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
