@@ -1,0 +1,142 @@
+//! Exact faults played by sipp as the registrar, against the C ABI.
+
+mod support;
+
+use lanscape_sip::ffi::TELEPHONY_RETURN_VALUE::*;
+use lanscape_sip::ffi::lanscape::*;
+use std::time::{Duration, Instant};
+use support::kamailio::installed;
+use support::sipp::Sipp;
+use support::*;
+
+fn enable(sipp: &Sipp, timeout_ms: u32, nat: bool) -> Enable {
+    Enable {
+        names: "alice",
+        per_line: false,
+        through_proxy: false,
+        server: "127.0.0.1".into(),
+        port: u32::from(sipp.port),
+        interval: 60,
+        expires: 300,
+        timeout_ms,
+        nat,
+    }
+}
+
+#[test]
+fn sipp_silent_registrar_times_out_after_three_transmissions() {
+    if !installed("sipp") {
+        return;
+    }
+    let mut sipp = Sipp::uas("silent.xml");
+    let (engine, events) = engine(1);
+    let started = Instant::now();
+    assert_eq!(enable(&sipp, 2000, false).call(engine), SipSuccess);
+    assert!(events.wait_for(SipRegisterTimeOut, 1, WAIT));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1950) && took < Duration::from_millis(2600),
+        "{took:?}"
+    );
+    assert!(sipp.finish().success(), "{}", sipp.messages());
+    assert_eq!(
+        sipp.registers_received(),
+        3,
+        "0, 500, 1500 ms:\n{}",
+        sipp.messages()
+    );
+    StopSipTelephony(engine);
+}
+
+#[test]
+fn sipp_answer_after_retransmissions_registers() {
+    if !installed("sipp") {
+        return;
+    }
+    let mut sipp = Sipp::uas("late_answer.xml");
+    let (engine, events) = engine(1);
+    assert_eq!(enable(&sipp, 4000, false).call(engine), SipSuccess);
+    assert!(
+        events.wait_for(SipRegisterSuccess, 1, WAIT),
+        "{:?}",
+        events.events()
+    );
+    assert!(sipp.finish().success(), "{}", sipp.messages());
+    assert_eq!(sipp.registers_received(), 3, "{}", sipp.messages());
+    assert_eq!(events.count(SipRegisterTimeOut), 0);
+    StopSipTelephony(engine);
+}
+
+#[test]
+fn sipp_sha256_challenge_is_answered_correctly() {
+    if !installed("sipp") {
+        return;
+    }
+    let mut sipp = Sipp::uas("sha256.xml");
+    let (engine, events) = engine(1);
+    let (realm, user, pass) = (cstr("sipp.test"), cstr("alice"), cstr("sipp-secret"));
+    unsafe { AddAuthorizationCredentials(engine, realm.as_ptr(), user.as_ptr(), pass.as_ptr()) };
+    assert_eq!(enable(&sipp, 4000, false).call(engine), SipSuccess);
+    assert!(
+        events.wait_for(SipRegisterSuccess, 1, WAIT),
+        "{:?}\n{}",
+        events.events(),
+        sipp.messages()
+    );
+    assert!(sipp.finish().success(), "{}", sipp.messages());
+    let log = sipp.messages();
+    let header = |name: &str| {
+        log.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in:\n{log}"))
+            .trim()
+            .to_string()
+    };
+    let nonce = digest_params(&header("WWW-Authenticate:"))
+        .remove("nonce")
+        .unwrap();
+    let answer = header("Authorization:");
+    assert!(answer.contains("algorithm=SHA-256"), "{answer}");
+    assert!(digest_valid(&answer, "sipp-secret", &nonce), "{answer}");
+    StopSipTelephony(engine);
+}
+
+#[test]
+fn sipp_503_is_a_register_error() {
+    if !installed("sipp") {
+        return;
+    }
+    let mut sipp = Sipp::uas("server_error.xml");
+    let (engine, events) = engine(1);
+    assert_eq!(enable(&sipp, 4000, false).call(engine), SipSuccess);
+    assert!(
+        events.wait_for(SipRegisterError, 1, WAIT),
+        "{:?}",
+        events.events()
+    );
+    assert!(sipp.finish().success(), "{}", sipp.messages());
+    StopSipTelephony(engine);
+}
+
+#[test]
+fn sipp_received_and_rport_move_the_contact_to_the_public_address() {
+    if !installed("sipp") {
+        return;
+    }
+    let mut sipp = Sipp::uas("nat.xml");
+    let (engine, events) = engine(1);
+    assert_eq!(enable(&sipp, 4000, true).call(engine), SipSuccess);
+    assert!(
+        events.wait_for(SipRegisterSuccess, 1, WAIT),
+        "{:?}\n{}",
+        events.events(),
+        sipp.messages()
+    );
+    assert!(
+        sipp.finish().success(),
+        "scenario checks failed:\n{}",
+        sipp.messages()
+    );
+    assert_eq!(sipp.registers_received(), 3);
+    StopSipTelephony(engine);
+}
