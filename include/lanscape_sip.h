@@ -99,6 +99,18 @@ typedef enum TELEPHONY_RETURN_VALUE {
    The name is not registered by this engine.
    */
   SipRegisterNameUnknown = 17,
+  /*
+   The profile is enabled through a live handle and cannot be removed.
+   */
+  SipProfileInUse = 18,
+  /*
+   No profile has this id.
+   */
+  SipProfileNotFound = 19,
+  /*
+   The transport is not implemented (only UDP is, so far).
+   */
+  SipTransportNotSupported = 20,
 } TELEPHONY_RETURN_VALUE;
 
 /*
@@ -128,6 +140,46 @@ typedef enum SIP_REGISTRATION_STATE {
 } SIP_REGISTRATION_STATE;
 
 /*
+ Registration state of a profile.
+ */
+typedef enum SIP_PROFILE_STATE {
+  /*
+   Not registered.
+   */
+  SipProfileUnregistered = 0,
+  /*
+   Registration in progress.
+   */
+  SipProfileRegistering = 1,
+  /*
+   Registered.
+   */
+  SipProfileRegistered = 2,
+  /*
+   Unregistration in progress.
+   */
+  SipProfileUnregistering = 3,
+} SIP_PROFILE_STATE;
+
+/*
+ Transport of a profile (only UDP is implemented so far).
+ */
+typedef enum SIP_TRANSPORT {
+  /*
+   UDP.
+   */
+  SipTransportUdp = 0,
+  /*
+   TCP.
+   */
+  SipTransportTcp = 1,
+  /*
+   TLS.
+   */
+  SipTransportTls = 2,
+} SIP_TRANSPORT;
+
+/*
  An engine handle. 0 is never a valid handle.
  */
 typedef uint64_t SIPHANDLE;
@@ -151,6 +203,35 @@ typedef void (*SipNotifyCallback)(SIPHANDLE engine,
  rules as [`SipNotifyCallback`]. Messages never contain passwords.
  */
 typedef void (*SipLogCallback)(SIPHANDLE engine, int32_t level, const char *message, void *user_data);
+
+/*
+ A registry handle. 0 is never valid.
+ */
+typedef uint64_t SIPREGISTRY;
+
+/*
+ A profile the registry holds a handle of changed state. Runs on the registration
+ service's event thread with no lock held; it may call any function.
+ */
+typedef void (*SipProfileStateCallback)(SIPREGISTRY registry,
+                                        uint32_t profile_id,
+                                        enum SIP_PROFILE_STATE state,
+                                        void *user_data);
+
+/*
+ An asynchronous error (`SipRegisterError`, `SipRegisterTimeOut`,
+ `SipRegisterAuthorizationError`, `SipRegisterIntervalError`): the profile is not
+ registered; the service keeps retrying. Same thread rules as the state callback.
+ */
+typedef void (*SipProfileErrorCallback)(SIPREGISTRY registry,
+                                        uint32_t profile_id,
+                                        enum TELEPHONY_RETURN_VALUE error,
+                                        void *user_data);
+
+/*
+ A profile handle. 0 is never valid.
+ */
+typedef uint64_t SIPPROFILE;
 
 #ifdef __cplusplus
 extern "C" {
@@ -335,6 +416,83 @@ enum TELEPHONY_RETURN_VALUE EnableKeepAliveTransmissions(SIPHANDLE engine,
  Sends one CRLF keep-alive to the registrar or proxy now.
  */
 enum TELEPHONY_RETURN_VALUE SendSipKeepAlive(SIPHANDLE engine);
+
+/*
+ Opens a registry connected to the process's one registration service (started by the
+ first registry, stopped by the last close).
+
+ # Safety
+ Callbacks are NULL or valid until the registry is closed; `registry_out` is writable.
+ */
+enum TELEPHONY_RETURN_VALUE SipRegistryOpen(SipProfileStateCallback on_state,
+                                            SipProfileErrorCallback on_error,
+                                            void *user_data,
+                                            SIPREGISTRY *registry_out);
+
+/*
+ Closes a registry and its profile handles; profiles no other handle keeps enabled are
+ unregistered. The last close stops the service (waiting at most 4 s for the registrar)
+ and joins its threads.
+ */
+enum TELEPHONY_RETURN_VALUE SipRegistryClose(SIPREGISTRY registry);
+
+/*
+ Creates a profile and writes its id. `aor` is `user@domain`; `registrar` and
+ `outbound_proxy` (NULL: none) are `host[:port]`; `auth_user`/`password` are NULL when
+ the registrar asks no authentication; `transport` is a `SIP_TRANSPORT`.
+
+ # Safety
+ Strings are NULL or NUL-terminated; `profile_id_out` is writable.
+ */
+enum TELEPHONY_RETURN_VALUE SipProfileCreate(SIPREGISTRY registry,
+                                             const char *aor,
+                                             const char *registrar,
+                                             const char *outbound_proxy,
+                                             const char *auth_user,
+                                             const char *password,
+                                             uint32_t expires_seconds,
+                                             uint32_t transport,
+                                             uint32_t *profile_id_out);
+
+/*
+ Writes a new handle of a profile (each call gives another one).
+
+ # Safety
+ `profile_out` is writable.
+ */
+enum TELEPHONY_RETURN_VALUE SipProfileRetrieve(SIPREGISTRY registry,
+                                               uint32_t profile_id,
+                                               SIPPROFILE *profile_out);
+
+/*
+ Deletes a profile handle: its registry stops hearing of the profile through it, and an
+ enabled profile no other handle keeps enabled is unregistered.
+ */
+enum TELEPHONY_RETURN_VALUE SipProfileRelease(SIPPROFILE profile);
+
+/*
+ Enables the profile: it registers (unless already registered, which notifies nothing).
+ */
+enum TELEPHONY_RETURN_VALUE SipProfileEnable(SIPPROFILE profile);
+
+/*
+ Disables the profile through this handle; it unregisters when no handle keeps it enabled.
+ */
+enum TELEPHONY_RETURN_VALUE SipProfileDisable(SIPPROFILE profile);
+
+/*
+ Writes the profile's state.
+
+ # Safety
+ `state_out` is writable.
+ */
+enum TELEPHONY_RETURN_VALUE SipProfileGetState(SIPPROFILE profile,
+                                               enum SIP_PROFILE_STATE *state_out);
+
+/*
+ Deletes a profile (`SipProfileInUse` while a live handle keeps it enabled).
+ */
+enum TELEPHONY_RETURN_VALUE SipProfileRemove(SIPREGISTRY registry, uint32_t profile_id);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -11,5 +11,6 @@
 pub mod api;
 pub mod engine;
 pub mod ffi;
+pub mod handles;
 pub mod runtime;
 pub mod testkit;

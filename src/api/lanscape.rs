@@ -2,13 +2,14 @@
 //! credentials, and the register server with its nine parameters, on top of one
 //! [`Endpoint`]. Knows nothing about C; the `ffi` layer maps its results to codes.
 
+use crate::api::address::{is_host, resolve, source_ip_towards, user_agent, valid_port};
 use crate::engine::binding::{BindingConfig, BindingEvent, BindingState, Failure};
 use crate::engine::digest::{Credential, CredentialStore};
 use crate::engine::message::uri_host;
 use crate::engine::transaction::DEFAULT_TIMEOUT;
 use crate::runtime::{BindingId, BindingSpec, Endpoint, EndpointError, EndpointEvent, LogLevel};
 use parking_lot::Mutex;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -77,6 +78,14 @@ pub enum ApiError {
     Socket(std::io::Error),
     /// The engine is shutting down.
     Closed,
+    /// The handle is not (or no longer) valid.
+    InvalidHandle,
+    /// No profile has this id.
+    ProfileNotFound,
+    /// The profile is enabled by a live handle.
+    ProfileInUse,
+    /// The transport is not implemented.
+    TransportNotSupported,
 }
 
 /// What a notification reports.
@@ -481,23 +490,6 @@ fn notification_kind(event: &BindingEvent) -> NotificationKind {
     }
 }
 
-fn user_agent(phone_name: &str) -> String {
-    let product = concat!("liblanscape-sip/", env!("CARGO_PKG_VERSION"));
-    if phone_name.trim().is_empty() {
-        product.to_string()
-    } else {
-        format!("{} {product}", phone_name.trim())
-    }
-}
-
-fn valid_port(port: u32) -> Option<u16> {
-    match port {
-        0 => Some(5060),
-        1..=65535 => Some(port as u16),
-        _ => None,
-    }
-}
-
 /// Splits the comma-separated list; each name must be a valid SIP user part.
 pub fn parse_names(list: &str) -> Result<Vec<String>, ApiError> {
     let names: Vec<String> = list
@@ -521,54 +513,6 @@ pub fn parse_names(list: &str) -> Result<Vec<String>, ApiError> {
     Ok(names)
 }
 
-/// A host is an IP literal (IPv6 with or without brackets) or a DNS name.
-fn is_host(s: &str) -> bool {
-    let bare = s.trim_start_matches('[').trim_end_matches(']');
-    bare.parse::<IpAddr>().is_ok()
-        || (s.len() <= 253
-            && s.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-            }))
-}
-
-/// Resolves `host`, preferring the address family of the local socket.
-fn resolve(host: &str, port: u16, local: SocketAddr) -> Result<SocketAddr, ApiError> {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let candidates: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
-        Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => (bare, port)
-            .to_socket_addrs()
-            .map_err(|_| ApiError::UnknownHost(host.to_string()))?
-            .collect(),
-    };
-    candidates
-        .iter()
-        .find(|a| a.is_ipv4() == local.is_ipv4())
-        .copied()
-        .ok_or_else(|| ApiError::UnknownHost(host.to_string()))
-}
-
-/// The local IP the system would use to reach `to`: our Via and Contact address.
-fn source_ip_towards(local: SocketAddr, to: SocketAddr) -> IpAddr {
-    if !local.ip().is_unspecified() {
-        return local.ip();
-    }
-    let any = if to.is_ipv4() {
-        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-    } else {
-        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
-    };
-    UdpSocket::bind((any, 0))
-        .and_then(|s| {
-            s.connect(to)?;
-            s.local_addr()
-        })
-        .map(|a| a.ip())
-        .unwrap_or(if to.ip().is_loopback() { to.ip() } else { any })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -586,15 +530,5 @@ mod tests {
             parse_names("a\r\nVia: x"),
             Err(ApiError::BadNameList(_))
         ));
-    }
-
-    #[test]
-    fn hosts() {
-        for ok in ["127.0.0.1", "::1", "[::1]", "sip.example.com", "localhost"] {
-            assert!(is_host(ok), "{ok}");
-        }
-        for bad in ["", "a..b", "a b", "x;y", "h\r\n"] {
-            assert!(!is_host(bad), "{bad}");
-        }
     }
 }

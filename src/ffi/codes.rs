@@ -46,12 +46,18 @@ pub enum TELEPHONY_RETURN_VALUE {
     SipUnregistered = 16,
     /// The name is not registered by this engine.
     SipRegisterNameUnknown = 17,
+    /// The profile is enabled through a live handle and cannot be removed.
+    SipProfileInUse = 18,
+    /// No profile has this id.
+    SipProfileNotFound = 19,
+    /// The transport is not implemented (only UDP is, so far).
+    SipTransportNotSupported = 20,
 }
 
 use TELEPHONY_RETURN_VALUE::*;
 
 /// Every code, in value order.
-const ALL_CODES: [TELEPHONY_RETURN_VALUE; 18] = [
+const ALL_CODES: [TELEPHONY_RETURN_VALUE; 21] = [
     SipSuccess,
     SipCallFailure,
     SipBadParameter,
@@ -70,6 +76,9 @@ const ALL_CODES: [TELEPHONY_RETURN_VALUE; 18] = [
     SipRegisterSuccess,
     SipUnregistered,
     SipRegisterNameUnknown,
+    SipProfileInUse,
+    SipProfileNotFound,
+    SipTransportNotSupported,
 ];
 
 impl TELEPHONY_RETURN_VALUE {
@@ -94,6 +103,9 @@ impl TELEPHONY_RETURN_VALUE {
             SipRegisterSuccess => b"SipRegisterSuccess\0",
             SipUnregistered => b"SipUnregistered\0",
             SipRegisterNameUnknown => b"SipRegisterNameUnknown\0",
+            SipProfileInUse => b"SipProfileInUse\0",
+            SipProfileNotFound => b"SipProfileNotFound\0",
+            SipTransportNotSupported => b"SipTransportNotSupported\0",
         }
     }
 
@@ -118,7 +130,10 @@ impl From<&ApiError> for TELEPHONY_RETURN_VALUE {
             ApiError::IntervalError => SipRegisterIntervalError,
             ApiError::ThreadCreation(_) => SipThreadCreationError,
             ApiError::Socket(_) => SipSocketError,
-            ApiError::Closed => SipInvalidHandle,
+            ApiError::Closed | ApiError::InvalidHandle => SipInvalidHandle,
+            ApiError::ProfileNotFound => SipProfileNotFound,
+            ApiError::ProfileInUse => SipProfileInUse,
+            ApiError::TransportNotSupported => SipTransportNotSupported,
         }
     }
 }
@@ -148,7 +163,7 @@ mod tests {
             assert!(code.name().ends_with(b"\0"));
         }
         assert_eq!(TELEPHONY_RETURN_VALUE::from_raw(-1), None);
-        assert_eq!(TELEPHONY_RETURN_VALUE::from_raw(18), None);
+        assert_eq!(TELEPHONY_RETURN_VALUE::from_raw(21), None);
         assert_eq!(SipRegisterAuthorizationError as i32, 10);
     }
 }

@@ -1,10 +1,10 @@
 //! LanScape-compatible entry points over [`PhoneEngine`].
 
 use super::codes::TELEPHONY_RETURN_VALUE::{self, *};
-use super::handles::HandleTable;
 use super::{bad, entry, read_bool, read_opt_str, read_str};
 use crate::api::{ApiError, PhoneEngine, RegisterServerParams, StartParams};
 use crate::engine::binding::BindingState;
+use crate::handles::HandleTable;
 use crate::runtime::LogLevel;
 use once_cell::sync::Lazy;
 use parking_lot::Mutex;
@@ -76,7 +76,7 @@ fn engine(handle: SIPHANDLE) -> Result<Arc<PhoneEngine>, Failure> {
     ))
 }
 
-fn api(e: ApiError) -> Failure {
+pub(crate) fn api(e: ApiError) -> Failure {
     let code = TELEPHONY_RETURN_VALUE::from(&e);
     let text = match e {
         ApiError::BadParameter(w) => format!("bad parameter: {w}"),
@@ -88,6 +88,10 @@ fn api(e: ApiError) -> Failure {
         ApiError::ThreadCreation(e) => format!("cannot start a thread: {e}"),
         ApiError::Socket(e) => format!("cannot bind the SIP port: {e}"),
         ApiError::Closed => "the engine is stopped".into(),
+        ApiError::InvalidHandle => "no such handle".into(),
+        ApiError::ProfileNotFound => "no profile has this id".into(),
+        ApiError::ProfileInUse => "the profile is enabled through a live handle".into(),
+        ApiError::TransportNotSupported => "only UDP is implemented".into(),
     };
     (code, text)
 }

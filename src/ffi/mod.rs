@@ -2,8 +2,9 @@
 //! any panic, and returns a [`TELEPHONY_RETURN_VALUE`]. No SIP logic lives here.
 
 pub mod codes;
-pub mod handles;
+
 pub mod lanscape;
+pub mod profiles;
 
 pub use codes::TELEPHONY_RETURN_VALUE;
 

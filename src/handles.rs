@@ -1,4 +1,4 @@
-//! Handles as index plus generation in a table: a stale, double-freed or forged handle is
+//! Handles as index plus generation in a table (used by both APIs): a stale, double-freed or forged handle is
 //! looked up and found wanting, never dereferenced.
 
 use std::sync::Arc;
@@ -67,6 +67,19 @@ impl<T> HandleTable<T> {
             self.free.push(index as u32); // a slot whose generation wrapped is retired
         }
         value
+    }
+
+    /// Every live object.
+    pub fn values(&self) -> impl Iterator<Item = &Arc<T>> {
+        self.slots.iter().filter_map(|s| s.value.as_ref())
+    }
+
+    /// Every live object with its handle.
+    pub fn entries(&self) -> impl Iterator<Item = (RawHandle, &Arc<T>)> {
+        self.slots.iter().enumerate().filter_map(|(i, s)| {
+            let value = s.value.as_ref()?;
+            Some(((u64::from(s.generation) << 32) | (i as u64 + 1), value))
+        })
     }
 
     /// Number of live objects.

@@ -1,0 +1,87 @@
+//! Addresses shared by both APIs: host and port checks, resolution, and the local address
+//! the system uses towards a peer.
+
+use crate::api::ApiError;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+
+/// The User-Agent value: the product, after the application's name if any.
+pub fn user_agent(phone_name: &str) -> String {
+    let product = concat!("liblanscape-sip/", env!("CARGO_PKG_VERSION"));
+    if phone_name.trim().is_empty() {
+        product.to_string()
+    } else {
+        format!("{} {product}", phone_name.trim())
+    }
+}
+
+/// A port parameter: 0 means 5060, above 65535 is refused.
+pub fn valid_port(port: u32) -> Option<u16> {
+    match port {
+        0 => Some(5060),
+        1..=65535 => Some(port as u16),
+        _ => None,
+    }
+}
+
+/// A host is an IP literal (IPv6 with or without brackets) or a DNS name.
+pub fn is_host(s: &str) -> bool {
+    let bare = s.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<IpAddr>().is_ok()
+        || (s.len() <= 253
+            && s.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            }))
+}
+
+/// Resolves `host`, preferring the address family of the local socket.
+pub fn resolve(host: &str, port: u16, local: SocketAddr) -> Result<SocketAddr, ApiError> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let candidates: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => (bare, port)
+            .to_socket_addrs()
+            .map_err(|_| ApiError::UnknownHost(host.to_string()))?
+            .collect(),
+    };
+    candidates
+        .iter()
+        .find(|a| a.is_ipv4() == local.is_ipv4())
+        .copied()
+        .ok_or_else(|| ApiError::UnknownHost(host.to_string()))
+}
+
+/// The local IP the system would use to reach `to`: our Via and Contact address.
+pub fn source_ip_towards(local: SocketAddr, to: SocketAddr) -> IpAddr {
+    if !local.ip().is_unspecified() {
+        return local.ip();
+    }
+    let any = if to.is_ipv4() {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    };
+    UdpSocket::bind((any, 0))
+        .and_then(|s| {
+            s.connect(to)?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .unwrap_or(if to.ip().is_loopback() { to.ip() } else { any })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        for ok in ["127.0.0.1", "::1", "[::1]", "sip.example.com", "localhost"] {
+            assert!(is_host(ok), "{ok}");
+        }
+        for bad in ["", "a..b", "a b", "x;y", "h\r\n"] {
+            assert!(!is_host(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,637 @@
+//! The profile registry, in the style of the Symbian SIP Profile API, over the same engine.
+//!
+//! Every registry of the process connects to one shared registration service (one UDP
+//! endpoint and its threads), started when the first registry opens and stopped — profiles
+//! unregistered, threads joined — when the last one closes. Profiles live for the process;
+//! each retrieval gives a new profile handle. A profile is registered while at least one
+//! live handle has it enabled; a registry hears about a profile while it holds a live handle
+//! of it.
+
+use crate::api::ApiError;
+use crate::api::address::{is_host, resolve, source_ip_towards, user_agent};
+use crate::engine::binding::{BindingConfig, BindingEvent, Failure};
+use crate::engine::digest::{Credential, CredentialStore};
+use crate::engine::message::uri_host;
+use crate::engine::transaction::DEFAULT_TIMEOUT;
+use crate::handles::{HandleTable, RawHandle};
+use crate::runtime::{BindingId, BindingSpec, Endpoint, EndpointError, EndpointEvent};
+use once_cell::sync::Lazy;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Identifies a profile for the life of the process (never 0).
+pub type ProfileId = u32;
+
+/// Transport of a profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// UDP (the only one implemented so far).
+    Udp,
+    /// TCP (not implemented yet).
+    Tcp,
+    /// TLS (not implemented yet).
+    Tls,
+}
+
+/// The settings of a profile.
+#[derive(Debug, Clone)]
+pub struct ProfileSettings {
+    /// Address of record, `user@domain` (a `sip:` prefix is accepted).
+    pub aor: String,
+    /// Registrar, `host[:port]` (IPv6 in brackets).
+    pub registrar: String,
+    /// Outbound proxy, `host[:port]`, if any.
+    pub outbound_proxy: Option<String>,
+    /// Digest user name; `None` when the registrar needs no authentication.
+    pub auth_user: Option<String>,
+    /// Digest password.
+    pub password: Option<String>,
+    /// Expiry asked of the registrar, seconds.
+    pub expires: u32,
+    /// Transport.
+    pub transport: Transport,
+}
+
+/// Registration state of a profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProfileState {
+    /// Not registered.
+    Unregistered,
+    /// Registration in progress.
+    Registering,
+    /// Registered.
+    Registered,
+    /// Unregistration in progress.
+    Unregistering,
+}
+
+/// Why a profile is not registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProfileError {
+    /// The registrar refused or answered something unusable.
+    Rejected,
+    /// No answer in time.
+    TimedOut,
+    /// Credentials missing or refused.
+    Authorization,
+    /// The registrar refused the expiry (423).
+    Interval,
+}
+
+/// Receives a registry's notifications, on the service's event thread, with no lock held.
+pub trait ProfileObserver: Send + Sync {
+    /// A profile the registry holds a handle of changed state.
+    fn state_changed(&self, profile: ProfileId, state: ProfileState);
+    /// An asynchronous error: the profile is not registered (retries go on).
+    fn error_occurred(&self, profile: ProfileId, error: ProfileError);
+}
+
+/// A registry handle.
+pub type RegistryHandle = RawHandle;
+/// A profile handle.
+pub type ProfileHandle = RawHandle;
+
+struct Registry {
+    observer: Arc<dyn ProfileObserver>,
+}
+
+struct HandleEntry {
+    registry: RegistryHandle,
+    profile: ProfileId,
+    enabled: bool,
+}
+
+struct Profile {
+    settings: ProfileSettings,
+    state: ProfileState,
+    binding: Option<BindingId>,
+}
+
+#[derive(Default)]
+struct Shared {
+    registries: HandleTable<Registry>,
+    handles: HandleTable<Mutex<HandleEntry>>,
+    profiles: HashMap<ProfileId, Profile>,
+    next_profile: ProfileId,
+    next_binding: u64,
+    bindings: HashMap<BindingId, ProfileId>,
+}
+
+static SHARED: Lazy<Mutex<Shared>> = Lazy::new(Mutex::default);
+/// The registration service; `Some` while a registry is open. Locked before `SHARED`.
+static SERVICE: Lazy<Mutex<Option<Endpoint>>> = Lazy::new(|| Mutex::new(None));
+
+/// How long closing the last registry waits at most for unregistrations.
+const CLOSE_WAIT: Duration = Duration::from_secs(4);
+
+/// A notification to deliver once locks are released.
+enum Note {
+    State(Arc<dyn ProfileObserver>, ProfileId, ProfileState),
+    Error(Arc<dyn ProfileObserver>, ProfileId, ProfileError),
+}
+
+fn deliver(notes: Vec<Note>) {
+    for note in notes {
+        match note {
+            Note::State(o, id, state) => o.state_changed(id, state),
+            Note::Error(o, id, error) => o.error_occurred(id, error),
+        }
+    }
+}
+
+impl Shared {
+    /// Observers of the registries holding a live handle of `profile`, once each.
+    fn observers_of(&self, profile: ProfileId) -> Vec<Arc<dyn ProfileObserver>> {
+        let mut registries: Vec<RegistryHandle> = self
+            .handles
+            .values()
+            .filter_map(|h| {
+                let h = h.lock();
+                (h.profile == profile).then_some(h.registry)
+            })
+            .collect();
+        registries.sort_unstable();
+        registries.dedup();
+        registries
+            .into_iter()
+            .filter_map(|r| self.registries.get(r).map(|r| r.observer.clone()))
+            .collect()
+    }
+
+    fn set_state(&mut self, profile: ProfileId, state: ProfileState, notes: &mut Vec<Note>) {
+        let Some(p) = self.profiles.get_mut(&profile) else {
+            return;
+        };
+        if p.state == state {
+            return;
+        }
+        p.state = state;
+        for o in self.observers_of(profile) {
+            notes.push(Note::State(o, profile, state));
+        }
+    }
+
+    fn wanted(&self, profile: ProfileId) -> bool {
+        self.handles.values().any(|h| {
+            let h = h.lock();
+            h.profile == profile && h.enabled
+        })
+    }
+}
+
+/// Opens a registry, starting the shared service if it is the first.
+pub fn open_registry(observer: Arc<dyn ProfileObserver>) -> Result<RegistryHandle, ApiError> {
+    let mut service = SERVICE.lock();
+    if service.is_none() {
+        let endpoint = Endpoint::open(
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            "lanscape-sip-profiles",
+            on_endpoint_event,
+        )
+        .map_err(|e| match e {
+            EndpointError::Socket(e) => ApiError::Socket(e),
+            EndpointError::Thread(e) => ApiError::ThreadCreation(e),
+        })?;
+        *service = Some(endpoint);
+    }
+    Ok(SHARED
+        .lock()
+        .registries
+        .insert(Arc::new(Registry { observer })))
+}
+
+/// Closes a registry and its profile handles; the last one stops the service.
+///
+/// The last close unregisters every profile (waiting at most 4 s) and joins the service's
+/// threads, with no lock held, so a callback running meanwhile may still call in.
+pub fn close_registry(registry: RegistryHandle) -> Result<(), ApiError> {
+    let mut service = SERVICE.lock();
+    let (unregister, last) = {
+        let mut shared = SHARED.lock();
+        shared
+            .registries
+            .remove(registry)
+            .ok_or(ApiError::InvalidHandle)?;
+        let mine: Vec<RawHandle> = shared
+            .handles
+            .entries()
+            .filter(|(_, h)| h.lock().registry == registry)
+            .map(|(raw, _)| raw)
+            .collect();
+        let mut touched = Vec::new();
+        for raw in mine {
+            if let Some(h) = shared.handles.remove(raw) {
+                touched.push(h.lock().profile);
+            }
+        }
+        let mut unregister = Vec::new();
+        for profile in touched {
+            if !shared.wanted(profile) {
+                unregister.extend(stop_binding(&mut shared, profile, &mut Vec::new()));
+            }
+        }
+        (unregister, shared.registries.is_empty())
+    };
+    if !last {
+        if let (Some(endpoint), false) = (service.as_ref(), unregister.is_empty()) {
+            endpoint.stop(Some(unregister));
+        }
+        return Ok(());
+    }
+    let endpoint = service.take();
+    drop(service);
+    if let Some(endpoint) = endpoint {
+        endpoint.stop_and_wait(None, CLOSE_WAIT);
+        endpoint.close();
+    }
+    let mut shared = SHARED.lock();
+    shared.bindings.clear();
+    for p in shared.profiles.values_mut() {
+        p.binding = None;
+        p.state = ProfileState::Unregistered;
+    }
+    Ok(())
+}
+
+/// Checks settings and stores a new profile.
+pub fn create_profile(
+    registry: RegistryHandle,
+    settings: ProfileSettings,
+) -> Result<ProfileId, ApiError> {
+    validate(&settings)?;
+    let mut shared = SHARED.lock();
+    shared
+        .registries
+        .get(registry)
+        .ok_or(ApiError::InvalidHandle)?;
+    shared.next_profile += 1;
+    let id = shared.next_profile;
+    shared.profiles.insert(
+        id,
+        Profile {
+            settings,
+            state: ProfileState::Unregistered,
+            binding: None,
+        },
+    );
+    Ok(id)
+}
+
+/// A new handle of a profile for this registry.
+pub fn retrieve_profile(
+    registry: RegistryHandle,
+    profile: ProfileId,
+) -> Result<ProfileHandle, ApiError> {
+    let mut shared = SHARED.lock();
+    shared
+        .registries
+        .get(registry)
+        .ok_or(ApiError::InvalidHandle)?;
+    if !shared.profiles.contains_key(&profile) {
+        return Err(ApiError::ProfileNotFound);
+    }
+    Ok(shared.handles.insert(Arc::new(Mutex::new(HandleEntry {
+        registry,
+        profile,
+        enabled: false,
+    }))))
+}
+
+/// Deletes a profile handle: its notifications stop, and a profile no handle keeps enabled
+/// any more is unregistered.
+pub fn release_profile(handle: ProfileHandle) -> Result<(), ApiError> {
+    let service = SERVICE.lock();
+    let unregister = {
+        let mut shared = SHARED.lock();
+        let entry = shared
+            .handles
+            .remove(handle)
+            .ok_or(ApiError::InvalidHandle)?;
+        let profile = entry.lock().profile;
+        if shared.wanted(profile) {
+            Vec::new()
+        } else {
+            stop_binding(&mut shared, profile, &mut Vec::new())
+        }
+    };
+    if let (Some(endpoint), false) = (service.as_ref(), unregister.is_empty()) {
+        endpoint.stop(Some(unregister));
+    }
+    Ok(())
+}
+
+/// Enables a profile through a handle; registers it unless it already is (then nothing
+/// is notified).
+pub fn enable_profile(handle: ProfileHandle) -> Result<(), ApiError> {
+    let local = SERVICE
+        .lock()
+        .as_ref()
+        .map(Endpoint::local_addr)
+        .ok_or(ApiError::InvalidHandle)?;
+    let (profile, settings) = {
+        let shared = SHARED.lock();
+        let entry = shared.handles.get(handle).ok_or(ApiError::InvalidHandle)?;
+        let mut entry = entry.lock();
+        let profile = entry.profile;
+        let p = shared
+            .profiles
+            .get(&profile)
+            .ok_or(ApiError::ProfileNotFound)?;
+        if p.binding.is_some() {
+            entry.enabled = true;
+            return Ok(());
+        }
+        (profile, p.settings.clone())
+    };
+    // Resolving may block: no lock is held meanwhile.
+    let mut spec = binding_spec(&settings, local)?;
+    let service = SERVICE.lock();
+    let endpoint = service.as_ref().ok_or(ApiError::InvalidHandle)?;
+    let mut notes = Vec::new();
+    {
+        let mut shared = SHARED.lock();
+        let entry = shared.handles.get(handle).ok_or(ApiError::InvalidHandle)?;
+        entry.lock().enabled = true;
+        let p = shared
+            .profiles
+            .get_mut(&profile)
+            .ok_or(ApiError::ProfileNotFound)?;
+        if p.binding.is_some() {
+            return Ok(()); // another handle enabled it meanwhile
+        }
+        shared.next_binding += 1;
+        spec.id = BindingId(shared.next_binding);
+        shared.bindings.insert(spec.id, profile);
+        if let Some(p) = shared.profiles.get_mut(&profile) {
+            p.binding = Some(spec.id);
+        }
+        shared.set_state(profile, ProfileState::Registering, &mut notes);
+    }
+    endpoint.add(vec![spec]);
+    drop(service);
+    deliver(notes);
+    Ok(())
+}
+
+/// Disables a profile through a handle; unregisters it if no other handle keeps it enabled.
+pub fn disable_profile(handle: ProfileHandle) -> Result<(), ApiError> {
+    let service = SERVICE.lock();
+    let mut notes = Vec::new();
+    let unregister = {
+        let mut shared = SHARED.lock();
+        let entry = shared.handles.get(handle).ok_or(ApiError::InvalidHandle)?;
+        let profile = {
+            let mut e = entry.lock();
+            e.enabled = false;
+            e.profile
+        };
+        if shared.wanted(profile) {
+            Vec::new()
+        } else {
+            stop_binding(&mut shared, profile, &mut notes)
+        }
+    };
+    if let (Some(endpoint), false) = (service.as_ref(), unregister.is_empty()) {
+        endpoint.stop(Some(unregister));
+    }
+    drop(service);
+    deliver(notes);
+    Ok(())
+}
+
+/// The state of the profile behind a handle.
+pub fn profile_state(handle: ProfileHandle) -> Result<(ProfileId, ProfileState), ApiError> {
+    let shared = SHARED.lock();
+    let entry = shared.handles.get(handle).ok_or(ApiError::InvalidHandle)?;
+    let profile = entry.lock().profile;
+    let state = shared
+        .profiles
+        .get(&profile)
+        .map(|p| p.state)
+        .ok_or(ApiError::ProfileNotFound)?;
+    Ok((profile, state))
+}
+
+/// Deletes a profile; refused while any handle keeps it enabled.
+pub fn remove_profile(registry: RegistryHandle, profile: ProfileId) -> Result<(), ApiError> {
+    let service = SERVICE.lock();
+    let unregister = {
+        let mut shared = SHARED.lock();
+        shared
+            .registries
+            .get(registry)
+            .ok_or(ApiError::InvalidHandle)?;
+        if !shared.profiles.contains_key(&profile) {
+            return Err(ApiError::ProfileNotFound);
+        }
+        if shared.wanted(profile) {
+            return Err(ApiError::ProfileInUse);
+        }
+        let unregister = stop_binding(&mut shared, profile, &mut Vec::new());
+        shared.profiles.remove(&profile);
+        let stale: Vec<RawHandle> = shared
+            .handles
+            .entries()
+            .filter(|(_, h)| h.lock().profile == profile)
+            .map(|(raw, _)| raw)
+            .collect();
+        for raw in stale {
+            shared.handles.remove(raw);
+        }
+        unregister
+    };
+    if let (Some(endpoint), false) = (service.as_ref(), unregister.is_empty()) {
+        endpoint.stop(Some(unregister));
+    }
+    Ok(())
+}
+
+/// Whether the shared service is running (for tests of the start/stop rule).
+pub fn service_running() -> bool {
+    SERVICE.lock().is_some()
+}
+
+/// Detaches the binding of a profile for unregistration; its events still arrive.
+fn stop_binding(shared: &mut Shared, profile: ProfileId, notes: &mut Vec<Note>) -> Vec<BindingId> {
+    let Some(binding) = shared
+        .profiles
+        .get_mut(&profile)
+        .and_then(|p| p.binding.take())
+    else {
+        return Vec::new();
+    };
+    shared.set_state(profile, ProfileState::Unregistering, notes);
+    vec![binding]
+}
+
+fn on_endpoint_event(event: EndpointEvent) {
+    let EndpointEvent::Binding { id, event } = event else {
+        return; // diagnostics: the profile API has no log callback yet
+    };
+    let mut notes = Vec::new();
+    {
+        let mut shared = SHARED.lock();
+        let Some(&profile) = shared.bindings.get(&id) else {
+            return;
+        };
+        let current = shared.profiles.get(&profile).and_then(|p| p.binding) == Some(id);
+        match event {
+            BindingEvent::Registered { .. } if current => {
+                shared.set_state(profile, ProfileState::Registered, &mut notes)
+            }
+            BindingEvent::Failed(failure) if current => {
+                let error = match failure {
+                    Failure::TimedOut => ProfileError::TimedOut,
+                    Failure::AuthRejected => ProfileError::Authorization,
+                    Failure::IntervalRejected => ProfileError::Interval,
+                    _ => ProfileError::Rejected,
+                };
+                for o in shared.observers_of(profile) {
+                    notes.push(Note::Error(o, profile, error));
+                }
+                shared.set_state(profile, ProfileState::Unregistered, &mut notes);
+            }
+            BindingEvent::Unregistered => {
+                shared.bindings.remove(&id);
+                // A newer binding of a re-enabled profile keeps its own state.
+                if shared
+                    .profiles
+                    .get(&profile)
+                    .is_some_and(|p| p.binding.is_none())
+                {
+                    shared.set_state(profile, ProfileState::Unregistered, &mut notes);
+                }
+            }
+            _ => {}
+        }
+    }
+    deliver(notes);
+}
+
+fn validate(s: &ProfileSettings) -> Result<(), ApiError> {
+    split_aor(&s.aor).ok_or(ApiError::BadParameter("aor"))?;
+    split_host_port(&s.registrar).ok_or(ApiError::BadParameter("registrar"))?;
+    if let Some(proxy) = &s.outbound_proxy {
+        split_host_port(proxy).ok_or(ApiError::BadParameter("outbound proxy"))?;
+    }
+    if s.expires == 0 {
+        return Err(ApiError::IntervalError);
+    }
+    if s.auth_user.is_some() != s.password.is_some() {
+        return Err(ApiError::BadParameter("auth user and password go together"));
+    }
+    if s.transport != Transport::Udp {
+        return Err(ApiError::TransportNotSupported);
+    }
+    Ok(())
+}
+
+/// `[sip:]user@domain` -> (user, domain).
+fn split_aor(aor: &str) -> Option<(&str, &str)> {
+    let aor = aor.trim();
+    let aor = aor.strip_prefix("sip:").unwrap_or(aor);
+    let (user, domain) = aor.split_once('@')?;
+    crate::api::lanscape::parse_names(user)
+        .ok()
+        .filter(|n| n.len() == 1 && n[0] == user)?;
+    is_host(domain).then_some((user, domain))
+}
+
+/// `[sip:]host[:port]` (IPv6 in brackets) -> (host, port).
+fn split_host_port(s: &str) -> Option<(String, u16)> {
+    let s = s.trim();
+    let s = s.strip_prefix("sip:").unwrap_or(s);
+    let (host, port) = match s.strip_prefix('[') {
+        Some(v6) => {
+            let (h, rest) = v6.split_once(']')?;
+            (h, rest.strip_prefix(':'))
+        }
+        None => match s.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h, Some(p)),
+            _ => (s, None),
+        },
+    };
+    let port = match port {
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0)?,
+        None => 5060,
+    };
+    is_host(host).then(|| (host.to_string(), port))
+}
+
+fn binding_spec(s: &ProfileSettings, local: SocketAddr) -> Result<BindingSpec, ApiError> {
+    let (user, domain) = split_aor(&s.aor).ok_or(ApiError::BadParameter("aor"))?;
+    let (registrar, registrar_port) =
+        split_host_port(&s.registrar).ok_or(ApiError::BadParameter("registrar"))?;
+    let (next_hop, route) = match &s.outbound_proxy {
+        Some(proxy) => {
+            let (host, port) =
+                split_host_port(proxy).ok_or(ApiError::BadParameter("outbound proxy"))?;
+            let route = format!("<sip:{}:{};lr>", uri_host(&host), port);
+            (resolve(&host, port, local)?, Some(route))
+        }
+        None => (resolve(&registrar, registrar_port, local)?, None),
+    };
+    let mut credentials = CredentialStore::default();
+    if let (Some(u), Some(p)) = (&s.auth_user, &s.password) {
+        credentials.insert(Credential::new("", u, p));
+    }
+    let request_uri = if domain == registrar || s.outbound_proxy.is_some() {
+        format!("sip:{}", uri_host(domain))
+    } else {
+        format!("sip:{}:{}", uri_host(&registrar), registrar_port)
+    };
+    Ok(BindingSpec {
+        id: BindingId(0),
+        next_hop,
+        config: BindingConfig {
+            user: user.to_string(),
+            aor: format!("sip:{user}@{}", uri_host(domain)),
+            request_uri,
+            local: SocketAddr::new(source_ip_towards(local, next_hop), local.port()),
+            route,
+            expires: s.expires,
+            refresh_interval: Duration::from_secs(u64::from(s.expires)),
+            timeout: DEFAULT_TIMEOUT,
+            nat_detect: true,
+            credentials: Arc::new(credentials),
+            user_agent: user_agent(""),
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(300),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_of_profiles() {
+        assert_eq!(
+            split_aor("sip:alice@example.com"),
+            Some(("alice", "example.com"))
+        );
+        assert_eq!(split_aor("bob@127.0.0.1"), Some(("bob", "127.0.0.1")));
+        for bad in ["alice", "@example.com", "a b@x", "alice@", "alice@bad host"] {
+            assert_eq!(split_aor(bad), None, "{bad}");
+        }
+        assert_eq!(
+            split_host_port("127.0.0.1:5070"),
+            Some(("127.0.0.1".into(), 5070))
+        );
+        assert_eq!(
+            split_host_port("sip:[::1]:5080"),
+            Some(("::1".into(), 5080))
+        );
+        assert_eq!(
+            split_host_port("example.com"),
+            Some(("example.com".into(), 5060))
+        );
+        for bad in ["", "host:0", "host:99999", "[::1", "a b"] {
+            assert_eq!(split_host_port(bad), None, "{bad}");
+        }
+    }
+}

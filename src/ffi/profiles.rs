@@ -1,0 +1,256 @@
+//! Profile registry entry points over [`crate::api::profiles`].
+
+use super::codes::TELEPHONY_RETURN_VALUE::{self, *};
+use super::lanscape::api;
+use super::{bad, entry, read_opt_str, read_str};
+use crate::api::profiles::{
+    self, ProfileError, ProfileId, ProfileObserver, ProfileSettings, ProfileState, Transport,
+};
+use std::ffi::{c_char, c_void};
+use std::sync::{Arc, OnceLock};
+
+/// A registry handle. 0 is never valid.
+pub type SIPREGISTRY = u64;
+/// A profile handle. 0 is never valid.
+pub type SIPPROFILE = u64;
+
+/// Registration state of a profile.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SIP_PROFILE_STATE {
+    /// Not registered.
+    SipProfileUnregistered = 0,
+    /// Registration in progress.
+    SipProfileRegistering = 1,
+    /// Registered.
+    SipProfileRegistered = 2,
+    /// Unregistration in progress.
+    SipProfileUnregistering = 3,
+}
+
+/// Transport of a profile (only UDP is implemented so far).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SIP_TRANSPORT {
+    /// UDP.
+    SipTransportUdp = 0,
+    /// TCP.
+    SipTransportTcp = 1,
+    /// TLS.
+    SipTransportTls = 2,
+}
+
+/// A profile the registry holds a handle of changed state. Runs on the registration
+/// service's event thread with no lock held; it may call any function.
+pub type SipProfileStateCallback = Option<
+    unsafe extern "C" fn(
+        registry: SIPREGISTRY,
+        profile_id: u32,
+        state: SIP_PROFILE_STATE,
+        user_data: *mut c_void,
+    ),
+>;
+
+/// An asynchronous error (`SipRegisterError`, `SipRegisterTimeOut`,
+/// `SipRegisterAuthorizationError`, `SipRegisterIntervalError`): the profile is not
+/// registered; the service keeps retrying. Same thread rules as the state callback.
+pub type SipProfileErrorCallback = Option<
+    unsafe extern "C" fn(
+        registry: SIPREGISTRY,
+        profile_id: u32,
+        error: TELEPHONY_RETURN_VALUE,
+        user_data: *mut c_void,
+    ),
+>;
+
+impl From<ProfileState> for SIP_PROFILE_STATE {
+    fn from(state: ProfileState) -> Self {
+        match state {
+            ProfileState::Unregistered => SIP_PROFILE_STATE::SipProfileUnregistered,
+            ProfileState::Registering => SIP_PROFILE_STATE::SipProfileRegistering,
+            ProfileState::Registered => SIP_PROFILE_STATE::SipProfileRegistered,
+            ProfileState::Unregistering => SIP_PROFILE_STATE::SipProfileUnregistering,
+        }
+    }
+}
+
+struct CObserver {
+    registry: OnceLock<SIPREGISTRY>,
+    on_state: SipProfileStateCallback,
+    on_error: SipProfileErrorCallback,
+    user: *mut c_void,
+}
+
+// SAFETY: the user pointer is only handed back to the caller's callbacks.
+unsafe impl Send for CObserver {}
+unsafe impl Sync for CObserver {}
+
+impl ProfileObserver for CObserver {
+    fn state_changed(&self, profile: ProfileId, state: ProfileState) {
+        let (Some(cb), Some(&registry)) = (self.on_state, self.registry.get()) else {
+            return;
+        };
+        unsafe { cb(registry, profile, state.into(), self.user) };
+    }
+
+    fn error_occurred(&self, profile: ProfileId, error: ProfileError) {
+        let (Some(cb), Some(&registry)) = (self.on_error, self.registry.get()) else {
+            return;
+        };
+        let code = match error {
+            ProfileError::Rejected => SipRegisterError,
+            ProfileError::TimedOut => SipRegisterTimeOut,
+            ProfileError::Authorization => SipRegisterAuthorizationError,
+            ProfileError::Interval => SipRegisterIntervalError,
+        };
+        unsafe { cb(registry, profile, code, self.user) };
+    }
+}
+
+/// Opens a registry connected to the process's one registration service (started by the
+/// first registry, stopped by the last close).
+///
+/// # Safety
+/// Callbacks are NULL or valid until the registry is closed; `registry_out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn SipRegistryOpen(
+    on_state: SipProfileStateCallback,
+    on_error: SipProfileErrorCallback,
+    user_data: *mut c_void,
+    registry_out: *mut SIPREGISTRY,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        if registry_out.is_null() {
+            return Err(bad("registry_out is NULL"));
+        }
+        let observer = Arc::new(CObserver {
+            registry: OnceLock::new(),
+            on_state,
+            on_error,
+            user: user_data,
+        });
+        let handle = profiles::open_registry(observer.clone()).map_err(api)?;
+        let _ = observer.registry.set(handle);
+        unsafe { registry_out.write(handle) };
+        Ok(())
+    })
+}
+
+/// Closes a registry and its profile handles; profiles no other handle keeps enabled are
+/// unregistered. The last close stops the service (waiting at most 4 s for the registrar)
+/// and joins its threads.
+#[unsafe(no_mangle)]
+pub extern "C" fn SipRegistryClose(registry: SIPREGISTRY) -> TELEPHONY_RETURN_VALUE {
+    entry(|| profiles::close_registry(registry).map_err(api))
+}
+
+/// Creates a profile and writes its id. `aor` is `user@domain`; `registrar` and
+/// `outbound_proxy` (NULL: none) are `host[:port]`; `auth_user`/`password` are NULL when
+/// the registrar asks no authentication; `transport` is a `SIP_TRANSPORT`.
+///
+/// # Safety
+/// Strings are NULL or NUL-terminated; `profile_id_out` is writable.
+#[allow(clippy::too_many_arguments)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn SipProfileCreate(
+    registry: SIPREGISTRY,
+    aor: *const c_char,
+    registrar: *const c_char,
+    outbound_proxy: *const c_char,
+    auth_user: *const c_char,
+    password: *const c_char,
+    expires_seconds: u32,
+    transport: u32,
+    profile_id_out: *mut u32,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        if profile_id_out.is_null() {
+            return Err(bad("profile_id_out is NULL"));
+        }
+        let transport = match transport {
+            0 => Transport::Udp,
+            1 => Transport::Tcp,
+            2 => Transport::Tls,
+            _ => return Err(bad("transport is not a SIP_TRANSPORT")),
+        };
+        let settings = ProfileSettings {
+            aor: unsafe { read_str(aor, "aor") }?,
+            registrar: unsafe { read_str(registrar, "registrar") }?,
+            outbound_proxy: unsafe { read_opt_str(outbound_proxy, "outbound_proxy") }?,
+            auth_user: unsafe { read_opt_str(auth_user, "auth_user") }?,
+            password: unsafe { read_opt_str(password, "password") }?,
+            expires: expires_seconds,
+            transport,
+        };
+        let id = profiles::create_profile(registry, settings).map_err(api)?;
+        unsafe { profile_id_out.write(id) };
+        Ok(())
+    })
+}
+
+/// Writes a new handle of a profile (each call gives another one).
+///
+/// # Safety
+/// `profile_out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn SipProfileRetrieve(
+    registry: SIPREGISTRY,
+    profile_id: u32,
+    profile_out: *mut SIPPROFILE,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        if profile_out.is_null() {
+            return Err(bad("profile_out is NULL"));
+        }
+        let handle = profiles::retrieve_profile(registry, profile_id).map_err(api)?;
+        unsafe { profile_out.write(handle) };
+        Ok(())
+    })
+}
+
+/// Deletes a profile handle: its registry stops hearing of the profile through it, and an
+/// enabled profile no other handle keeps enabled is unregistered.
+#[unsafe(no_mangle)]
+pub extern "C" fn SipProfileRelease(profile: SIPPROFILE) -> TELEPHONY_RETURN_VALUE {
+    entry(|| profiles::release_profile(profile).map_err(api))
+}
+
+/// Enables the profile: it registers (unless already registered, which notifies nothing).
+#[unsafe(no_mangle)]
+pub extern "C" fn SipProfileEnable(profile: SIPPROFILE) -> TELEPHONY_RETURN_VALUE {
+    entry(|| profiles::enable_profile(profile).map_err(api))
+}
+
+/// Disables the profile through this handle; it unregisters when no handle keeps it enabled.
+#[unsafe(no_mangle)]
+pub extern "C" fn SipProfileDisable(profile: SIPPROFILE) -> TELEPHONY_RETURN_VALUE {
+    entry(|| profiles::disable_profile(profile).map_err(api))
+}
+
+/// Writes the profile's state.
+///
+/// # Safety
+/// `state_out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn SipProfileGetState(
+    profile: SIPPROFILE,
+    state_out: *mut SIP_PROFILE_STATE,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        if state_out.is_null() {
+            return Err(bad("state_out is NULL"));
+        }
+        let (_, state) = profiles::profile_state(profile).map_err(api)?;
+        unsafe { state_out.write(state.into()) };
+        Ok(())
+    })
+}
+
+/// Deletes a profile (`SipProfileInUse` while a live handle keeps it enabled).
+#[unsafe(no_mangle)]
+pub extern "C" fn SipProfileRemove(
+    registry: SIPREGISTRY,
+    profile_id: u32,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| profiles::remove_profile(registry, profile_id).map_err(api))
+}

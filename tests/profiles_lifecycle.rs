@@ -1,0 +1,82 @@
+//! One registration service for every registry: started by the first open, stopped with
+//! its threads joined and its profiles unregistered by the last close. One test: it owns
+//! the process.
+
+mod support;
+
+use lanscape_sip::api::profiles::service_running;
+use lanscape_sip::ffi::TELEPHONY_RETURN_VALUE::*;
+use lanscape_sip::ffi::profiles::*;
+use lanscape_sip::runtime::service;
+use support::*;
+
+fn library_threads() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .filter(|n| n.starts_with("lanscape-sip"))
+        .collect()
+}
+
+#[test]
+fn first_open_starts_the_service_and_last_close_stops_it() {
+    let registrar = Registrar::accepting();
+    for round in 0..2 {
+        assert!(
+            !service_running() && !service::is_running(),
+            "round {round}"
+        );
+        assert!(library_threads().is_empty(), "{:?}", library_threads());
+        let (mut a, mut b) = (0, 0);
+        unsafe {
+            assert_eq!(
+                SipRegistryOpen(None, None, std::ptr::null_mut(), &mut a),
+                SipSuccess
+            );
+            assert_eq!(
+                SipRegistryOpen(None, None, std::ptr::null_mut(), &mut b),
+                SipSuccess
+            );
+        }
+        assert!(service_running());
+        let (aor, target) = (
+            cstr("life@127.0.0.1"),
+            cstr(&format!("127.0.0.1:{}", registrar.port())),
+        );
+        let (mut id, mut profile) = (0, 0);
+        unsafe {
+            let null = std::ptr::null();
+            assert_eq!(
+                SipProfileCreate(
+                    a,
+                    aor.as_ptr(),
+                    target.as_ptr(),
+                    null,
+                    null,
+                    null,
+                    300,
+                    0,
+                    &mut id
+                ),
+                SipSuccess
+            );
+            assert_eq!(SipProfileRetrieve(b, id, &mut profile), SipSuccess);
+        }
+        assert_eq!(SipProfileEnable(profile), SipSuccess);
+        assert!(registrar.wait_for(WAIT, |_| !registrar_has_none(&registrar)));
+        assert_eq!(SipRegistryClose(a), SipSuccess);
+        assert!(service_running(), "b is still open");
+        assert_eq!(SipRegistryClose(b), SipSuccess);
+        assert!(!service_running() && !service::is_running());
+        assert!(library_threads().is_empty(), "{:?}", library_threads());
+        assert!(
+            registrar_has_none(&registrar),
+            "unregistered by the last close"
+        );
+    }
+}
+
+fn registrar_has_none(registrar: &Registrar) -> bool {
+    registrar.bindings("life").is_empty()
+}
