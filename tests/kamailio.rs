@@ -6,7 +6,7 @@ mod support;
 use lanscape_sip::ffi::TELEPHONY_RETURN_VALUE::*;
 use lanscape_sip::ffi::lanscape::*;
 use std::time::Duration;
-use support::kamailio::{Kamailio, KamailioConfig, installed};
+use support::kamailio::{Kamailio, KamailioConfig};
 use support::*;
 
 fn credentials(engine: SIPHANDLE, user: &str, password: &str) {

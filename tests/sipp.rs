@@ -5,7 +5,6 @@ mod support;
 use lanscape_sip::ffi::TELEPHONY_RETURN_VALUE::*;
 use lanscape_sip::ffi::lanscape::*;
 use std::time::{Duration, Instant};
-use support::kamailio::installed;
 use support::sipp::Sipp;
 use support::*;
 

@@ -1,9 +1,9 @@
 //! Starts Kamailio (Debian's `kamailio` package) on loopback from `tests/peers/kamailio.cfg`
 //! and reads its location table with `kamcmd ul.dump`.
 
-use std::net::UdpSocket;
+use crate::support::free_port;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// How one Kamailio instance is set up.
@@ -37,33 +37,6 @@ pub struct Kamailio {
     pub port: u16,
     dir: PathBuf,
     child: Option<Child>,
-}
-
-/// Whether a program is installed. Outside CI a missing one skips the test with a message;
-/// in CI (`CI` set, where `.ci/run` installs it) it fails the test.
-pub fn installed(program: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{program} is not installed, and CI must run this test (scripts/test installs it)"
-        );
-        eprintln!("SKIPPED: {program} is not installed (scripts/test installs it)");
-    }
-    found
-}
-
-/// A UDP port that was free a moment ago.
-pub fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Kamailio {

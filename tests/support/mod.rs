@@ -10,6 +10,8 @@ pub use lanscape_sip::testkit::registrar::*;
 use lanscape_sip::ffi::TELEPHONY_RETURN_VALUE;
 use lanscape_sip::ffi::lanscape::*;
 use std::ffi::{CStr, CString, c_char, c_void};
+use std::net::UdpSocket;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -184,4 +186,31 @@ impl Logs {
     pub fn contains(&self, text: &str) -> bool {
         self.all().iter().any(|(_, m)| m.contains(text))
     }
+}
+
+/// Whether a program is installed. Outside CI a missing one skips the test with a message;
+/// in CI (`CI` set, where `.ci/run` installs it) it fails the test.
+pub fn installed(program: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{program} is not installed, and CI must run this test (scripts/test installs it)"
+        );
+        eprintln!("SKIPPED: {program} is not installed (scripts/test installs it)");
+    }
+    found
+}
+
+/// A UDP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

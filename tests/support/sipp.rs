@@ -1,6 +1,6 @@
 //! Runs sipp (Debian's `sip-tester`) as a UAS with a scenario from `tests/peers/sipp/`.
 
-use crate::support::kamailio::free_port;
+use crate::support::free_port;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
