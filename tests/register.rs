@@ -943,3 +943,32 @@ fn many_challenged_names_register_and_unregister_together() {
     }
     assert_eq!(events.count(SipRegisterAuthorizationError), 0);
 }
+
+#[test]
+fn many_names_are_paced_by_the_in_flight_limit() {
+    use lanscape_sip::runtime::MAX_IN_FLIGHT_PER_HOP;
+    let registrar = Registrar::start(|_, _| Action::Ignore);
+    let (engine, events) = engine(1);
+    let names: Vec<String> = (0..600).map(|i| format!("pace{i}")).collect();
+    let mut enable = Enable::to(&registrar, Box::leak(names.join(",").into_boxed_str()));
+    enable.timeout_ms = 1000;
+    enable.interval = 60;
+    assert_eq!(enable.call(engine), SipSuccess);
+    let distinct = |r: &[Req]| {
+        let mut b: Vec<String> = r.iter().map(|q| q.branch()).collect();
+        b.sort();
+        b.dedup();
+        b.len()
+    };
+    assert!(registrar.wait_for(WAIT, |r| distinct(r) >= MAX_IN_FLIGHT_PER_HOP));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        distinct(&registrar.requests()),
+        MAX_IN_FLIGHT_PER_HOP,
+        "no more transactions than the limit while none has ended"
+    );
+    // As the first ones time out, the waiting ones start.
+    assert!(events.wait_for(SipRegisterTimeOut, 600, Duration::from_secs(10)));
+    assert!(distinct(&registrar.requests()) >= 600);
+    StopSipTelephony(engine);
+}

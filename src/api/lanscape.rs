@@ -439,6 +439,11 @@ impl PhoneEngine {
         out
     }
 
+    /// Counters of the engine's endpoint (requests, retransmissions, responses, drops).
+    pub fn stats(&self) -> Result<crate::runtime::EndpointStats, ApiError> {
+        self.with_endpoint(|e| e.stats())
+    }
+
     /// Sends CRLF keep-alives at this interval (`None` stops them).
     pub fn set_keepalive(&self, interval: Option<Duration>) -> Result<(), ApiError> {
         self.with_endpoint(|e| e.set_keepalive(interval))

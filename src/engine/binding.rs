@@ -100,8 +100,10 @@ pub enum BindingEvent {
 /// What an input asks the driver to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
-    /// Send these bytes to the binding's next hop.
+    /// Send a new request to the binding's next hop.
     Send(Vec<u8>),
+    /// Send the request in flight again (Timer E).
+    Retransmit(Vec<u8>),
     /// Deliver an event.
     Event(BindingEvent),
 }
@@ -317,7 +319,7 @@ impl Binding {
                 let purpose = *purpose;
                 match tx.on_timer(now) {
                     TxTimer::Idle => {}
-                    TxTimer::Retransmit => out.push(Output::Send(tx.request().to_vec())),
+                    TxTimer::Retransmit => out.push(Output::Retransmit(tx.request().to_vec())),
                     TxTimer::TimedOut => {
                         self.fail_or_finish(purpose, Failure::TimedOut, now, entropy, out)
                     }
@@ -706,7 +708,9 @@ mod tests {
     fn sent(out: &[Output]) -> Vec<String> {
         out.iter()
             .filter_map(|o| match o {
-                Output::Send(b) => Some(String::from_utf8(b.clone()).unwrap()),
+                Output::Send(b) | Output::Retransmit(b) => {
+                    Some(String::from_utf8(b.clone()).unwrap())
+                }
                 _ => None,
             })
             .collect()

@@ -4,13 +4,18 @@
 //! carries out what they return: datagrams to send and events for the dispatcher thread.
 //! Responses are routed by the top Via branch and accepted only from the address the
 //! request was sent to; anything else is dropped with a diagnostic.
+//!
+//! Many bindings at once: at most [`MAX_IN_FLIGHT_PER_HOP`] transactions are in flight
+//! towards one next hop. An input that would open a new transaction (first REGISTER,
+//! refresh, retry, unregistration) waits in a FIFO queue while that hop is full, so tens of
+//! thousands of bindings neither overflow socket buffers nor fall into Timer E backoff.
 
 use crate::engine::binding::{Binding, BindingConfig, BindingEvent, BindingState, Entropy, Output};
 use crate::engine::digest::CredentialStore;
 use crate::engine::message::{self, MAX_MESSAGE_BYTES};
 use crate::runtime::dispatch::Dispatcher;
 use crate::runtime::service::ServiceGuard;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -18,6 +23,24 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc as tmpsc;
 use tokio::time::Instant;
+
+/// Most transactions in flight towards one next hop.
+pub const MAX_IN_FLIGHT_PER_HOP: usize = 256;
+
+/// Counters of an endpoint since it opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndpointStats {
+    /// Requests sent (first transmissions).
+    pub requests: u64,
+    /// Retransmissions sent (Timer E).
+    pub retransmissions: u64,
+    /// Responses matched to a transaction.
+    pub responses: u64,
+    /// Datagrams dropped: malformed, stray, from the wrong address, or not matching.
+    pub dropped: u64,
+    /// Bindings alive.
+    pub bindings: u64,
+}
 
 /// Identifies a binding within its endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -79,6 +102,15 @@ enum Command {
     KeepAlive(Option<Duration>),
     SendKeepAlive,
     States(mpsc::Sender<Vec<(BindingId, BindingState)>>),
+    Stats(mpsc::Sender<EndpointStats>),
+}
+
+/// An input that may open a transaction, kept while its hop is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    Start,
+    Timer,
+    Stop,
 }
 
 /// A UDP socket with its driver task and its event thread.
@@ -128,6 +160,9 @@ impl Endpoint {
             trace: false,
             keepalive: None,
             stop_waiters: Vec::new(),
+            in_flight: HashMap::new(),
+            waiting: HashMap::new(),
+            stats: EndpointStats::default(),
         };
         let task = service.handle().spawn(driver.run(receiver));
         Ok(Endpoint {
@@ -189,6 +224,17 @@ impl Endpoint {
         let (reply, answer) = mpsc::channel();
         if self.commands.send(Command::States(reply)).is_err() {
             return Vec::new();
+        }
+        answer
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_default()
+    }
+
+    /// The counters of this endpoint.
+    pub fn stats(&self) -> EndpointStats {
+        let (reply, answer) = mpsc::channel();
+        if self.commands.send(Command::Stats(reply)).is_err() {
+            return EndpointStats::default();
         }
         answer
             .recv_timeout(Duration::from_secs(5))
@@ -257,6 +303,8 @@ struct Slot {
     next_hop: SocketAddr,
     branch: Option<String>,
     timer: Option<Instant>,
+    /// The input waiting for a free transaction slot, if any (latest wins).
+    pending: Option<Pending>,
 }
 
 struct Driver {
@@ -269,6 +317,10 @@ struct Driver {
     trace: bool,
     keepalive: Option<(Duration, Instant)>,
     stop_waiters: Vec<(HashSet<BindingId>, mpsc::Sender<()>)>,
+    in_flight: HashMap<SocketAddr, usize>,
+    /// Bindings waiting per hop; an id whose slot no longer has `pending` is skipped.
+    waiting: HashMap<SocketAddr, VecDeque<BindingId>>,
+    stats: EndpointStats,
 }
 
 enum Wake {
@@ -297,6 +349,7 @@ impl Driver {
                 }
                 Wake::Timer => self.on_timers().await,
             }
+            self.admit_waiting().await;
         }
     }
 
@@ -322,10 +375,10 @@ impl Driver {
                             next_hop: spec.next_hop,
                             branch: None,
                             timer: None,
+                            pending: None,
                         },
                     );
-                    self.drive(spec.id, |b, e, out| b.start(now.into_std(), e, out))
-                        .await;
+                    self.admit(spec.id, Pending::Start).await;
                 }
             }
             Command::Stop { ids, done } => {
@@ -338,8 +391,17 @@ impl Driver {
                         .push((ids.iter().copied().collect(), done));
                 }
                 for id in ids {
-                    self.drive(id, |b, e, out| b.stop(now.into_std(), e, out))
-                        .await;
+                    let never_started = self
+                        .bindings
+                        .get_mut(&id)
+                        .is_some_and(|s| s.pending.take_if(|p| *p == Pending::Start).is_some());
+                    if never_started {
+                        // Nothing was sent: it ends at once, without a transaction.
+                        self.drive(id, |b, e, out| b.stop(now.into_std(), e, out))
+                            .await;
+                    } else {
+                        self.admit(id, Pending::Stop).await;
+                    }
                 }
                 self.notify_stop_waiters();
             }
@@ -358,6 +420,11 @@ impl Driver {
                 self.keepalive = interval.map(|i| (i, now + i));
             }
             Command::SendKeepAlive => self.send_keepalives().await,
+            Command::Stats(reply) => {
+                let mut stats = self.stats;
+                stats.bindings = self.bindings.len() as u64;
+                let _ = reply.send(stats);
+            }
             Command::States(reply) => {
                 let states = self
                     .bindings
@@ -382,6 +449,7 @@ impl Driver {
         let response = match message::parse_response(bytes) {
             Ok(r) => r,
             Err(e) => {
+                self.stats.dropped += 1;
                 self.log(
                     LogLevel::Warning,
                     format!(
@@ -393,6 +461,7 @@ impl Driver {
             }
         };
         let Some(&id) = self.by_branch.get(&response.branch) else {
+            self.stats.dropped += 1;
             self.log(
                 LogLevel::Warning,
                 format!(
@@ -404,6 +473,7 @@ impl Driver {
         };
         let expected = self.bindings.get(&id).map(|s| s.next_hop);
         if expected != Some(from) {
+            self.stats.dropped += 1;
             self.log(
                 LogLevel::Warning,
                 format!(
@@ -420,7 +490,10 @@ impl Driver {
             matched = b.on_response(&response, now, e, out)
         })
         .await;
-        if !matched {
+        if matched {
+            self.stats.responses += 1;
+        } else {
+            self.stats.dropped += 1;
             self.log(
                 LogLevel::Warning,
                 format!(
@@ -447,9 +520,62 @@ impl Driver {
             if let Some(slot) = self.bindings.get_mut(&id) {
                 slot.timer = None;
             }
-            self.drive(id, |b, e, out| b.on_timer(now.into_std(), e, out))
-                .await;
+            self.admit(id, Pending::Timer).await;
         }
+    }
+
+    /// Runs an input now, or queues it when it would open a transaction towards a full hop.
+    async fn admit(&mut self, id: BindingId, input: Pending) {
+        let Some(slot) = self.bindings.get_mut(&id) else {
+            return;
+        };
+        let hop = slot.next_hop;
+        let opens = slot.branch.is_none();
+        let full = self.in_flight.get(&hop).copied().unwrap_or(0) >= MAX_IN_FLIGHT_PER_HOP;
+        if slot.pending.is_some() {
+            // Already queued: keep its place; a stop replaces a waiting refresh.
+            if input == Pending::Stop {
+                slot.pending = Some(Pending::Stop);
+            }
+            return;
+        }
+        if opens && full {
+            slot.pending = Some(input);
+            self.waiting.entry(hop).or_default().push_back(id);
+            return;
+        }
+        self.run_input(id, input).await;
+    }
+
+    async fn run_input(&mut self, id: BindingId, input: Pending) {
+        let now = Instant::now().into_std();
+        match input {
+            Pending::Start => self.drive(id, |b, e, out| b.start(now, e, out)).await,
+            Pending::Timer => self.drive(id, |b, e, out| b.on_timer(now, e, out)).await,
+            Pending::Stop => self.drive(id, |b, e, out| b.stop(now, e, out)).await,
+        }
+    }
+
+    /// Starts waiting inputs while their hop has room.
+    async fn admit_waiting(&mut self) {
+        let hops: Vec<SocketAddr> = self
+            .waiting
+            .iter()
+            .filter(|(_, q)| !q.is_empty())
+            .map(|(hop, _)| *hop)
+            .collect();
+        for hop in hops {
+            while self.in_flight.get(&hop).copied().unwrap_or(0) < MAX_IN_FLIGHT_PER_HOP {
+                let Some(id) = self.waiting.get_mut(&hop).and_then(VecDeque::pop_front) else {
+                    break;
+                };
+                let input = self.bindings.get_mut(&id).and_then(|s| s.pending.take());
+                if let Some(input) = input {
+                    self.run_input(id, input).await;
+                }
+            }
+        }
+        self.waiting.retain(|_, q| !q.is_empty());
     }
 
     async fn send_keepalives(&mut self) {
@@ -474,22 +600,29 @@ impl Driver {
         input(&mut slot.binding, &mut self.entropy, &mut outputs);
         let hop = slot.next_hop;
         for output in outputs {
-            match output {
+            let bytes = match output {
                 Output::Send(bytes) => {
-                    if self.trace {
-                        self.log(
-                            LogLevel::Trace,
-                            format!("sent to {hop}:\n{}", String::from_utf8_lossy(&bytes)),
-                        );
-                    }
-                    if let Err(e) = self.socket.send_to(&bytes, hop).await {
-                        // Timer E retransmits; a persistent failure ends in a timeout.
-                        self.log(LogLevel::Warning, format!("send to {hop} failed: {e}"));
-                    }
+                    self.stats.requests += 1;
+                    bytes
+                }
+                Output::Retransmit(bytes) => {
+                    self.stats.retransmissions += 1;
+                    bytes
                 }
                 Output::Event(event) => {
                     let _ = self.events.send(EndpointEvent::Binding { id, event });
+                    continue;
                 }
+            };
+            if self.trace {
+                self.log(
+                    LogLevel::Trace,
+                    format!("sent to {hop}:\n{}", String::from_utf8_lossy(&bytes)),
+                );
+            }
+            if let Err(e) = self.socket.send_to(&bytes, hop).await {
+                // Timer E retransmits; a persistent failure ends in a timeout.
+                self.log(LogLevel::Warning, format!("send to {hop} failed: {e}"));
             }
         }
         self.reindex(id);
@@ -500,6 +633,12 @@ impl Driver {
             return;
         };
         let branch = slot.binding.branch().map(str::to_string);
+        let in_flight = self.in_flight.entry(slot.next_hop).or_default();
+        match (slot.branch.is_some(), branch.is_some()) {
+            (false, true) => *in_flight += 1,
+            (true, false) => *in_flight = in_flight.saturating_sub(1),
+            _ => {}
+        }
         if branch != slot.branch {
             if let Some(old) = slot.branch.take() {
                 self.by_branch.remove(&old);
@@ -522,6 +661,9 @@ impl Driver {
         if slot.binding.is_done() {
             if let Some(old) = slot.branch.take() {
                 self.by_branch.remove(&old);
+                if let Some(n) = self.in_flight.get_mut(&slot.next_hop) {
+                    *n = n.saturating_sub(1);
+                }
             }
             if let Some(old) = slot.timer.take() {
                 self.timers.remove(&(old, id));

@@ -5,4 +5,7 @@ pub mod dispatch;
 pub mod endpoint;
 pub mod service;
 
-pub use endpoint::{BindingId, BindingSpec, Endpoint, EndpointError, EndpointEvent, LogLevel};
+pub use endpoint::{
+    BindingId, BindingSpec, Endpoint, EndpointError, EndpointEvent, EndpointStats, LogLevel,
+    MAX_IN_FLIGHT_PER_HOP,
+};
