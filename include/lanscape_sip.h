@@ -23,6 +23,11 @@
 #define LANSCAPE_SIP_ABI_VERSION 1
 
 /*
+ Most transactions in flight towards one next hop.
+ */
+#define MAX_IN_FLIGHT_PER_HOP 256
+
+/*
  Result of every call, and the event of every notification. Values are fixed and never
  renumbered; new codes are added at the end.
  */

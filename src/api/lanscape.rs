@@ -360,8 +360,9 @@ impl PhoneEngine {
         let mut new_labels = Vec::with_capacity(names.len());
         let old = {
             let mut settings = self.settings.lock();
+            let mut seen = std::collections::HashSet::with_capacity(names.len());
             for (index, name) in names.iter().enumerate() {
-                if names[..index].contains(name) {
+                if !seen.insert(name.as_str()) {
                     continue; // one binding per unique name; the first line labels it
                 }
                 settings.next_id += 1;

@@ -14,8 +14,9 @@ use std::ffi::{CStr, CString, c_char};
 /// ABI version of this library; bumped on any incompatible change of the C ABI.
 pub const LANSCAPE_SIP_ABI_VERSION: u32 = 1;
 
-/// Longest string accepted from the caller, in bytes.
-pub const MAX_INPUT_STRING: usize = 64 * 1024;
+/// Longest string accepted from the caller, in bytes (a gateway's name list may hold tens
+/// of thousands of names).
+pub const MAX_INPUT_STRING: usize = 8 * 1024 * 1024;
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());

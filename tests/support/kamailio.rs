@@ -18,6 +18,10 @@ pub struct KamailioConfig {
     pub min_expires: u32,
     /// When set, REGISTERs for other domains are relayed here (an outbound proxy).
     pub forward_to: Option<u16>,
+    /// Whether REGISTERs must authenticate.
+    pub auth: bool,
+    /// Shared memory, MiB (the location table lives there).
+    pub shm_mb: u32,
 }
 
 impl Default for KamailioConfig {
@@ -28,6 +32,8 @@ impl Default for KamailioConfig {
             users: vec![("gw", "gw-secret")],
             min_expires: 10,
             forward_to: None,
+            auth: true,
+            shm_mb: 32,
         }
     }
 }
@@ -35,6 +41,7 @@ impl Default for KamailioConfig {
 /// A running Kamailio; killed (its whole process group) on drop.
 pub struct Kamailio {
     pub port: u16,
+    shm_mb: u32,
     dir: PathBuf,
     child: Option<Child>,
 }
@@ -60,7 +67,13 @@ impl Kamailio {
             ),
             None => String::new(),
         };
+        let defines = if config.auth {
+            "#!define WITH_AUTH"
+        } else {
+            ""
+        };
         let cfg = template
+            .replace("@DEFINES@", defines)
             .replace("@PORT@", &port.to_string())
             .replace("@DOMAIN@", config.domain)
             .replace("@CTL@", dir.join("ctl").to_str().unwrap())
@@ -71,6 +84,7 @@ impl Kamailio {
         std::fs::write(dir.join("kamailio.cfg"), cfg).unwrap();
         let mut kamailio = Kamailio {
             port,
+            shm_mb: config.shm_mb,
             dir,
             child: None,
         };
@@ -84,7 +98,8 @@ impl Kamailio {
         let child = Command::new("kamailio")
             .arg("-f")
             .arg(self.dir.join("kamailio.cfg"))
-            .args(["-DD", "-E", "-m", "32", "-M", "4"])
+            .args(["-DD", "-E", "-M", "8", "-m"])
+            .arg(self.shm_mb.to_string())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .process_group(0)
@@ -147,6 +162,12 @@ impl Kamailio {
         }
         out.sort();
         out
+    }
+
+    /// How many AoRs the location table holds (usrloc's own counter).
+    pub fn registered_users(&self) -> Option<u64> {
+        let out = self.kamcmd(&["stats.get_statistics", "registered_users"])?;
+        out.split('=').nth(1)?.trim().parse().ok()
     }
 
     /// Kamailio's own log, for failure messages.
