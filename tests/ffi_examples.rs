@@ -5,82 +5,10 @@
 mod support;
 
 use lanscape_sip::testkit::registrar::{Registrar, digest_script};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use support::installed;
-
-/// The directory cargo put this build's libraries in, with the SONAME link programs
-/// linked against the shared library need at run time.
-fn lib_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    let link = dir.join("liblanscape_sip.so.1");
-    if !link.exists() {
-        // Several tests may race here; whoever loses finds the link made.
-        let _ = std::os::unix::fs::symlink("liblanscape_sip.so", &link);
-    }
-    dir
-}
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn out(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name)
-}
-
-/// Runs a build step; fails the test with its output when it fails.
-fn build(command: &mut Command) {
-    let output = command.output().expect("the compiler is installed");
-    assert!(
-        output.status.success(),
-        "{command:?} failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn compile(compiler: &str, std: &str, source: &str, output: &Path, link: &[&str]) {
-    build(
-        Command::new(compiler)
-            .args([
-                std,
-                "-Wall",
-                "-Wextra",
-                "-Werror",
-                "-D_DEFAULT_SOURCE",
-                "-g",
-            ])
-            .arg("-I")
-            .arg(root().join("include"))
-            .arg(root().join(source))
-            .args(link)
-            .arg("-o")
-            .arg(output),
-    );
-}
-
-/// Runs an example; returns its standard output, failing the test on a non-zero exit.
-fn run(command: &mut Command) -> String {
-    let output = command.env("LD_LIBRARY_PATH", lib_dir()).output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    assert!(
-        output.status.success(),
-        "{command:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
-
-fn shared_link() -> Vec<String> {
-    vec![
-        "-L".into(),
-        lib_dir().display().to_string(),
-        "-llanscape_sip".into(),
-        "-lpthread".into(),
-    ]
-}
+use support::native::{build, compile, lib_dir, out, root, run, shared_link};
 
 fn run_c_example(binary: &Path) {
     let registrar = Registrar::start(digest_script("MD5", "c-secret"));

@@ -428,16 +428,29 @@ impl PhoneEngine {
         !self.settings.lock().registration.is_empty()
     }
 
-    /// The state of each registered name: (name, line, state).
+    /// The state of each name: (name, line, state), the current registration's names first,
+    /// then names still being unregistered.
+    ///
+    /// A name enabled a moment ago, not yet taken up by the I/O thread, is registering.
     pub fn registration_states(&self) -> Vec<(String, i32, BindingState)> {
         let states = self.with_endpoint(|e| e.states()).unwrap_or_default();
+        let current: std::collections::HashSet<BindingId> =
+            self.settings.lock().registration.iter().copied().collect();
         let labels = self.labels.lock();
-        let mut out: Vec<(String, i32, BindingState)> = states
-            .into_iter()
-            .filter_map(|(id, state)| labels.get(&id).map(|l| (l.name.clone(), l.line, state)))
+        let mut out: Vec<(bool, String, i32, BindingState)> = labels
+            .iter()
+            .filter_map(|(id, label)| {
+                let is_current = current.contains(id);
+                let state = match states.get(id) {
+                    Some(state) => *state,
+                    None if is_current => BindingState::Registering,
+                    None => return None, // already ended
+                };
+                Some((!is_current, label.name.clone(), label.line, state))
+            })
             .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
+        out.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        out.into_iter().map(|(_, n, l, s)| (n, l, s)).collect()
     }
 
     /// Counters of the engine's endpoint (requests, retransmissions, responses, drops).

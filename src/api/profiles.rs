@@ -45,10 +45,9 @@ pub struct ProfileSettings {
     pub registrar: String,
     /// Outbound proxy, `host[:port]`, if any.
     pub outbound_proxy: Option<String>,
-    /// Digest user name; `None` when the registrar needs no authentication.
-    pub auth_user: Option<String>,
-    /// Digest password.
-    pub password: Option<String>,
+    /// Digest user name and password (any realm); `None` when the registrar asks none.
+    /// The password is wiped on drop and never shown by `Debug`.
+    pub credential: Option<Credential>,
     /// Expiry asked of the registrar, seconds.
     pub expires: u32,
     /// Transport.
@@ -520,8 +519,8 @@ fn validate(s: &ProfileSettings) -> Result<(), ApiError> {
     if s.expires == 0 {
         return Err(ApiError::IntervalError);
     }
-    if s.auth_user.is_some() != s.password.is_some() {
-        return Err(ApiError::BadParameter("auth user and password go together"));
+    if s.credential.as_ref().is_some_and(|c| c.username.is_empty()) {
+        return Err(ApiError::BadParameter("auth user"));
     }
     if s.transport != Transport::Udp {
         return Err(ApiError::TransportNotSupported);
@@ -575,8 +574,8 @@ fn binding_spec(s: &ProfileSettings, local: SocketAddr) -> Result<BindingSpec, A
         None => (resolve(&registrar, registrar_port, local)?, None),
     };
     let mut credentials = CredentialStore::default();
-    if let (Some(u), Some(p)) = (&s.auth_user, &s.password) {
-        credentials.insert(Credential::new("", u, p));
+    if let Some(credential) = &s.credential {
+        credentials.insert(credential.clone());
     }
     let request_uri = if domain == registrar || s.outbound_proxy.is_some() {
         format!("sip:{}", uri_host(domain))
@@ -633,5 +632,22 @@ mod tests {
         for bad in ["", "host:0", "host:99999", "[::1", "a b"] {
             assert_eq!(split_host_port(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn settings_never_show_the_password() {
+        let settings = ProfileSettings {
+            aor: "a@example.com".into(),
+            registrar: "example.com".into(),
+            outbound_proxy: None,
+            credential: Some(Credential::new("", "a", "hunter2")),
+            expires: 60,
+            transport: Transport::Udp,
+        };
+        let shown = format!("{settings:?}");
+        assert!(
+            shown.contains("<redacted>") && !shown.contains("hunter2"),
+            "{shown}"
+        );
     }
 }

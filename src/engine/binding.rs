@@ -220,6 +220,11 @@ impl Binding {
         &self.call_id
     }
 
+    /// The CSeq number of the latest request.
+    pub fn cseq(&self) -> u32 {
+        self.cseq
+    }
+
     /// The contact address currently registered or being registered.
     pub fn contact(&self) -> SocketAddr {
         self.contact

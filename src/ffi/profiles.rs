@@ -6,6 +6,7 @@ use super::{bad, entry, read_opt_str, read_str};
 use crate::api::profiles::{
     self, ProfileError, ProfileId, ProfileObserver, ProfileSettings, ProfileState, Transport,
 };
+use crate::engine::digest::Credential;
 use std::ffi::{c_char, c_void};
 use std::sync::{Arc, OnceLock};
 
@@ -177,8 +178,18 @@ pub unsafe extern "C" fn SipProfileCreate(
             aor: unsafe { read_str(aor, "aor") }?,
             registrar: unsafe { read_str(registrar, "registrar") }?,
             outbound_proxy: unsafe { read_opt_str(outbound_proxy, "outbound_proxy") }?,
-            auth_user: unsafe { read_opt_str(auth_user, "auth_user") }?,
-            password: unsafe { read_opt_str(password, "password") }?,
+            credential: match (
+                unsafe { read_opt_str(auth_user, "auth_user") }?,
+                zeroize::Zeroizing::new(unsafe { read_opt_str(password, "password") }?),
+            ) {
+                (Some(user), pw) if pw.is_some() => Some(Credential::new(
+                    "",
+                    &user,
+                    pw.as_deref().unwrap_or_default(),
+                )),
+                (None, pw) if pw.is_none() => None,
+                _ => return Err(bad("auth_user and password go together")),
+            },
             expires: expires_seconds,
             transport,
         };

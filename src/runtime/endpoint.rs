@@ -15,6 +15,7 @@ use crate::engine::digest::CredentialStore;
 use crate::engine::message::{self, MAX_MESSAGE_BYTES};
 use crate::runtime::dispatch::Dispatcher;
 use crate::runtime::service::ServiceGuard;
+use parking_lot::Mutex;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -101,7 +102,6 @@ enum Command {
     SetTrace(bool),
     KeepAlive(Option<Duration>),
     SendKeepAlive,
-    States(mpsc::Sender<Vec<(BindingId, BindingState)>>),
     Stats(mpsc::Sender<EndpointStats>),
 }
 
@@ -116,6 +116,7 @@ enum Pending {
 /// A UDP socket with its driver task and its event thread.
 pub struct Endpoint {
     commands: tmpsc::UnboundedSender<Command>,
+    states: Arc<Mutex<HashMap<BindingId, BindingState>>>,
     local: SocketAddr,
     task: Option<tokio::task::JoinHandle<()>>,
     dispatcher: Option<Dispatcher<EndpointEvent>>,
@@ -150,7 +151,9 @@ impl Endpoint {
             UdpSocket::from_std(std_socket).map_err(EndpointError::Socket)?
         };
         let (commands, receiver) = tmpsc::unbounded_channel();
+        let states: Arc<Mutex<HashMap<BindingId, BindingState>>> = Arc::default();
         let driver = Driver {
+            states: states.clone(),
             socket,
             bindings: HashMap::new(),
             by_branch: HashMap::new(),
@@ -167,6 +170,7 @@ impl Endpoint {
         let task = service.handle().spawn(driver.run(receiver));
         Ok(Endpoint {
             commands,
+            states,
             local,
             task: Some(task),
             dispatcher: Some(dispatcher),
@@ -219,15 +223,15 @@ impl Endpoint {
         let _ = self.commands.send(Command::SendKeepAlive);
     }
 
-    /// The state of every binding.
-    pub fn states(&self) -> Vec<(BindingId, BindingState)> {
-        let (reply, answer) = mpsc::channel();
-        if self.commands.send(Command::States(reply)).is_err() {
-            return Vec::new();
-        }
-        answer
-            .recv_timeout(Duration::from_secs(5))
-            .unwrap_or_default()
+    /// The state of every binding, as the driver last published it (no round trip, so a
+    /// busy driver cannot make the answer wait or go missing).
+    pub fn states(&self) -> HashMap<BindingId, BindingState> {
+        self.states.lock().clone()
+    }
+
+    /// The state of one binding; `None` before the driver took it up, or after it ended.
+    pub fn state(&self, id: BindingId) -> Option<BindingState> {
+        self.states.lock().get(&id).copied()
     }
 
     /// The counters of this endpoint.
@@ -309,6 +313,8 @@ struct Slot {
 
 struct Driver {
     socket: UdpSocket,
+    /// Published state of every binding, read by [`Endpoint::states`].
+    states: Arc<Mutex<HashMap<BindingId, BindingState>>>,
     bindings: HashMap<BindingId, Slot>,
     by_branch: HashMap<String, BindingId>,
     timers: BTreeSet<(Instant, BindingId)>,
@@ -424,14 +430,6 @@ impl Driver {
                 let mut stats = self.stats;
                 stats.bindings = self.bindings.len() as u64;
                 let _ = reply.send(stats);
-            }
-            Command::States(reply) => {
-                let states = self
-                    .bindings
-                    .iter()
-                    .map(|(id, slot)| (*id, slot.binding.state()))
-                    .collect();
-                let _ = reply.send(states);
             }
         }
     }
@@ -632,6 +630,7 @@ impl Driver {
         let Some(slot) = self.bindings.get_mut(&id) else {
             return;
         };
+        self.states.lock().insert(id, slot.binding.state());
         let branch = slot.binding.branch().map(str::to_string);
         let in_flight = self.in_flight.entry(slot.next_hop).or_default();
         match (slot.branch.is_some(), branch.is_some()) {
@@ -669,6 +668,7 @@ impl Driver {
                 self.timers.remove(&(old, id));
             }
             self.bindings.remove(&id);
+            self.states.lock().remove(&id);
             self.notify_stop_waiters();
         }
     }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod kamailio;
+pub mod native;
 pub mod sipp;
 
 pub use lanscape_sip::testkit::registrar::*;
