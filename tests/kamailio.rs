@@ -226,11 +226,9 @@ fn kamailio_killed_and_restarted_every_binding_recovers() {
         events.events()
     );
 
+    // The new Kamailio keeps its location table in memory only: whatever it holds from
+    // here on, the engine registered again (it may already have, before the next line).
     kam.restart();
-    assert!(
-        kam.contacts().is_empty(),
-        "a restarted Kamailio forgot every binding"
-    );
     assert!(
         events.wait_for(SipRegisterSuccess, 8, Duration::from_secs(10)),
         "{:?}",
