@@ -8,7 +8,7 @@ use lanscape_sip::testkit::registrar::{Registrar, digest_script};
 use std::path::Path;
 use std::process::Command;
 use support::installed;
-use support::native::{build, compile, lib_dir, out, root, run, shared_link};
+use support::native::{build, c_example, compile, lib_dir, out, root, run, shared_link};
 
 fn run_c_example(binary: &Path) {
     let registrar = Registrar::start(digest_script("MD5", "c-secret"));
@@ -24,16 +24,7 @@ fn run_c_example(binary: &Path) {
 
 #[test]
 fn c_example_with_the_shared_library() {
-    let binary = out("register_demo_shared");
-    let link = shared_link();
-    let link: Vec<&str> = link.iter().map(String::as_str).collect();
-    compile(
-        "cc",
-        "-std=c11",
-        "ffi-examples/c/register_demo.c",
-        &binary,
-        &link,
-    );
+    let binary = c_example("register_demo_shared");
     let needed = Command::new("readelf")
         .arg("-d")
         .arg(&binary)
@@ -55,7 +46,7 @@ fn c_example_with_the_static_library() {
         "-std=c11",
         "ffi-examples/c/register_demo.c",
         &binary,
-        &[archive.to_str().unwrap(), "-lpthread", "-ldl", "-lm"],
+        [archive.to_str().unwrap(), "-lpthread", "-ldl", "-lm"],
     );
     run_c_example(&binary);
 }
@@ -63,14 +54,12 @@ fn c_example_with_the_static_library() {
 #[test]
 fn cpp_raii_example() {
     let binary = out("register_cpp");
-    let link = shared_link();
-    let link: Vec<&str> = link.iter().map(String::as_str).collect();
     compile(
         "c++",
         "-std=c++17",
         "ffi-examples/cpp/main.cpp",
         &binary,
-        &link,
+        shared_link(),
     );
     let registrar = Registrar::accepting();
     let stdout = run(Command::new(&binary).args(["127.0.0.1", &registrar.port().to_string()]));
@@ -90,7 +79,7 @@ fn dlopen_example_loads_and_unloads_three_times() {
         "-std=c11",
         "ffi-examples/dlopen/dlopen_demo.c",
         &binary,
-        &["-ldl", "-lpthread"],
+        ["-ldl", "-lpthread"],
     );
     let registrar = Registrar::accepting();
     let library = lib_dir().join("liblanscape_sip.so");

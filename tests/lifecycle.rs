@@ -8,16 +8,6 @@ use lanscape_sip::ffi::lanscape::*;
 use lanscape_sip::runtime::service;
 use support::*;
 
-/// Threads of this process whose name the library gave them.
-fn library_threads() -> Vec<String> {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .map(|n| n.trim().to_string())
-        .filter(|n| n.starts_with("lanscape-sip"))
-        .collect()
-}
-
 #[test]
 fn last_engine_stopped_joins_every_library_thread() {
     for round in 0..3 {

@@ -10,15 +10,6 @@ use lanscape_sip::ffi::profiles::*;
 use lanscape_sip::runtime::service;
 use support::*;
 
-fn library_threads() -> Vec<String> {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .map(|n| n.trim().to_string())
-        .filter(|n| n.starts_with("lanscape-sip"))
-        .collect()
-}
-
 #[test]
 fn first_open_starts_the_service_and_last_close_stops_it() {
     let registrar = Registrar::accepting();

@@ -6,7 +6,7 @@ mod support;
 use lanscape_sip::testkit::registrar::{Registrar, digest_script};
 use std::process::Command;
 use support::installed;
-use support::native::{compile, out, run, shared_link};
+use support::native::{c_example, compile, out, run, shared_link};
 
 fn memcheck() -> Command {
     let mut command = Command::new("valgrind");
@@ -26,14 +26,12 @@ fn ffi_stress_under_memcheck() {
         return;
     }
     let binary = out("ffi_stress");
-    let link = shared_link();
-    let link: Vec<&str> = link.iter().map(String::as_str).collect();
     compile(
         "cc",
         "-std=c11",
         "tests/native/ffi_stress.c",
         &binary,
-        &link,
+        shared_link(),
     );
     let registrar = Registrar::accepting();
     // Two workers of two engines each, a prober of stale and forged handles, and registry
@@ -53,16 +51,7 @@ fn c_example_under_memcheck() {
     if !installed("valgrind") {
         return;
     }
-    let binary = out("register_demo_memcheck");
-    let link = shared_link();
-    let link: Vec<&str> = link.iter().map(String::as_str).collect();
-    compile(
-        "cc",
-        "-std=c11",
-        "ffi-examples/c/register_demo.c",
-        &binary,
-        &link,
-    );
+    let binary = c_example("register_demo_memcheck");
     let registrar = Registrar::start(digest_script("SHA-256", "vg-secret"));
     let stdout = run(memcheck()
         .arg(&binary)

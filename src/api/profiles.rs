@@ -173,6 +173,30 @@ impl Shared {
         }
     }
 
+    /// Checks that `registry` is live and, if given, that `profile` exists.
+    fn require(
+        &self,
+        registry: RegistryHandle,
+        profile: Option<ProfileId>,
+    ) -> Result<(), ApiError> {
+        self.registries
+            .get(registry)
+            .ok_or(ApiError::InvalidHandle)?;
+        match profile {
+            Some(p) if !self.profiles.contains_key(&p) => Err(ApiError::ProfileNotFound),
+            _ => Ok(()),
+        }
+    }
+
+    /// The profile handles matching `pred`.
+    fn handles_where(&self, pred: impl Fn(&HandleEntry) -> bool) -> Vec<RawHandle> {
+        self.handles
+            .entries()
+            .filter(|(_, h)| pred(&h.lock()))
+            .map(|(raw, _)| raw)
+            .collect()
+    }
+
     fn wanted(&self, profile: ProfileId) -> bool {
         self.handles.values().any(|h| {
             let h = h.lock();
@@ -214,12 +238,7 @@ pub fn close_registry(registry: RegistryHandle) -> Result<(), ApiError> {
             .registries
             .remove(registry)
             .ok_or(ApiError::InvalidHandle)?;
-        let mine: Vec<RawHandle> = shared
-            .handles
-            .entries()
-            .filter(|(_, h)| h.lock().registry == registry)
-            .map(|(raw, _)| raw)
-            .collect();
+        let mine = shared.handles_where(|h| h.registry == registry);
         let mut touched = Vec::new();
         for raw in mine {
             if let Some(h) = shared.handles.remove(raw) {
@@ -235,9 +254,7 @@ pub fn close_registry(registry: RegistryHandle) -> Result<(), ApiError> {
         (unregister, shared.registries.is_empty())
     };
     if !last {
-        if let (Some(endpoint), false) = (service.as_ref(), unregister.is_empty()) {
-            endpoint.stop(Some(unregister));
-        }
+        unregister_on(service.as_ref(), unregister);
         return Ok(());
     }
     let endpoint = service.take();
@@ -262,10 +279,7 @@ pub fn create_profile(
 ) -> Result<ProfileId, ApiError> {
     validate(&settings)?;
     let mut shared = SHARED.lock();
-    shared
-        .registries
-        .get(registry)
-        .ok_or(ApiError::InvalidHandle)?;
+    shared.require(registry, None)?;
     shared.next_profile += 1;
     let id = shared.next_profile;
     shared.profiles.insert(
@@ -285,13 +299,7 @@ pub fn retrieve_profile(
     profile: ProfileId,
 ) -> Result<ProfileHandle, ApiError> {
     let mut shared = SHARED.lock();
-    shared
-        .registries
-        .get(registry)
-        .ok_or(ApiError::InvalidHandle)?;
-    if !shared.profiles.contains_key(&profile) {
-        return Err(ApiError::ProfileNotFound);
-    }
+    shared.require(registry, Some(profile))?;
     Ok(shared.handles.insert(Arc::new(Mutex::new(HandleEntry {
         registry,
         profile,
@@ -316,9 +324,7 @@ pub fn release_profile(handle: ProfileHandle) -> Result<(), ApiError> {
             stop_binding(&mut shared, profile, &mut Vec::new())
         }
     };
-    if let (Some(endpoint), false) = (service.as_ref(), unregister.is_empty()) {
-        endpoint.stop(Some(unregister));
-    }
+    unregister_on(service.as_ref(), unregister);
     Ok(())
 }
 
@@ -393,9 +399,7 @@ pub fn disable_profile(handle: ProfileHandle) -> Result<(), ApiError> {
             stop_binding(&mut shared, profile, &mut notes)
         }
     };
-    if let (Some(endpoint), false) = (service.as_ref(), unregister.is_empty()) {
-        endpoint.stop(Some(unregister));
-    }
+    unregister_on(service.as_ref(), unregister);
     drop(service);
     deliver(notes);
     Ok(())
@@ -419,38 +423,32 @@ pub fn remove_profile(registry: RegistryHandle, profile: ProfileId) -> Result<()
     let service = SERVICE.lock();
     let unregister = {
         let mut shared = SHARED.lock();
-        shared
-            .registries
-            .get(registry)
-            .ok_or(ApiError::InvalidHandle)?;
-        if !shared.profiles.contains_key(&profile) {
-            return Err(ApiError::ProfileNotFound);
-        }
+        shared.require(registry, Some(profile))?;
         if shared.wanted(profile) {
             return Err(ApiError::ProfileInUse);
         }
         let unregister = stop_binding(&mut shared, profile, &mut Vec::new());
         shared.profiles.remove(&profile);
-        let stale: Vec<RawHandle> = shared
-            .handles
-            .entries()
-            .filter(|(_, h)| h.lock().profile == profile)
-            .map(|(raw, _)| raw)
-            .collect();
+        let stale = shared.handles_where(|h| h.profile == profile);
         for raw in stale {
             shared.handles.remove(raw);
         }
         unregister
     };
-    if let (Some(endpoint), false) = (service.as_ref(), unregister.is_empty()) {
-        endpoint.stop(Some(unregister));
-    }
+    unregister_on(service.as_ref(), unregister);
     Ok(())
 }
 
 /// Whether the shared service is running (for tests of the start/stop rule).
 pub fn service_running() -> bool {
     SERVICE.lock().is_some()
+}
+
+/// Hands detached bindings to the service to unregister.
+fn unregister_on(service: Option<&Endpoint>, bindings: Vec<BindingId>) {
+    if let (Some(endpoint), false) = (service, bindings.is_empty()) {
+        endpoint.stop(Some(bindings));
+    }
 }
 
 /// Detaches the binding of a profile for unregistration; its events still arrive.

@@ -39,7 +39,13 @@ pub fn build(command: &mut Command) {
 }
 
 /// Compiles one C or C++ source with warnings as errors against the generated header.
-pub fn compile(compiler: &str, std: &str, source: &str, output: &Path, link: &[&str]) {
+pub fn compile<S: AsRef<std::ffi::OsStr>>(
+    compiler: &str,
+    std: &str,
+    source: &str,
+    output: &Path,
+    link: impl IntoIterator<Item = S>,
+) {
     build(
         Command::new(compiler)
             .args([
@@ -79,4 +85,17 @@ pub fn shared_link() -> Vec<String> {
         "-llanscape_sip".into(),
         "-lpthread".into(),
     ]
+}
+
+/// Builds `ffi-examples/c/register_demo.c` against the shared library.
+pub fn c_example(name: &str) -> PathBuf {
+    let binary = out(name);
+    compile(
+        "cc",
+        "-std=c11",
+        "ffi-examples/c/register_demo.c",
+        &binary,
+        shared_link(),
+    );
+    binary
 }
