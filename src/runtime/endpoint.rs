@@ -403,8 +403,7 @@ impl Driver {
                         .is_some_and(|s| s.pending.take_if(|p| *p == Pending::Start).is_some());
                     if never_started {
                         // Nothing was sent: it ends at once, without a transaction.
-                        self.drive(id, |b, e, out| b.stop(now.into_std(), e, out))
-                            .await;
+                        self.run_input(id, Pending::Stop).await;
                     } else {
                         self.admit(id, Pending::Stop).await;
                     }
@@ -630,7 +629,6 @@ impl Driver {
         let Some(slot) = self.bindings.get_mut(&id) else {
             return;
         };
-        self.states.lock().insert(id, slot.binding.state());
         let branch = slot.binding.branch().map(str::to_string);
         let in_flight = self.in_flight.entry(slot.next_hop).or_default();
         match (slot.branch.is_some(), branch.is_some()) {
@@ -658,18 +656,13 @@ impl Driver {
             slot.timer = deadline;
         }
         if slot.binding.is_done() {
-            if let Some(old) = slot.branch.take() {
-                self.by_branch.remove(&old);
-                if let Some(n) = self.in_flight.get_mut(&slot.next_hop) {
-                    *n = n.saturating_sub(1);
-                }
-            }
-            if let Some(old) = slot.timer.take() {
-                self.timers.remove(&(old, id));
-            }
+            // A finished binding has no transaction and no timer: both were unindexed above.
+            debug_assert!(slot.branch.is_none() && slot.timer.is_none());
             self.bindings.remove(&id);
             self.states.lock().remove(&id);
             self.notify_stop_waiters();
+        } else {
+            self.states.lock().insert(id, slot.binding.state());
         }
     }
 
