@@ -9,14 +9,6 @@ use std::time::Duration;
 use support::kamailio::{Kamailio, KamailioConfig};
 use support::*;
 
-fn credentials(engine: SIPHANDLE, user: &str, password: &str) {
-    let (realm, user, password) = (cstr("*"), cstr(user), cstr(password));
-    let rc = unsafe {
-        AddAuthorizationCredentials(engine, realm.as_ptr(), user.as_ptr(), password.as_ptr())
-    };
-    assert_eq!(rc, SipSuccess);
-}
-
 fn domain(engine: SIPHANDLE, name: &str) {
     let name = cstr(name);
     assert_eq!(
@@ -54,7 +46,7 @@ fn digest_registers_many_names(algorithm: &'static str) {
         ..Default::default()
     });
     let (engine, events) = engine(3);
-    credentials(engine, "gw", "gw-secret");
+    credentials(engine, "*", "gw", "gw-secret");
     domain(engine, "kam.test");
     assert_eq!(
         enable(&kam, "alice, bob, carol, bob").call(engine),
@@ -106,7 +98,7 @@ fn kamailio_refuses_a_wrong_password() {
     }
     let kam = Kamailio::start(KamailioConfig::default());
     let (engine, events) = engine(1);
-    credentials(engine, "gw", "not-the-password");
+    credentials(engine, "*", "gw", "not-the-password");
     domain(engine, "kam.test");
     assert_eq!(enable(&kam, "alice").call(engine), SipSuccess);
     assert!(
@@ -130,7 +122,7 @@ fn kamailio_min_expires_above_ours_is_423_then_registered() {
         ..Default::default()
     });
     let (engine, events) = engine(1);
-    credentials(engine, "gw", "gw-secret");
+    credentials(engine, "*", "gw", "gw-secret");
     domain(engine, "kam.test");
     let mut e = enable(&kam, "alice");
     e.expires = 120;
@@ -163,7 +155,7 @@ fn kamailio_as_outbound_proxy_to_a_second_registrar() {
         ..Default::default()
     });
     let (engine, events) = engine(1);
-    credentials(engine, "gw", "gw-secret");
+    credentials(engine, "*", "gw", "gw-secret");
     domain(engine, "b.test");
     let addr = cstr("127.0.0.1");
     assert_eq!(
@@ -198,7 +190,7 @@ fn kamailio_killed_and_restarted_every_binding_recovers() {
     }
     let mut kam = Kamailio::start(KamailioConfig::default());
     let (engine, events) = engine(1);
-    credentials(engine, "gw", "gw-secret");
+    credentials(engine, "*", "gw", "gw-secret");
     domain(engine, "kam.test");
     let mut e = enable(&kam, "r1,r2,r3,r4");
     e.interval = 2;

@@ -160,13 +160,7 @@ fn per_line_names_carry_their_line_and_must_match_the_line_count() {
 fn digest_round_trip(algorithm: &'static str) {
     let registrar = Registrar::start(digest_script(algorithm, "secret"));
     let (engine, events) = engine(1);
-    let (realm, user, pass) = (cstr("test.realm"), cstr("alice"), cstr("secret"));
-    assert_eq!(
-        unsafe {
-            AddAuthorizationCredentials(engine, realm.as_ptr(), user.as_ptr(), pass.as_ptr())
-        },
-        SipSuccess
-    );
+    credentials(engine, "test.realm", "alice", "secret");
     assert_eq!(Enable::to(&registrar, "alice").call(engine), SipSuccess);
     assert!(
         events.wait_for(SipRegisterSuccess, 1, WAIT),
@@ -210,8 +204,7 @@ fn proxy_407_is_answered_with_proxy_authorization() {
         )])
     });
     let (engine, events) = engine(1);
-    let (realm, user, pass) = (cstr(""), cstr("alice"), cstr("pw"));
-    unsafe { AddAuthorizationCredentials(engine, realm.as_ptr(), user.as_ptr(), pass.as_ptr()) };
+    credentials(engine, "", "alice", "pw");
     assert_eq!(Enable::to(&registrar, "alice").call(engine), SipSuccess);
     assert!(events.wait_for(SipRegisterSuccess, 1, WAIT));
     let auth = registrar.registers()[1]
@@ -226,8 +219,7 @@ fn proxy_407_is_answered_with_proxy_authorization() {
 fn wrong_password_is_reported_once_without_looping() {
     let registrar = Registrar::start(digest_script("MD5", "right"));
     let (engine, events) = engine(1);
-    let (realm, user, pass) = (cstr("test.realm"), cstr("alice"), cstr("wrong"));
-    unsafe { AddAuthorizationCredentials(engine, realm.as_ptr(), user.as_ptr(), pass.as_ptr()) };
+    credentials(engine, "test.realm", "alice", "wrong");
     let mut enable = Enable::to(&registrar, "alice");
     enable.interval = 30;
     assert_eq!(enable.call(engine), SipSuccess);
@@ -241,8 +233,7 @@ fn wrong_password_is_reported_once_without_looping() {
     assert_eq!(events.count(SipRegisterAuthorizationError), 1);
 
     // New credentials make the waiting binding retry at once.
-    let pass = cstr("right");
-    unsafe { AddAuthorizationCredentials(engine, realm.as_ptr(), user.as_ptr(), pass.as_ptr()) };
+    credentials(engine, "test.realm", "alice", "right");
     assert!(events.wait_for(SipRegisterSuccess, 1, WAIT));
     StopSipTelephony(engine);
 }
@@ -267,8 +258,7 @@ fn interval_too_brief_retries_once_with_min_expires_and_keeps_credentials() {
         auth_script(req, st)
     });
     let (engine, events) = engine(1);
-    let (realm, user, pass) = (cstr("test.realm"), cstr("alice"), cstr("pw"));
-    unsafe { AddAuthorizationCredentials(engine, realm.as_ptr(), user.as_ptr(), pass.as_ptr()) };
+    credentials(engine, "test.realm", "alice", "pw");
     let mut enable = Enable::to(&registrar, "alice");
     enable.expires = 60;
     assert_eq!(enable.call(engine), SipSuccess);
@@ -770,8 +760,7 @@ fn trace_shows_messages_without_passwords() {
     let registrar = Registrar::start(digest_script("MD5", "hunter2-secret"));
     let (engine, events) = engine(1);
     let logs = Logs::capture(engine, true);
-    let (realm, user, pass) = (cstr("test.realm"), cstr("alice"), cstr("hunter2-secret"));
-    unsafe { AddAuthorizationCredentials(engine, realm.as_ptr(), user.as_ptr(), pass.as_ptr()) };
+    credentials(engine, "test.realm", "alice", "hunter2-secret");
     assert_eq!(Enable::to(&registrar, "alice").call(engine), SipSuccess);
     assert!(events.wait_for(SipRegisterSuccess, 1, WAIT));
     StopSipTelephony(engine);
@@ -918,8 +907,7 @@ fn several_engines_live_side_by_side() {
 fn many_challenged_names_register_and_unregister_together() {
     let registrar = Registrar::start(digest_script("SHA-256", "pw"));
     let (engine, events) = engine(1);
-    let (realm, user, pass) = (cstr("test.realm"), cstr("gw"), cstr("pw"));
-    unsafe { AddAuthorizationCredentials(engine, realm.as_ptr(), user.as_ptr(), pass.as_ptr()) };
+    credentials(engine, "test.realm", "gw", "pw");
     assert_eq!(
         Enable::to(&registrar, "n1,n2,n3,n4,n5,n6,n7,n8").call(engine),
         SipSuccess

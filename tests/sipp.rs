@@ -73,8 +73,7 @@ fn sipp_sha256_challenge_is_answered_correctly() {
     }
     let mut sipp = Sipp::uas("sha256.xml");
     let (engine, events) = engine(1);
-    let (realm, user, pass) = (cstr("sipp.test"), cstr("alice"), cstr("sipp-secret"));
-    unsafe { AddAuthorizationCredentials(engine, realm.as_ptr(), user.as_ptr(), pass.as_ptr()) };
+    credentials(engine, "sipp.test", "alice", "sipp-secret");
     assert_eq!(enable(&sipp, 4000, false).call(engine), SipSuccess);
     assert!(
         events.wait_for(SipRegisterSuccess, 1, WAIT),

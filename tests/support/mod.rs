@@ -225,3 +225,12 @@ pub fn library_threads() -> Vec<String> {
         .filter(|n| n.starts_with("lanscape-sip"))
         .collect()
 }
+
+/// Adds digest credentials to `engine`, asserting the call succeeds.
+pub fn credentials(engine: SIPHANDLE, realm: &str, user: &str, password: &str) {
+    let (realm, user, password) = (cstr(realm), cstr(user), cstr(password));
+    let rc = unsafe {
+        AddAuthorizationCredentials(engine, realm.as_ptr(), user.as_ptr(), password.as_ptr())
+    };
+    assert_eq!(rc, TELEPHONY_RETURN_VALUE::SipSuccess);
+}
