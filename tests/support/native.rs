@@ -6,15 +6,30 @@ use std::process::Command;
 
 /// The directory cargo put this build's libraries in, with the SONAME link programs
 /// linked against the shared library need at run time.
+///
+/// `cargo test` builds only the rlib the tests link with, so the shared and static
+/// libraries are built here once per test binary (a no-op when they are up to date).
 pub fn lib_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    let link = dir.join("liblanscape_sip.so.1");
-    if !link.exists() {
-        // Several tests may race here; whoever loses finds the link made.
-        let _ = std::os::unix::fs::symlink("liblanscape_sip.so", &link);
-    }
-    dir
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().unwrap();
+            let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut command = Command::new(cargo);
+            command.args(["build", "--lib"]).current_dir(root());
+            if dir.file_name().is_some_and(|p| p == "release") {
+                command.arg("--release");
+            }
+            build(&mut command);
+            let link = dir.join("liblanscape_sip.so.1");
+            if !link.exists() {
+                // Several test binaries may race here; whoever loses finds the link made.
+                let _ = std::os::unix::fs::symlink("liblanscape_sip.so", &link);
+            }
+            dir
+        })
+        .clone()
 }
 
 /// The repository's root.
