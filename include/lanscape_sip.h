@@ -18,14 +18,14 @@
 #include <stdint.h>
 
 /*
+ Most transactions in flight towards one next hop, by default.
+ */
+#define MAX_IN_FLIGHT_PER_HOP 256
+
+/*
  ABI version of this library; bumped on any incompatible change of the C ABI.
  */
 #define LANSCAPE_SIP_ABI_VERSION 1
-
-/*
- Most transactions in flight towards one next hop.
- */
-#define MAX_IN_FLIGHT_PER_HOP 256
 
 /*
  Result of every call, and the event of every notification. Values are fixed and never
@@ -216,7 +216,9 @@ typedef uint64_t SIPREGISTRY;
 
 /*
  A profile the registry holds a handle of changed state. Runs on the registration
- service's event thread with no lock held; it may call any function.
+ service's event thread (never on the thread of a call), in the order the states
+ happened, with no lock held; it may call any function. A state read with
+ `SipProfileGetState` after a notification reflects it.
  */
 typedef void (*SipProfileStateCallback)(SIPREGISTRY registry,
                                         uint32_t profile_id,
@@ -226,7 +228,9 @@ typedef void (*SipProfileStateCallback)(SIPREGISTRY registry,
 /*
  An asynchronous error (`SipRegisterError`, `SipRegisterTimeOut`,
  `SipRegisterAuthorizationError`, `SipRegisterIntervalError`): the profile is not
- registered; the service keeps retrying. Same thread rules as the state callback.
+ registered; the service keeps retrying. `SipInternalError`: the service itself failed;
+ nothing is registered any more, and later calls return `SipInternalError`. Same thread
+ rules as the state callback.
  */
 typedef void (*SipProfileErrorCallback)(SIPREGISTRY registry,
                                         uint32_t profile_id,

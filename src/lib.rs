@@ -13,4 +13,5 @@ pub mod engine;
 pub mod ffi;
 pub mod handles;
 pub mod runtime;
+#[cfg(feature = "testkit")]
 pub mod testkit;

@@ -2,6 +2,7 @@
 //! the system uses towards a peer.
 
 use crate::api::ApiError;
+use crate::engine::message::uri_host;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 
 /// The User-Agent value: the product, after the application's name if any.
@@ -33,6 +34,22 @@ pub fn is_host(s: &str) -> bool {
                     && label.len() <= 63
                     && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
             }))
+}
+
+/// The Request-URI of a REGISTER, one rule for both APIs (RFC 3261 §10.2): it names the
+/// domain of the address of record, not the registrar or proxy it is sent to; when that
+/// domain is the registrar's own host, the registrar's port goes with it.
+pub fn registration_request_uri(aor_domain: &str, registrar: &str, registrar_port: u16) -> String {
+    let bare = |h: &str| {
+        h.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase()
+    };
+    if bare(aor_domain) == bare(registrar) && registrar_port != 5060 {
+        format!("sip:{}:{registrar_port}", uri_host(&bare(aor_domain)))
+    } else {
+        format!("sip:{}", uri_host(&bare(aor_domain)))
+    }
 }
 
 /// Resolves `host`, preferring the address family of the local socket.
@@ -74,6 +91,20 @@ pub fn source_ip_towards(local: SocketAddr, to: SocketAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_uri_names_the_domain_of_the_address_of_record() {
+        let uri = registration_request_uri;
+        assert_eq!(uri("example.com", "10.0.0.1", 5070), "sip:example.com");
+        assert_eq!(uri("example.com", "example.com", 5060), "sip:example.com");
+        assert_eq!(
+            uri("Example.com", "example.com", 5070),
+            "sip:example.com:5070"
+        );
+        assert_eq!(uri("127.0.0.1", "127.0.0.1", 15060), "sip:127.0.0.1:15060");
+        assert_eq!(uri("::1", "[::1]", 5080), "sip:[::1]:5080");
+        assert_eq!(uri("[::1]", "::1", 5060), "sip:[::1]");
+    }
 
     #[test]
     fn hosts() {

@@ -2,12 +2,16 @@
 //! credentials, and the register server with its nine parameters, on top of one
 //! [`Endpoint`]. Knows nothing about C; the `ffi` layer maps its results to codes.
 
-use crate::api::address::{is_host, resolve, source_ip_towards, user_agent, valid_port};
+use crate::api::address::{
+    is_host, registration_request_uri, resolve, source_ip_towards, user_agent, valid_port,
+};
 use crate::engine::binding::{BindingConfig, BindingEvent, BindingState, Failure};
 use crate::engine::digest::{Credential, CredentialStore};
 use crate::engine::message::uri_host;
 use crate::engine::transaction::DEFAULT_TIMEOUT;
-use crate::runtime::{BindingId, BindingSpec, Endpoint, EndpointError, EndpointEvent, LogLevel};
+use crate::runtime::{
+    BindingId, BindingSpec, DriverFailed, Endpoint, EndpointError, EndpointEvent, LogLevel,
+};
 use parking_lot::Mutex;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -86,6 +90,14 @@ pub enum ApiError {
     ProfileInUse,
     /// The transport is not implemented.
     TransportNotSupported,
+    /// An internal failure: the engine's I/O driver died (the text says why).
+    Internal(String),
+}
+
+impl From<DriverFailed> for ApiError {
+    fn from(e: DriverFailed) -> Self {
+        ApiError::Internal(e.0)
+    }
 }
 
 /// What a notification reports.
@@ -138,7 +150,8 @@ struct Settings {
     domain: Option<String>,
     proxy: Option<(String, u16)>,
     credentials: CredentialStore,
-    registration: Vec<BindingId>,
+    /// The current registration: name -> binding.
+    registration: std::collections::HashMap<String, BindingId>,
     next_id: u64,
     longest_timeout: Duration,
 }
@@ -175,6 +188,29 @@ impl PhoneEngine {
                     return;
                 }
                 match event {
+                    EndpointEvent::Started(_) | EndpointEvent::Stopping(_) => {}
+                    EndpointEvent::Failed(why) => {
+                        // Nothing is refreshed any more: every name hears so, and the log
+                        // says why. Later calls return SipInternalError.
+                        let (log, notify) = {
+                            let l = listeners.lock();
+                            (l.log.clone(), l.notify.clone())
+                        };
+                        if let Some(log) = log {
+                            log(LogLevel::Error, &why);
+                        }
+                        let mut names: Vec<Label> = labels.lock().drain().map(|(_, l)| l).collect();
+                        names.sort_by(|a, b| a.name.cmp(&b.name));
+                        if let Some(notify) = notify {
+                            for label in names {
+                                notify(&Notification {
+                                    kind: NotificationKind::RegisterError,
+                                    name: label.name,
+                                    line: label.line,
+                                });
+                            }
+                        }
+                    }
                     EndpointEvent::Binding { id, event } => {
                         let label = match &event {
                             BindingEvent::Unregistered => labels.lock().remove(&id),
@@ -238,8 +274,12 @@ impl PhoneEngine {
         self.listeners.lock().log = listener;
     }
 
-    fn with_endpoint<R>(&self, f: impl FnOnce(&Endpoint) -> R) -> Result<R, ApiError> {
-        self.endpoint.lock().as_ref().map(f).ok_or(ApiError::Closed)
+    fn with_endpoint<R>(
+        &self,
+        f: impl FnOnce(&Endpoint) -> Result<R, DriverFailed>,
+    ) -> Result<R, ApiError> {
+        let endpoint = self.endpoint.lock();
+        Ok(f(endpoint.as_ref().ok_or(ApiError::Closed)?)?)
     }
 
     /// Turns the trace of every SIP message (to the log listener) on or off.
@@ -344,12 +384,8 @@ impl PhoneEngine {
             resolve(server, server_port, self.local)?
         };
         let contact_ip = source_ip_towards(self.local, next_hop);
-        let aor_domain = uri_host(domain.as_deref().unwrap_or(server));
-        let request_uri = match &domain {
-            Some(d) => format!("sip:{}", uri_host(d)),
-            None if server_port == 5060 => format!("sip:{}", uri_host(server)),
-            None => format!("sip:{}:{}", uri_host(server), server_port),
-        };
+        let aor_domain = domain.as_deref().unwrap_or(server).to_string();
+        let request_uri = registration_request_uri(&aor_domain, server, server_port);
         let timeout = match p.timeout_ms {
             0 => DEFAULT_TIMEOUT,
             ms => Duration::from_millis(u64::from(ms)),
@@ -358,15 +394,16 @@ impl PhoneEngine {
 
         let mut specs = Vec::with_capacity(names.len());
         let mut new_labels = Vec::with_capacity(names.len());
+        let mut registration = std::collections::HashMap::with_capacity(names.len());
         let old = {
             let mut settings = self.settings.lock();
-            let mut seen = std::collections::HashSet::with_capacity(names.len());
             for (index, name) in names.iter().enumerate() {
-                if !seen.insert(name.as_str()) {
+                if registration.contains_key(name) {
                     continue; // one binding per unique name; the first line labels it
                 }
                 settings.next_id += 1;
                 let id = BindingId(settings.next_id);
+                registration.insert(name.clone(), id);
                 let line = if p.register_phone_lines {
                     index as i32
                 } else {
@@ -384,7 +421,7 @@ impl PhoneEngine {
                     next_hop,
                     config: BindingConfig {
                         user: name.clone(),
-                        aor: format!("sip:{name}@{aor_domain}"),
+                        aor: format!("sip:{name}@{}", uri_host(&aor_domain)),
                         request_uri: request_uri.clone(),
                         local: SocketAddr::new(contact_ip, self.local.port()),
                         route: route.clone(),
@@ -400,23 +437,22 @@ impl PhoneEngine {
                 });
             }
             settings.longest_timeout = settings.longest_timeout.max(timeout);
-            std::mem::replace(
-                &mut settings.registration,
-                new_labels.iter().map(|(id, _)| *id).collect(),
-            )
+            std::mem::replace(&mut settings.registration, registration)
         };
         self.labels.lock().extend(new_labels);
         self.with_endpoint(|e| {
             if !old.is_empty() {
-                e.stop(Some(old));
+                e.stop(Some(old.into_values().collect()))?;
             }
-            e.add(specs);
+            e.add(specs)
         })
     }
 
     /// Unregisters every name (Expires: 0); `Unregistered` notifications follow.
     pub fn disable_register_server(&self) -> Result<(), ApiError> {
-        let ids = std::mem::take(&mut self.settings.lock().registration);
+        let ids: Vec<BindingId> = std::mem::take(&mut self.settings.lock().registration)
+            .into_values()
+            .collect();
         if ids.is_empty() {
             return Ok(());
         }
@@ -428,29 +464,38 @@ impl PhoneEngine {
         !self.settings.lock().registration.is_empty()
     }
 
-    /// The state of each name: (name, line, state), the current registration's names first,
-    /// then names still being unregistered.
+    /// The state of one name: of the current registration, else of an earlier one still
+    /// being unregistered; `None` when the engine does not know the name.
     ///
-    /// A name enabled a moment ago, not yet taken up by the I/O thread, is registering.
-    pub fn registration_states(&self) -> Vec<(String, i32, BindingState)> {
-        let states = self.with_endpoint(|e| e.states()).unwrap_or_default();
-        let current: std::collections::HashSet<BindingId> =
-            self.settings.lock().registration.iter().copied().collect();
-        let labels = self.labels.lock();
-        let mut out: Vec<(bool, String, i32, BindingState)> = labels
-            .iter()
-            .filter_map(|(id, label)| {
-                let is_current = current.contains(id);
-                let state = match states.get(id) {
-                    Some(state) => *state,
-                    None if is_current => BindingState::Registering,
-                    None => return None, // already ended
-                };
-                Some((!is_current, label.name.clone(), label.line, state))
-            })
-            .collect();
-        out.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        out.into_iter().map(|(_, n, l, s)| (n, l, s)).collect()
+    /// It reflects at least every notification delivered so far: the driver publishes a
+    /// state before it hands the notification of that change to the event thread. A name
+    /// enabled a moment ago, not yet taken up by the driver, is registering. Costs one
+    /// lookup, and never waits for the driver.
+    pub fn registration_state(&self, name: &str) -> Result<Option<BindingState>, ApiError> {
+        let current = self.settings.lock().registration.get(name).copied();
+        self.with_endpoint(|e| {
+            e.failure()?;
+            if let Some(id) = current {
+                return Ok(Some(e.state(id).unwrap_or(BindingState::Registering)));
+            }
+            let mut old: Vec<BindingId> = self
+                .labels
+                .lock()
+                .iter()
+                .filter(|(_, label)| label.name == name)
+                .map(|(id, _)| *id)
+                .collect();
+            old.sort_unstable();
+            Ok(e.states_of(&old).into_iter().rev().flatten().next())
+        })
+    }
+
+    /// Makes the engine's I/O driver panic, to test that its failure is reported.
+    #[cfg(feature = "testkit")]
+    pub fn inject_driver_panic(&self) {
+        if let Some(e) = self.endpoint.lock().as_ref() {
+            e.inject_driver_panic();
+        }
     }
 
     /// Counters of the engine's endpoint (requests, retransmissions, responses, drops).

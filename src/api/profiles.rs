@@ -6,9 +6,17 @@
 //! each retrieval gives a new profile handle. A profile is registered while at least one
 //! live handle has it enabled; a registry hears about a profile while it holds a live handle
 //! of it.
+//!
+//! Every notification comes from the service's event thread, in the order things happened:
+//! calls only ask the endpoint to add or stop a binding, and the endpoint's events
+//! (`Started`, `Stopping`, then the outcomes) change a profile's state, on that thread, right
+//! before its observers hear of it. So a state read after a notification reflects it, and a
+//! caller may hold its own lock around any call without deadlocking its callbacks.
 
 use crate::api::ApiError;
-use crate::api::address::{is_host, resolve, source_ip_towards, user_agent};
+use crate::api::address::{
+    is_host, registration_request_uri, resolve, source_ip_towards, user_agent,
+};
 use crate::engine::binding::{BindingConfig, BindingEvent, Failure};
 use crate::engine::digest::{Credential, CredentialStore};
 use crate::engine::message::uri_host;
@@ -78,6 +86,8 @@ pub enum ProfileError {
     Authorization,
     /// The registrar refused the expiry (423).
     Interval,
+    /// An internal failure: the service's I/O driver died; nothing is registered any more.
+    Internal,
 }
 
 /// Receives a registry's notifications, on the service's event thread, with no lock held.
@@ -105,8 +115,12 @@ struct HandleEntry {
 
 struct Profile {
     settings: ProfileSettings,
+    /// As observers last heard it; changed on the event thread only.
     state: ProfileState,
+    /// The binding calls asked for (enable sets it, disable takes it).
     binding: Option<BindingId>,
+    /// The binding whose events decide `state`: the latest one the event thread saw start.
+    shown: Option<BindingId>,
 }
 
 #[derive(Default)]
@@ -197,6 +211,25 @@ impl Shared {
             .collect()
     }
 
+    /// The profile a binding belongs to.
+    fn profile_of(&self, binding: BindingId) -> Option<ProfileId> {
+        self.bindings.get(&binding).copied()
+    }
+
+    /// The profile whose state this binding's events decide, if any.
+    fn shown_by(&self, binding: BindingId) -> Option<ProfileId> {
+        let profile = self.profile_of(binding)?;
+        (self.profiles.get(&profile)?.shown == Some(binding)).then_some(profile)
+    }
+
+    /// An asynchronous error: the observers hear it, and the profile is not registered.
+    fn report(&mut self, profile: ProfileId, error: ProfileError, notes: &mut Vec<Note>) {
+        for o in self.observers_of(profile) {
+            notes.push(Note::Error(o, profile, error));
+        }
+        self.set_state(profile, ProfileState::Unregistered, notes);
+    }
+
     fn wanted(&self, profile: ProfileId) -> bool {
         self.handles.values().any(|h| {
             let h = h.lock();
@@ -248,14 +281,13 @@ pub fn close_registry(registry: RegistryHandle) -> Result<(), ApiError> {
         let mut unregister = Vec::new();
         for profile in touched {
             if !shared.wanted(profile) {
-                unregister.extend(stop_binding(&mut shared, profile, &mut Vec::new()));
+                unregister.extend(stop_binding(&mut shared, profile));
             }
         }
         (unregister, shared.registries.is_empty())
     };
     if !last {
-        unregister_on(service.as_ref(), unregister);
-        return Ok(());
+        return unregister_on(service.as_ref(), unregister);
     }
     let endpoint = service.take();
     drop(service);
@@ -267,6 +299,7 @@ pub fn close_registry(registry: RegistryHandle) -> Result<(), ApiError> {
     shared.bindings.clear();
     for p in shared.profiles.values_mut() {
         p.binding = None;
+        p.shown = None;
         p.state = ProfileState::Unregistered;
     }
     Ok(())
@@ -288,6 +321,7 @@ pub fn create_profile(
             settings,
             state: ProfileState::Unregistered,
             binding: None,
+            shown: None,
         },
     );
     Ok(id)
@@ -321,21 +355,21 @@ pub fn release_profile(handle: ProfileHandle) -> Result<(), ApiError> {
         if shared.wanted(profile) {
             Vec::new()
         } else {
-            stop_binding(&mut shared, profile, &mut Vec::new())
+            stop_binding(&mut shared, profile)
         }
     };
-    unregister_on(service.as_ref(), unregister);
-    Ok(())
+    unregister_on(service.as_ref(), unregister)
 }
 
 /// Enables a profile through a handle; registers it unless it already is (then nothing
-/// is notified).
+/// is notified). `Registering` and what follows reach the observers from the event thread.
 pub fn enable_profile(handle: ProfileHandle) -> Result<(), ApiError> {
-    let local = SERVICE
-        .lock()
-        .as_ref()
-        .map(Endpoint::local_addr)
-        .ok_or(ApiError::InvalidHandle)?;
+    let local = {
+        let service = SERVICE.lock();
+        let endpoint = service.as_ref().ok_or(ApiError::InvalidHandle)?;
+        endpoint.failure()?;
+        endpoint.local_addr()
+    };
     let (profile, settings) = {
         let shared = SHARED.lock();
         let entry = shared.handles.get(handle).ok_or(ApiError::InvalidHandle)?;
@@ -355,36 +389,31 @@ pub fn enable_profile(handle: ProfileHandle) -> Result<(), ApiError> {
     let mut spec = binding_spec(&settings, local)?;
     let service = SERVICE.lock();
     let endpoint = service.as_ref().ok_or(ApiError::InvalidHandle)?;
-    let mut notes = Vec::new();
-    {
-        let mut shared = SHARED.lock();
-        let entry = shared.handles.get(handle).ok_or(ApiError::InvalidHandle)?;
+    let mut shared = SHARED.lock();
+    let entry = shared.handles.get(handle).ok_or(ApiError::InvalidHandle)?;
+    let p = shared
+        .profiles
+        .get(&profile)
+        .ok_or(ApiError::ProfileNotFound)?;
+    if p.binding.is_some() {
         entry.lock().enabled = true;
-        let p = shared
-            .profiles
-            .get_mut(&profile)
-            .ok_or(ApiError::ProfileNotFound)?;
-        if p.binding.is_some() {
-            return Ok(()); // another handle enabled it meanwhile
-        }
-        shared.next_binding += 1;
-        spec.id = BindingId(shared.next_binding);
-        shared.bindings.insert(spec.id, profile);
-        if let Some(p) = shared.profiles.get_mut(&profile) {
-            p.binding = Some(spec.id);
-        }
-        shared.set_state(profile, ProfileState::Registering, &mut notes);
+        return Ok(()); // another handle enabled it meanwhile
     }
-    endpoint.add(vec![spec]);
-    drop(service);
-    deliver(notes);
+    shared.next_binding += 1;
+    spec.id = BindingId(shared.next_binding);
+    // Added while the lock is held, so that its events find the profile.
+    endpoint.add(vec![spec.clone()])?;
+    entry.lock().enabled = true;
+    shared.bindings.insert(spec.id, profile);
+    if let Some(p) = shared.profiles.get_mut(&profile) {
+        p.binding = Some(spec.id);
+    }
     Ok(())
 }
 
 /// Disables a profile through a handle; unregisters it if no other handle keeps it enabled.
 pub fn disable_profile(handle: ProfileHandle) -> Result<(), ApiError> {
     let service = SERVICE.lock();
-    let mut notes = Vec::new();
     let unregister = {
         let mut shared = SHARED.lock();
         let entry = shared.handles.get(handle).ok_or(ApiError::InvalidHandle)?;
@@ -396,13 +425,10 @@ pub fn disable_profile(handle: ProfileHandle) -> Result<(), ApiError> {
         if shared.wanted(profile) {
             Vec::new()
         } else {
-            stop_binding(&mut shared, profile, &mut notes)
+            stop_binding(&mut shared, profile)
         }
     };
-    unregister_on(service.as_ref(), unregister);
-    drop(service);
-    deliver(notes);
-    Ok(())
+    unregister_on(service.as_ref(), unregister)
 }
 
 /// The state of the profile behind a handle.
@@ -427,7 +453,7 @@ pub fn remove_profile(registry: RegistryHandle, profile: ProfileId) -> Result<()
         if shared.wanted(profile) {
             return Err(ApiError::ProfileInUse);
         }
-        let unregister = stop_binding(&mut shared, profile, &mut Vec::new());
+        let unregister = stop_binding(&mut shared, profile);
         shared.profiles.remove(&profile);
         let stale = shared.handles_where(|h| h.profile == profile);
         for raw in stale {
@@ -435,8 +461,15 @@ pub fn remove_profile(registry: RegistryHandle, profile: ProfileId) -> Result<()
         }
         unregister
     };
-    unregister_on(service.as_ref(), unregister);
-    Ok(())
+    unregister_on(service.as_ref(), unregister)
+}
+
+/// Makes the service's I/O driver panic, to test that its failure is reported.
+#[cfg(feature = "testkit")]
+pub fn inject_driver_panic() {
+    if let Some(e) = SERVICE.lock().as_ref() {
+        e.inject_driver_panic();
+    }
 }
 
 /// Whether the shared service is running (for tests of the start/stop rule).
@@ -445,64 +478,86 @@ pub fn service_running() -> bool {
 }
 
 /// Hands detached bindings to the service to unregister.
-fn unregister_on(service: Option<&Endpoint>, bindings: Vec<BindingId>) {
-    if let (Some(endpoint), false) = (service, bindings.is_empty()) {
-        endpoint.stop(Some(bindings));
+fn unregister_on(service: Option<&Endpoint>, bindings: Vec<BindingId>) -> Result<(), ApiError> {
+    match service {
+        Some(endpoint) if !bindings.is_empty() => Ok(endpoint.stop(Some(bindings))?),
+        _ => Ok(()),
     }
 }
 
 /// Detaches the binding of a profile for unregistration; its events still arrive.
-fn stop_binding(shared: &mut Shared, profile: ProfileId, notes: &mut Vec<Note>) -> Vec<BindingId> {
-    let Some(binding) = shared
+fn stop_binding(shared: &mut Shared, profile: ProfileId) -> Vec<BindingId> {
+    shared
         .profiles
         .get_mut(&profile)
         .and_then(|p| p.binding.take())
-    else {
-        return Vec::new();
-    };
-    shared.set_state(profile, ProfileState::Unregistering, notes);
-    vec![binding]
+        .into_iter()
+        .collect()
 }
 
+/// The event thread: the one place where a profile's state changes, right before its
+/// observers hear of it.
 fn on_endpoint_event(event: EndpointEvent) {
-    let EndpointEvent::Binding { id, event } = event else {
-        return; // diagnostics: the profile API has no log callback yet
-    };
     let mut notes = Vec::new();
     {
         let mut shared = SHARED.lock();
-        let Some(&profile) = shared.bindings.get(&id) else {
-            return;
-        };
-        let current = shared.profiles.get(&profile).and_then(|p| p.binding) == Some(id);
         match event {
-            BindingEvent::Registered { .. } if current => {
-                shared.set_state(profile, ProfileState::Registered, &mut notes)
-            }
-            BindingEvent::Failed(failure) if current => {
-                let error = match failure {
-                    Failure::TimedOut => ProfileError::TimedOut,
-                    Failure::AuthRejected => ProfileError::Authorization,
-                    Failure::IntervalRejected => ProfileError::Interval,
-                    _ => ProfileError::Rejected,
-                };
-                for o in shared.observers_of(profile) {
-                    notes.push(Note::Error(o, profile, error));
-                }
-                shared.set_state(profile, ProfileState::Unregistered, &mut notes);
-            }
-            BindingEvent::Unregistered => {
-                shared.bindings.remove(&id);
-                // A newer binding of a re-enabled profile keeps its own state.
-                if shared
+            EndpointEvent::Log { .. } => return, // the profile API has no log callback yet
+            EndpointEvent::Failed(_) => {
+                let live: Vec<ProfileId> = shared
                     .profiles
-                    .get(&profile)
-                    .is_some_and(|p| p.binding.is_none())
-                {
-                    shared.set_state(profile, ProfileState::Unregistered, &mut notes);
+                    .iter()
+                    .filter(|(_, p)| p.shown.is_some())
+                    .map(|(id, _)| *id)
+                    .collect();
+                for profile in live {
+                    shared.report(profile, ProfileError::Internal, &mut notes);
+                    if let Some(p) = shared.profiles.get_mut(&profile) {
+                        p.shown = None;
+                    }
                 }
             }
-            _ => {}
+            EndpointEvent::Started(id) => {
+                if let Some(profile) = shared.profile_of(id) {
+                    if let Some(p) = shared.profiles.get_mut(&profile) {
+                        p.shown = Some(id);
+                    }
+                    shared.set_state(profile, ProfileState::Registering, &mut notes);
+                }
+            }
+            EndpointEvent::Stopping(id) => {
+                if let Some(profile) = shared.shown_by(id) {
+                    shared.set_state(profile, ProfileState::Unregistering, &mut notes);
+                }
+            }
+            EndpointEvent::Binding { id, event } => match event {
+                BindingEvent::Registered { .. } => {
+                    if let Some(profile) = shared.shown_by(id) {
+                        shared.set_state(profile, ProfileState::Registered, &mut notes);
+                    }
+                }
+                BindingEvent::Failed(failure) => {
+                    if let Some(profile) = shared.shown_by(id) {
+                        let error = match failure {
+                            Failure::TimedOut => ProfileError::TimedOut,
+                            Failure::AuthRejected => ProfileError::Authorization,
+                            Failure::IntervalRejected => ProfileError::Interval,
+                            _ => ProfileError::Rejected,
+                        };
+                        shared.report(profile, error, &mut notes);
+                    }
+                }
+                BindingEvent::Unregistered => {
+                    let shown = shared.shown_by(id);
+                    shared.bindings.remove(&id);
+                    if let Some(profile) = shown {
+                        if let Some(p) = shared.profiles.get_mut(&profile) {
+                            p.shown = None;
+                        }
+                        shared.set_state(profile, ProfileState::Unregistered, &mut notes);
+                    }
+                }
+            },
         }
     }
     deliver(notes);
@@ -575,11 +630,7 @@ fn binding_spec(s: &ProfileSettings, local: SocketAddr) -> Result<BindingSpec, A
     if let Some(credential) = &s.credential {
         credentials.insert(credential.clone());
     }
-    let request_uri = if domain == registrar || s.outbound_proxy.is_some() {
-        format!("sip:{}", uri_host(domain))
-    } else {
-        format!("sip:{}:{}", uri_host(&registrar), registrar_port)
-    };
+    let request_uri = registration_request_uri(domain, &registrar, registrar_port);
     Ok(BindingSpec {
         id: BindingId(0),
         next_hop,

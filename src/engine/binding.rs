@@ -187,6 +187,8 @@ pub struct Binding {
     reported: Option<Reported>,
     may_be_registered: bool,
     stopping: bool,
+    /// Whether the request in flight (or the last one sent) carried digest credentials.
+    sent_credentials: bool,
 }
 
 impl Binding {
@@ -206,6 +208,7 @@ impl Binding {
             reported: None,
             may_be_registered: false,
             stopping: false,
+            sent_credentials: false,
             config,
         }
     }
@@ -299,21 +302,17 @@ impl Binding {
         }
     }
 
-    /// Replaces the credentials; a binding waiting after an auth failure retries now.
-    pub fn set_credentials(
-        &mut self,
-        credentials: Arc<CredentialStore>,
-        now: Instant,
-        entropy: &mut dyn Entropy,
-        out: &mut Vec<Output>,
-    ) {
+    /// Replaces the credentials. A binding waiting after an authorization failure becomes due
+    /// at `now`: its owner runs the retry through the same admission as every other request
+    /// (see [`Binding::next_deadline`]), so new credentials never start a burst.
+    pub fn set_credentials(&mut self, credentials: Arc<CredentialStore>, now: Instant) {
         self.config.credentials = credentials;
         if let Phase::RetryWait {
+            retry_at,
             after: Failure::AuthRejected,
-            ..
-        } = self.phase
+        } = &mut self.phase
         {
-            self.begin_attempt(now, entropy, out);
+            *retry_at = now.min(*retry_at);
         }
     }
 
@@ -375,6 +374,12 @@ impl Binding {
                 }
                 _ => self.fail_or_finish(purpose, Failure::IntervalRejected, now, entropy, out),
             },
+            // A 403 to our digest answer refuses the credentials (many registrars answer so
+            // instead of challenging again); RFC 3261 §21.4.4: do not repeat it as it was.
+            403 if self.sent_credentials => {
+                self.auth.clear();
+                self.fail_or_finish(purpose, Failure::AuthRejected, now, entropy, out)
+            }
             status => self.fail_or_finish(purpose, Failure::Rejected(status), now, entropy, out),
         }
         true
@@ -580,6 +585,7 @@ impl Binding {
             );
             authorization.push((entry.challenge.kind.answer_header(), value));
         }
+        self.sent_credentials = !authorization.is_empty();
         let built = message::build_register(&message::RegisterRequest {
             request_uri: &self.config.request_uri,
             aor: &self.config.aor,
@@ -636,21 +642,24 @@ impl Binding {
         );
     }
 
-    /// Jittered exponential backoff; auth and interval refusals wait a whole interval,
-    /// since repeating them quickly cannot help and may lock the account.
+    /// Jittered exponential backoff. Refused credentials and a refused interval wait a whole
+    /// update interval (up to 10 % more, never less): repeating them sooner cannot help
+    /// (RFC 3261 §21.4.4) and may lock the account. New credentials end that wait at once.
     fn retry_delay(&self, failure: &Failure, entropy: &mut dyn Entropy) -> Duration {
+        if matches!(failure, Failure::AuthRejected | Failure::IntervalRejected) {
+            let permille = 1000 + entropy.next_u64() % 101;
+            return self
+                .config
+                .refresh_interval
+                .mul_f64(permille as f64 / 1000.0);
+        }
         let cap = self
             .config
             .retry_max
             .min(self.config.refresh_interval)
             .max(self.config.retry_base);
-        let full = match failure {
-            Failure::AuthRejected | Failure::IntervalRejected => cap,
-            _ => {
-                let shift = (self.consecutive_failures.saturating_sub(1)).min(16);
-                self.config.retry_base.saturating_mul(1 << shift).min(cap)
-            }
-        };
+        let shift = (self.consecutive_failures.saturating_sub(1)).min(16);
+        let full = self.config.retry_base.saturating_mul(1 << shift).min(cap);
         // 50% to 100% of the full delay, so that many bindings do not retry together.
         let permille = 500 + entropy.next_u64() % 501;
         full.mul_f64(permille as f64 / 1000.0)
@@ -990,5 +999,77 @@ mod tests {
         let out = run.respond(answer(&run.last.clone(), 200));
         assert_eq!(events(&out), [BindingEvent::Unregistered]);
         assert!(run.b.is_done());
+    }
+
+    fn challenge(run: &mut Run, nonce: &str) -> Vec<Output> {
+        let mut r = answer(&run.last.clone(), 401);
+        r.challenges = vec![(
+            ChallengeKind::Www,
+            format!(r#"Digest realm="r", nonce="{nonce}", qop="auth""#),
+        )];
+        run.respond(r)
+    }
+
+    #[test]
+    fn forbidden_without_credentials_is_a_rejection_with_backoff() {
+        let (mut run, _) = Run::new(config());
+        let out = run.respond(answer(&run.last.clone(), 403));
+        assert_eq!(events(&out), [BindingEvent::Failed(Failure::Rejected(403))]);
+        let wait = run.b.next_deadline().unwrap() - run.now;
+        assert!(wait <= Duration::from_secs(1), "ordinary backoff: {wait:?}");
+    }
+
+    #[test]
+    fn forbidden_answering_our_credentials_is_an_authorization_failure() {
+        let (mut run, _) = Run::new(config());
+        let out = challenge(&mut run, "n1");
+        assert!(header(&sent(&out)[0], "Authorization").contains("nonce=\"n1\""));
+        let out = run.respond(answer(&run.last.clone(), 403));
+        assert_eq!(events(&out), [BindingEvent::Failed(Failure::AuthRejected)]);
+        assert!(
+            sent(&out).is_empty(),
+            "the refused credentials are not sent again"
+        );
+        // Not before a whole update interval (60 s), and not much later either.
+        let wait = run.b.next_deadline().unwrap() - run.now;
+        assert!(
+            wait >= Duration::from_secs(60) && wait <= Duration::from_secs(66),
+            "{wait:?}"
+        );
+        // After the interval the attempt starts afresh, without the refused answer, and a
+        // second refusal is not reported again.
+        let out = run.tick();
+        assert!(header(&sent(&out)[0], "Authorization").is_empty());
+        challenge(&mut run, "n2");
+        let out = run.respond(answer(&run.last.clone(), 403));
+        assert!(events(&out).is_empty(), "reported once: {:?}", events(&out));
+    }
+
+    #[test]
+    fn new_credentials_make_a_refused_binding_due_at_once() {
+        let (mut run, _) = Run::new(config());
+        challenge(&mut run, "n1");
+        run.respond(answer(&run.last.clone(), 403));
+        run.now += Duration::from_secs(5);
+        let mut store = CredentialStore::default();
+        store.insert(Credential::new("r", "alice", "new"));
+        run.b.set_credentials(Arc::new(store), run.now);
+        assert_eq!(
+            run.b.next_deadline(),
+            Some(run.now),
+            "due now, via its owner"
+        );
+        let out = run.tick();
+        assert_eq!(sent(&out).len(), 1);
+    }
+
+    #[test]
+    fn new_credentials_do_not_hurry_other_waits() {
+        let (mut run, _) = Run::new(config());
+        run.respond(answer(&run.last.clone(), 500));
+        let due = run.b.next_deadline();
+        run.b
+            .set_credentials(Arc::new(CredentialStore::default()), run.now);
+        assert_eq!(run.b.next_deadline(), due);
     }
 }

@@ -4,5 +4,6 @@
 
 pub mod binding;
 pub mod digest;
+pub mod endpoint;
 pub mod message;
 pub mod transaction;

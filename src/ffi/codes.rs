@@ -134,6 +134,7 @@ impl From<&ApiError> for TELEPHONY_RETURN_VALUE {
             ApiError::ProfileNotFound => SipProfileNotFound,
             ApiError::ProfileInUse => SipProfileInUse,
             ApiError::TransportNotSupported => SipTransportNotSupported,
+            ApiError::Internal(_) => SipInternalError,
         }
     }
 }

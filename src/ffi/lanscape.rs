@@ -92,6 +92,7 @@ pub(crate) fn api(e: ApiError) -> Failure {
         ApiError::ProfileNotFound => "no profile has this id".into(),
         ApiError::ProfileInUse => "the profile is enabled through a live handle".into(),
         ApiError::TransportNotSupported => "only UDP is implemented".into(),
+        ApiError::Internal(why) => format!("internal error: {why}"),
     };
     (code, text)
 }
@@ -406,10 +407,8 @@ pub unsafe extern "C" fn GetSipRegistrationState(
             return Err(bad("state_out is NULL"));
         }
         let state = e
-            .registration_states()
-            .into_iter()
-            .find(|(n, _, _)| *n == name.trim())
-            .map(|(_, _, s)| s)
+            .registration_state(name.trim())
+            .map_err(api)?
             .ok_or((SipRegisterNameUnknown, format!("{name} is not registered")))?;
         let state = match state {
             BindingState::Unregistered => SIP_REGISTRATION_STATE::SipStateUnregistered,
@@ -444,4 +443,13 @@ pub extern "C" fn EnableKeepAliveTransmissions(
 #[unsafe(no_mangle)]
 pub extern "C" fn SendSipKeepAlive(engine: SIPHANDLE) -> TELEPHONY_RETURN_VALUE {
     entry(|| self::engine(engine)?.send_keepalive().map_err(api))
+}
+
+/// Makes the I/O driver of an engine panic, to test that its failure is reported (test
+/// tool, not part of the C ABI).
+#[cfg(feature = "testkit")]
+pub fn inject_driver_panic(engine: SIPHANDLE) -> bool {
+    self::engine(engine)
+        .map(|e| e.inject_driver_panic())
+        .is_ok()
 }

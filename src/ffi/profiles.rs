@@ -42,7 +42,9 @@ pub enum SIP_TRANSPORT {
 }
 
 /// A profile the registry holds a handle of changed state. Runs on the registration
-/// service's event thread with no lock held; it may call any function.
+/// service's event thread (never on the thread of a call), in the order the states
+/// happened, with no lock held; it may call any function. A state read with
+/// `SipProfileGetState` after a notification reflects it.
 pub type SipProfileStateCallback = Option<
     unsafe extern "C" fn(
         registry: SIPREGISTRY,
@@ -54,7 +56,9 @@ pub type SipProfileStateCallback = Option<
 
 /// An asynchronous error (`SipRegisterError`, `SipRegisterTimeOut`,
 /// `SipRegisterAuthorizationError`, `SipRegisterIntervalError`): the profile is not
-/// registered; the service keeps retrying. Same thread rules as the state callback.
+/// registered; the service keeps retrying. `SipInternalError`: the service itself failed;
+/// nothing is registered any more, and later calls return `SipInternalError`. Same thread
+/// rules as the state callback.
 pub type SipProfileErrorCallback = Option<
     unsafe extern "C" fn(
         registry: SIPREGISTRY,
@@ -103,6 +107,7 @@ impl ProfileObserver for CObserver {
             ProfileError::TimedOut => SipRegisterTimeOut,
             ProfileError::Authorization => SipRegisterAuthorizationError,
             ProfileError::Interval => SipRegisterIntervalError,
+            ProfileError::Internal => SipInternalError,
         };
         unsafe { cb(registry, profile, code, self.user) };
     }

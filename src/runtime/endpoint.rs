@@ -1,22 +1,22 @@
-//! A UDP endpoint: one socket and one driver task that owns every binding sent from it.
+//! The UDP driver of a sans-I/O [`crate::engine::endpoint::Endpoint`]: one socket, one task
+//! on the shared service thread, one event thread.
 //!
-//! The driver feeds the sans-I/O [`Binding`]s with datagrams, timer ticks and commands, and
-//! carries out what they return: datagrams to send and events for the dispatcher thread.
-//! Responses are routed by the top Via branch and accepted only from the address the
-//! request was sent to; anything else is dropped with a diagnostic.
+//! The task moves datagrams, commands and time into the endpoint and carries out what it
+//! returns: datagrams to send, states to publish, events for the event thread. It makes no
+//! protocol decision. A published state is written before the event that changed it is
+//! handed to the event thread, so a state read in (or after) a callback reflects it.
 //!
-//! Many bindings at once: at most [`MAX_IN_FLIGHT_PER_HOP`] transactions are in flight
-//! towards one next hop. An input that would open a new transaction (first REGISTER,
-//! refresh, retry, unregistration) waits in a FIFO queue while that hop is full, so tens of
-//! thousands of bindings neither overflow socket buffers nor fall into Timer E backoff.
+//! If the task dies (a panic anywhere in it), the failure is recorded: later calls return
+//! [`DriverFailed`] and the event thread hears [`EndpointEvent::Failed`] once.
 
-use crate::engine::binding::{Binding, BindingConfig, BindingEvent, BindingState, Entropy, Output};
+use crate::engine::binding::{BindingEvent, BindingState, Entropy};
 use crate::engine::digest::CredentialStore;
-use crate::engine::message::{self, MAX_MESSAGE_BYTES};
+use crate::engine::endpoint::{self, BindingId, BindingSpec, EndpointStats, LogLevel};
+use crate::engine::message::MAX_MESSAGE_BYTES;
 use crate::runtime::dispatch::Dispatcher;
 use crate::runtime::service::ServiceGuard;
 use parking_lot::Mutex;
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -25,58 +25,14 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc as tmpsc;
 use tokio::time::Instant;
 
-/// Most transactions in flight towards one next hop.
-pub const MAX_IN_FLIGHT_PER_HOP: usize = 256;
-
-/// Counters of an endpoint since it opened.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct EndpointStats {
-    /// Requests sent (first transmissions).
-    pub requests: u64,
-    /// Retransmissions sent (Timer E).
-    pub retransmissions: u64,
-    /// Responses matched to a transaction.
-    pub responses: u64,
-    /// Datagrams dropped: malformed, stray, from the wrong address, or not matching.
-    pub dropped: u64,
-    /// Bindings alive.
-    pub bindings: u64,
-}
-
-/// Identifies a binding within its endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct BindingId(pub u64);
-
-/// A binding to create: its settings and where its requests go.
-#[derive(Debug, Clone)]
-pub struct BindingSpec {
-    /// Chosen by the caller, unique within the endpoint.
-    pub id: BindingId,
-    /// Settings.
-    pub config: BindingConfig,
-    /// Address every request of the binding is sent to (registrar or outbound proxy).
-    pub next_hop: SocketAddr,
-}
-
-/// Severity of a diagnostic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum LogLevel {
-    /// Something failed.
-    Error = 1,
-    /// Something unexpected arrived and was dropped.
-    Warning = 2,
-    /// Normal operation.
-    Info = 3,
-    /// Details.
-    Debug = 4,
-    /// Every SIP message sent and received (opt-in).
-    Trace = 5,
-}
-
-/// What an endpoint reports.
+/// What the event thread of an endpoint receives, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EndpointEvent {
-    /// A binding changed.
+    /// A binding was added and registers.
+    Started(BindingId),
+    /// A binding was asked to stop and unregisters.
+    Stopping(BindingId),
+    /// A binding reports an outcome.
     Binding {
         /// Which binding.
         id: BindingId,
@@ -90,7 +46,13 @@ pub enum EndpointEvent {
         /// Text (never contains a password).
         message: String,
     },
+    /// The driver died: nothing is sent or received any more. Reported once.
+    Failed(String),
 }
+
+/// The endpoint's driver has died; the text says why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriverFailed(pub String);
 
 enum Command {
     Add(Vec<BindingSpec>),
@@ -103,22 +65,23 @@ enum Command {
     KeepAlive(Option<Duration>),
     SendKeepAlive,
     Stats(mpsc::Sender<EndpointStats>),
+    #[cfg(feature = "testkit")]
+    Panic,
 }
 
-/// An input that may open a transaction, kept while its hop is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Pending {
-    Start,
-    Timer,
-    Stop,
+/// What the driver publishes for callers on other threads.
+#[derive(Default)]
+struct Published {
+    states: Mutex<HashMap<BindingId, BindingState>>,
+    failure: Mutex<Option<String>>,
 }
 
 /// A UDP socket with its driver task and its event thread.
 pub struct Endpoint {
     commands: tmpsc::UnboundedSender<Command>,
-    states: Arc<Mutex<HashMap<BindingId, BindingState>>>,
+    published: Arc<Published>,
     local: SocketAddr,
-    task: Option<tokio::task::JoinHandle<()>>,
+    task: Option<(tokio::task::AbortHandle, mpsc::Receiver<()>)>,
     dispatcher: Option<Dispatcher<EndpointEvent>>,
     service: Option<ServiceGuard>,
 }
@@ -151,28 +114,39 @@ impl Endpoint {
             UdpSocket::from_std(std_socket).map_err(EndpointError::Socket)?
         };
         let (commands, receiver) = tmpsc::unbounded_channel();
-        let states: Arc<Mutex<HashMap<BindingId, BindingState>>> = Arc::default();
+        let published: Arc<Published> = Arc::default();
         let driver = Driver {
-            states: states.clone(),
+            core: endpoint::Endpoint::new(
+                Box::new(OsEntropy::default()),
+                endpoint::MAX_IN_FLIGHT_PER_HOP,
+            ),
+            published: published.clone(),
             socket,
-            bindings: HashMap::new(),
-            by_branch: HashMap::new(),
-            timers: BTreeSet::new(),
             events: dispatcher.sender(),
-            entropy: OsEntropy::default(),
-            trace: false,
-            keepalive: None,
-            stop_waiters: Vec::new(),
-            in_flight: HashMap::new(),
-            waiting: HashMap::new(),
-            stats: EndpointStats::default(),
+            waiters: HashMap::new(),
+            next_waiter: 0,
         };
         let task = service.handle().spawn(driver.run(receiver));
+        let abort = task.abort_handle();
+        // A watcher records a panic of the driver and tells the event thread, once.
+        let (ended, ended_rx) = mpsc::channel();
+        let events = dispatcher.sender();
+        let watched = published.clone();
+        service.handle().spawn(async move {
+            if let Err(e) = task.await
+                && e.is_panic()
+            {
+                let why = format!("the I/O driver failed: {}", panic_text(e.into_panic()));
+                *watched.failure.lock() = Some(why.clone());
+                let _ = events.send(EndpointEvent::Failed(why));
+            }
+            let _ = ended.send(());
+        });
         Ok(Endpoint {
             commands,
-            states,
+            published,
             local,
-            task: Some(task),
+            task: Some((abort, ended_rx)),
             dispatcher: Some(dispatcher),
             service: Some(service),
         })
@@ -183,66 +157,87 @@ impl Endpoint {
         self.local
     }
 
-    /// Creates bindings and sends their first REGISTER at once.
-    pub fn add(&self, specs: Vec<BindingSpec>) {
-        let _ = self.commands.send(Command::Add(specs));
+    fn send(&self, command: Command) -> Result<(), DriverFailed> {
+        self.failure()?;
+        self.commands
+            .send(command)
+            .map_err(|_| DriverFailed("the I/O driver has stopped".into()))
+    }
+
+    /// `Err` once the driver has died.
+    pub fn failure(&self) -> Result<(), DriverFailed> {
+        match &*self.published.failure.lock() {
+            Some(why) => Err(DriverFailed(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Creates bindings; each registers as soon as its next hop admits it.
+    pub fn add(&self, specs: Vec<BindingSpec>) -> Result<(), DriverFailed> {
+        self.send(Command::Add(specs))
     }
 
     /// Unregisters the given bindings (all when `None`) and forgets them when done.
-    pub fn stop(&self, ids: Option<Vec<BindingId>>) {
-        let _ = self.commands.send(Command::Stop { ids, done: None });
+    pub fn stop(&self, ids: Option<Vec<BindingId>>) -> Result<(), DriverFailed> {
+        self.send(Command::Stop { ids, done: None })
     }
 
-    /// Like [`Endpoint::stop`], waiting at most `wait` for the registrar's answers.
+    /// Like [`Endpoint::stop`], waiting at most `wait` for the registrar's answers; `true`
+    /// when every binding ended in time.
     pub fn stop_and_wait(&self, ids: Option<Vec<BindingId>>, wait: Duration) -> bool {
         let (done, finished) = mpsc::channel();
-        let _ = self.commands.send(Command::Stop {
+        let command = Command::Stop {
             ids,
             done: Some(done),
-        });
-        finished.recv_timeout(wait).is_ok()
+        };
+        self.send(command).is_ok() && finished.recv_timeout(wait).is_ok()
     }
 
     /// Replaces the credentials of every binding.
-    pub fn set_credentials(&self, credentials: Arc<CredentialStore>) {
-        let _ = self.commands.send(Command::SetCredentials(credentials));
+    pub fn set_credentials(&self, credentials: Arc<CredentialStore>) -> Result<(), DriverFailed> {
+        self.send(Command::SetCredentials(credentials))
     }
 
     /// Turns the trace of every SIP message on or off.
-    pub fn set_trace(&self, on: bool) {
-        let _ = self.commands.send(Command::SetTrace(on));
+    pub fn set_trace(&self, on: bool) -> Result<(), DriverFailed> {
+        self.send(Command::SetTrace(on))
     }
 
     /// Sends CRLF keep-alives (RFC 5626 §4.4.1) to every next hop at this interval.
-    pub fn set_keepalive(&self, interval: Option<Duration>) {
-        let _ = self.commands.send(Command::KeepAlive(interval));
+    pub fn set_keepalive(&self, interval: Option<Duration>) -> Result<(), DriverFailed> {
+        self.send(Command::KeepAlive(interval))
     }
 
     /// Sends one CRLF keep-alive to every next hop now.
-    pub fn send_keepalive(&self) {
-        let _ = self.commands.send(Command::SendKeepAlive);
+    pub fn send_keepalive(&self) -> Result<(), DriverFailed> {
+        self.send(Command::SendKeepAlive)
     }
 
-    /// The state of every binding, as the driver last published it (no round trip, so a
-    /// busy driver cannot make the answer wait or go missing).
-    pub fn states(&self) -> HashMap<BindingId, BindingState> {
-        self.states.lock().clone()
-    }
-
-    /// The state of one binding; `None` before the driver took it up, or after it ended.
+    /// The state of one binding as last published; `None` before the driver took it up,
+    /// or after it ended. Never waits for the driver.
     pub fn state(&self, id: BindingId) -> Option<BindingState> {
-        self.states.lock().get(&id).copied()
+        self.published.states.lock().get(&id).copied()
+    }
+
+    /// The states of these bindings as last published, in the same order.
+    pub fn states_of(&self, ids: &[BindingId]) -> Vec<Option<BindingState>> {
+        let states = self.published.states.lock();
+        ids.iter().map(|id| states.get(id).copied()).collect()
     }
 
     /// The counters of this endpoint.
-    pub fn stats(&self) -> EndpointStats {
+    pub fn stats(&self) -> Result<EndpointStats, DriverFailed> {
         let (reply, answer) = mpsc::channel();
-        if self.commands.send(Command::Stats(reply)).is_err() {
-            return EndpointStats::default();
-        }
+        self.send(Command::Stats(reply))?;
         answer
             .recv_timeout(Duration::from_secs(5))
-            .unwrap_or_default()
+            .map_err(|_| DriverFailed("the I/O driver did not answer".into()))
+    }
+
+    /// Makes the driver panic, to test that its failure is reported.
+    #[cfg(feature = "testkit")]
+    pub fn inject_driver_panic(&self) {
+        let _ = self.commands.send(Command::Panic);
     }
 
     /// Whether the caller is the event thread (i.e. runs inside a callback).
@@ -259,18 +254,10 @@ impl Endpoint {
     }
 
     fn shutdown(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-            if let Some(service) = &self.service {
-                // Wait until the runtime has dropped the task (and its event sender).
-                let handle = service.handle().clone();
-                let (tx, rx) = mpsc::channel();
-                handle.spawn(async move {
-                    let _ = task.await;
-                    let _ = tx.send(());
-                });
-                let _ = rx.recv_timeout(Duration::from_secs(5));
-            }
+        if let Some((abort, ended)) = self.task.take() {
+            abort.abort();
+            // Wait until the runtime has dropped the task (and its event sender).
+            let _ = ended.recv_timeout(Duration::from_secs(5));
         }
         self.dispatcher.take();
         self.service.take();
@@ -281,6 +268,14 @@ impl Drop for Endpoint {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
 }
 
 /// Randomness from the operating system.
@@ -302,31 +297,13 @@ impl Entropy for OsEntropy {
     }
 }
 
-struct Slot {
-    binding: Binding,
-    next_hop: SocketAddr,
-    branch: Option<String>,
-    timer: Option<Instant>,
-    /// The input waiting for a free transaction slot, if any (latest wins).
-    pending: Option<Pending>,
-}
-
 struct Driver {
+    core: endpoint::Endpoint,
+    published: Arc<Published>,
     socket: UdpSocket,
-    /// Published state of every binding, read by [`Endpoint::states`].
-    states: Arc<Mutex<HashMap<BindingId, BindingState>>>,
-    bindings: HashMap<BindingId, Slot>,
-    by_branch: HashMap<String, BindingId>,
-    timers: BTreeSet<(Instant, BindingId)>,
     events: mpsc::Sender<EndpointEvent>,
-    entropy: OsEntropy,
-    trace: bool,
-    keepalive: Option<(Duration, Instant)>,
-    stop_waiters: Vec<(HashSet<BindingId>, mpsc::Sender<()>)>,
-    in_flight: HashMap<SocketAddr, usize>,
-    /// Bindings waiting per hop; an id whose slot no longer has `pending` is skipped.
-    waiting: HashMap<SocketAddr, VecDeque<BindingId>>,
-    stats: EndpointStats,
+    waiters: HashMap<u64, mpsc::Sender<()>>,
+    next_waiter: u64,
 }
 
 enum Wake {
@@ -339,343 +316,88 @@ impl Driver {
     async fn run(mut self, mut commands: tmpsc::UnboundedReceiver<Command>) {
         let mut buf = vec![0u8; MAX_MESSAGE_BYTES + 1];
         loop {
-            let next_timer = self.next_wake();
+            let next_timer = self.core.poll_timeout().map(Instant::from_std);
             let wake = tokio::select! {
                 command = commands.recv() => Wake::Command(command),
                 received = self.socket.recv_from(&mut buf) => Wake::Datagram(received),
                 _ = sleep_until(next_timer) => Wake::Timer,
             };
+            let now = Instant::now().into_std();
             match wake {
                 Wake::Command(None) => break,
-                Wake::Command(Some(command)) => self.on_command(command).await,
-                Wake::Datagram(Ok((len, from))) => self.on_datagram(&buf[..len], from).await,
+                Wake::Command(Some(command)) => self.on_command(command, now),
+                Wake::Datagram(Ok((len, from))) => {
+                    self.core.handle_datagram(now, from, &buf[..len])
+                }
                 Wake::Datagram(Err(e)) => {
                     // ICMP port unreachable shows up here on some systems: not fatal.
                     self.log(LogLevel::Debug, format!("receive error: {e}"));
                 }
-                Wake::Timer => self.on_timers().await,
+                Wake::Timer => self.core.handle_timeout(now),
             }
-            self.admit_waiting().await;
+            self.flush().await;
         }
     }
 
-    fn next_wake(&self) -> Option<Instant> {
-        let binding = self.timers.first().map(|(at, _)| *at);
-        let keepalive = self.keepalive.map(|(_, at)| at);
-        match (binding, keepalive) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    async fn on_command(&mut self, command: Command) {
-        let now = Instant::now();
+    fn on_command(&mut self, command: Command, now: std::time::Instant) {
         match command {
-            Command::Add(specs) => {
-                for spec in specs {
-                    let binding = Binding::new(spec.config, &mut self.entropy);
-                    self.bindings.insert(
-                        spec.id,
-                        Slot {
-                            binding,
-                            next_hop: spec.next_hop,
-                            branch: None,
-                            timer: None,
-                            pending: None,
-                        },
-                    );
-                    self.admit(spec.id, Pending::Start).await;
-                }
-            }
+            Command::Add(specs) => self.core.add(now, specs),
             Command::Stop { ids, done } => {
-                let ids: Vec<BindingId> = match ids {
-                    Some(ids) => ids,
-                    None => self.bindings.keys().copied().collect(),
-                };
-                if let Some(done) = done {
-                    self.stop_waiters
-                        .push((ids.iter().copied().collect(), done));
-                }
-                for id in ids {
-                    let never_started = self
-                        .bindings
-                        .get_mut(&id)
-                        .is_some_and(|s| s.pending.take_if(|p| *p == Pending::Start).is_some());
-                    if never_started {
-                        // Nothing was sent: it ends at once, without a transaction.
-                        self.run_input(id, Pending::Stop).await;
-                    } else {
-                        self.admit(id, Pending::Stop).await;
-                    }
-                }
-                self.notify_stop_waiters();
+                let waiter = done.map(|done| {
+                    self.next_waiter += 1;
+                    self.waiters.insert(self.next_waiter, done);
+                    self.next_waiter
+                });
+                self.core.stop(now, ids, waiter);
             }
-            Command::SetCredentials(credentials) => {
-                let ids: Vec<BindingId> = self.bindings.keys().copied().collect();
-                for id in ids {
-                    let credentials = credentials.clone();
-                    self.drive(id, |b, e, out| {
-                        b.set_credentials(credentials, now.into_std(), e, out)
-                    })
-                    .await;
-                }
-            }
-            Command::SetTrace(on) => self.trace = on,
-            Command::KeepAlive(interval) => {
-                self.keepalive = interval.map(|i| (i, now + i));
-            }
-            Command::SendKeepAlive => self.send_keepalives().await,
+            Command::SetCredentials(credentials) => self.core.set_credentials(now, credentials),
+            Command::SetTrace(on) => self.core.set_trace(on),
+            Command::KeepAlive(interval) => self.core.set_keepalive(now, interval),
+            Command::SendKeepAlive => self.core.send_keepalive(),
             Command::Stats(reply) => {
-                let mut stats = self.stats;
-                stats.bindings = self.bindings.len() as u64;
-                let _ = reply.send(stats);
+                let _ = reply.send(self.core.stats());
             }
+            #[cfg(feature = "testkit")]
+            Command::Panic => panic!("injected by a test"),
         }
     }
 
-    async fn on_datagram(&mut self, bytes: &[u8], from: SocketAddr) {
-        if bytes.iter().all(|b| *b == b'\r' || *b == b'\n') {
-            return; // keep-alive pong (RFC 5626 §4.4.1)
-        }
-        if self.trace {
-            self.log(
-                LogLevel::Trace,
-                format!("received from {from}:\n{}", String::from_utf8_lossy(bytes)),
-            );
-        }
-        let response = match message::parse_response(bytes) {
-            Ok(r) => r,
-            Err(e) => {
-                self.stats.dropped += 1;
-                self.log(
-                    LogLevel::Warning,
-                    format!(
-                        "dropped malformed message of {} bytes from {from}: {e}",
-                        bytes.len()
-                    ),
-                );
-                return;
-            }
-        };
-        let Some(&id) = self.by_branch.get(&response.branch) else {
-            self.stats.dropped += 1;
-            self.log(
-                LogLevel::Warning,
-                format!(
-                    "dropped stray {} response from {from} (unknown branch)",
-                    response.status
-                ),
-            );
-            return;
-        };
-        let expected = self.bindings.get(&id).map(|s| s.next_hop);
-        if expected != Some(from) {
-            self.stats.dropped += 1;
-            self.log(
-                LogLevel::Warning,
-                format!(
-                    "dropped {} response from {from}: request went to {}",
-                    response.status,
-                    expected.map_or_else(|| "nowhere".into(), |a| a.to_string())
-                ),
-            );
-            return;
-        }
-        let now = Instant::now().into_std();
-        let mut matched = true;
-        self.drive(id, |b, e, out| {
-            matched = b.on_response(&response, now, e, out)
-        })
-        .await;
-        if matched {
-            self.stats.responses += 1;
-        } else {
-            self.stats.dropped += 1;
-            self.log(
-                LogLevel::Warning,
-                format!(
-                    "dropped {} response from {from}: Call-ID or CSeq does not match",
-                    response.status
-                ),
-            );
-        }
-    }
-
-    async fn on_timers(&mut self) {
-        let now = Instant::now();
-        if let Some((interval, at)) = self.keepalive
-            && at <= now
-        {
-            self.keepalive = Some((interval, now + interval));
-            self.send_keepalives().await;
-        }
-        while let Some(&(at, id)) = self.timers.first() {
-            if at > now {
-                break;
-            }
-            self.timers.pop_first();
-            if let Some(slot) = self.bindings.get_mut(&id) {
-                slot.timer = None;
-            }
-            self.admit(id, Pending::Timer).await;
-        }
-    }
-
-    /// Runs an input now, or queues it when it would open a transaction towards a full hop.
-    async fn admit(&mut self, id: BindingId, input: Pending) {
-        let Some(slot) = self.bindings.get_mut(&id) else {
-            return;
-        };
-        let hop = slot.next_hop;
-        let opens = slot.branch.is_none();
-        let full = self.in_flight.get(&hop).copied().unwrap_or(0) >= MAX_IN_FLIGHT_PER_HOP;
-        if slot.pending.is_some() {
-            // Already queued: keep its place; a stop replaces a waiting refresh.
-            if input == Pending::Stop {
-                slot.pending = Some(Pending::Stop);
-            }
-            return;
-        }
-        if opens && full {
-            slot.pending = Some(input);
-            self.waiting.entry(hop).or_default().push_back(id);
-            return;
-        }
-        self.run_input(id, input).await;
-    }
-
-    async fn run_input(&mut self, id: BindingId, input: Pending) {
-        let now = Instant::now().into_std();
-        match input {
-            Pending::Start => self.drive(id, |b, e, out| b.start(now, e, out)).await,
-            Pending::Timer => self.drive(id, |b, e, out| b.on_timer(now, e, out)).await,
-            Pending::Stop => self.drive(id, |b, e, out| b.stop(now, e, out)).await,
-        }
-    }
-
-    /// Starts waiting inputs while their hop has room.
-    async fn admit_waiting(&mut self) {
-        let hops: Vec<SocketAddr> = self
-            .waiting
-            .iter()
-            .filter(|(_, q)| !q.is_empty())
-            .map(|(hop, _)| *hop)
-            .collect();
-        for hop in hops {
-            while self.in_flight.get(&hop).copied().unwrap_or(0) < MAX_IN_FLIGHT_PER_HOP {
-                let Some(id) = self.waiting.get_mut(&hop).and_then(VecDeque::pop_front) else {
-                    break;
-                };
-                let input = self.bindings.get_mut(&id).and_then(|s| s.pending.take());
-                if let Some(input) = input {
-                    self.run_input(id, input).await;
-                }
+    /// Carries out what the endpoint returned: datagrams, then states and events in order.
+    async fn flush(&mut self) {
+        while let Some(transmit) = self.core.poll_transmit() {
+            if let Err(e) = self
+                .socket
+                .send_to(&transmit.contents, transmit.destination)
+                .await
+            {
+                // Timer E retransmits; a persistent failure ends in a timeout.
+                let to = transmit.destination;
+                self.log(LogLevel::Warning, format!("send to {to} failed: {e}"));
             }
         }
-        self.waiting.retain(|_, q| !q.is_empty());
-    }
-
-    async fn send_keepalives(&mut self) {
-        let hops: HashSet<SocketAddr> = self.bindings.values().map(|s| s.next_hop).collect();
-        for hop in hops {
-            if let Err(e) = self.socket.send_to(b"\r\n\r\n", hop).await {
-                self.log(LogLevel::Debug, format!("keep-alive to {hop} failed: {e}"));
-            }
-        }
-    }
-
-    /// Runs one input on a binding, then carries out its outputs and re-indexes it.
-    async fn drive(
-        &mut self,
-        id: BindingId,
-        input: impl FnOnce(&mut Binding, &mut dyn Entropy, &mut Vec<Output>),
-    ) {
-        let Some(slot) = self.bindings.get_mut(&id) else {
-            return;
-        };
-        let mut outputs = Vec::new();
-        input(&mut slot.binding, &mut self.entropy, &mut outputs);
-        let hop = slot.next_hop;
-        for output in outputs {
-            let bytes = match output {
-                Output::Send(bytes) => {
-                    self.stats.requests += 1;
-                    bytes
-                }
-                Output::Retransmit(bytes) => {
-                    self.stats.retransmissions += 1;
-                    bytes
-                }
-                Output::Event(event) => {
-                    let _ = self.events.send(EndpointEvent::Binding { id, event });
+        while let Some(event) = self.core.poll_event() {
+            let event = match event {
+                endpoint::Event::State { id, state } => {
+                    let mut states = self.published.states.lock();
+                    match state {
+                        Some(state) => states.insert(id, state),
+                        None => states.remove(&id),
+                    };
                     continue;
                 }
+                endpoint::Event::StopDone(waiter) => {
+                    if let Some(done) = self.waiters.remove(&waiter) {
+                        let _ = done.send(());
+                    }
+                    continue;
+                }
+                endpoint::Event::Started(id) => EndpointEvent::Started(id),
+                endpoint::Event::Stopping(id) => EndpointEvent::Stopping(id),
+                endpoint::Event::Binding { id, event } => EndpointEvent::Binding { id, event },
+                endpoint::Event::Log { level, message } => EndpointEvent::Log { level, message },
             };
-            if self.trace {
-                self.log(
-                    LogLevel::Trace,
-                    format!("sent to {hop}:\n{}", String::from_utf8_lossy(&bytes)),
-                );
-            }
-            if let Err(e) = self.socket.send_to(&bytes, hop).await {
-                // Timer E retransmits; a persistent failure ends in a timeout.
-                self.log(LogLevel::Warning, format!("send to {hop} failed: {e}"));
-            }
+            let _ = self.events.send(event);
         }
-        self.reindex(id);
-    }
-
-    fn reindex(&mut self, id: BindingId) {
-        let Some(slot) = self.bindings.get_mut(&id) else {
-            return;
-        };
-        let branch = slot.binding.branch().map(str::to_string);
-        let in_flight = self.in_flight.entry(slot.next_hop).or_default();
-        match (slot.branch.is_some(), branch.is_some()) {
-            (false, true) => *in_flight += 1,
-            (true, false) => *in_flight = in_flight.saturating_sub(1),
-            _ => {}
-        }
-        if branch != slot.branch {
-            if let Some(old) = slot.branch.take() {
-                self.by_branch.remove(&old);
-            }
-            if let Some(new) = &branch {
-                self.by_branch.insert(new.clone(), id);
-            }
-            slot.branch = branch;
-        }
-        let deadline = slot.binding.next_deadline().map(Instant::from_std);
-        if deadline != slot.timer {
-            if let Some(old) = slot.timer.take() {
-                self.timers.remove(&(old, id));
-            }
-            if let Some(at) = deadline {
-                self.timers.insert((at, id));
-            }
-            slot.timer = deadline;
-        }
-        if slot.binding.is_done() {
-            // A finished binding has no transaction and no timer: both were unindexed above.
-            debug_assert!(slot.branch.is_none() && slot.timer.is_none());
-            self.bindings.remove(&id);
-            self.states.lock().remove(&id);
-            self.notify_stop_waiters();
-        } else {
-            self.states.lock().insert(id, slot.binding.state());
-        }
-    }
-
-    fn notify_stop_waiters(&mut self) {
-        let bindings = &self.bindings;
-        self.stop_waiters.retain(|(ids, done)| {
-            if ids.iter().any(|id| bindings.contains_key(id)) {
-                true
-            } else {
-                let _ = done.send(());
-                false
-            }
-        });
     }
 
     fn log(&self, level: LogLevel, message: String) {

@@ -1,0 +1,1051 @@
+//! The registration endpoint, sans I/O: every binding sent from one local address, shaped
+//! like quinn-proto's `Endpoint`.
+//!
+//! It owns the bindings, routes what arrives (by the top Via branch, then by the address the
+//! request went to, then by Call-ID and CSeq), admits new transactions per next hop, keeps
+//! every timer and stop waiter, and publishes each binding's state before the event that
+//! changed it. It opens no socket, reads no clock and draws no random number: a driver
+//! feeds it with [`Endpoint::handle_datagram`], [`Endpoint::handle_timeout`] and the
+//! commands, and carries out what [`Endpoint::poll_transmit`] and [`Endpoint::poll_event`]
+//! return, waking it again at [`Endpoint::poll_timeout`].
+//!
+//! Many bindings at once: at most `max_in_flight` transactions are in flight towards one
+//! next hop. An input that would open a transaction (first REGISTER, refresh, retry — also a
+//! retry after new credentials —, unregistration) waits in a FIFO queue while that hop is
+//! full, so tens of thousands of bindings neither overflow socket buffers nor fall into
+//! Timer E backoff. Retransmissions and answers to challenges continue a transaction slot
+//! already held.
+
+use crate::engine::binding::{Binding, BindingConfig, BindingEvent, BindingState, Entropy, Output};
+use crate::engine::digest::CredentialStore;
+use crate::engine::message;
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Most transactions in flight towards one next hop, by default.
+pub const MAX_IN_FLIGHT_PER_HOP: usize = 256;
+
+/// Identifies a binding within its endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BindingId(pub u64);
+
+/// A binding to create: its settings and where its requests go.
+#[derive(Debug, Clone)]
+pub struct BindingSpec {
+    /// Chosen by the caller, unique within the endpoint.
+    pub id: BindingId,
+    /// Settings.
+    pub config: BindingConfig,
+    /// Address every request of the binding is sent to (registrar or outbound proxy).
+    pub next_hop: SocketAddr,
+}
+
+/// Severity of a diagnostic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Something failed.
+    Error = 1,
+    /// Something unexpected arrived and was dropped.
+    Warning = 2,
+    /// Normal operation.
+    Info = 3,
+    /// Details.
+    Debug = 4,
+    /// Every SIP message sent and received (opt-in).
+    Trace = 5,
+}
+
+/// Counters of an endpoint since it opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndpointStats {
+    /// Requests sent (first transmissions).
+    pub requests: u64,
+    /// Retransmissions sent (Timer E).
+    pub retransmissions: u64,
+    /// Responses matched to a transaction.
+    pub responses: u64,
+    /// Datagrams dropped: malformed, stray, from the wrong address, or not matching.
+    pub dropped: u64,
+    /// Bindings alive.
+    pub bindings: u64,
+}
+
+/// Bytes to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to.
+    pub destination: SocketAddr,
+    /// The datagram.
+    pub contents: Vec<u8>,
+}
+
+/// What the endpoint reports, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The published state of a binding changed (`None`: the binding ended). Comes before
+    /// the event that caused it, so that a state read after an event reflects that event.
+    State {
+        /// Which binding.
+        id: BindingId,
+        /// Its state now.
+        state: Option<BindingState>,
+    },
+    /// A binding was added: it registers as soon as its next hop admits it.
+    Started(BindingId),
+    /// A binding is asked to stop: it unregisters as soon as its next hop admits it.
+    Stopping(BindingId),
+    /// A binding reports an outcome.
+    Binding {
+        /// Which binding.
+        id: BindingId,
+        /// What happened.
+        event: BindingEvent,
+    },
+    /// Every binding a stop waited for has ended.
+    StopDone(u64),
+    /// A diagnostic.
+    Log {
+        /// Severity.
+        level: LogLevel,
+        /// Text (never contains a password).
+        message: String,
+    },
+}
+
+/// An input that may open a transaction, kept while its hop is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Input {
+    Start,
+    Timer,
+    Stop,
+}
+
+struct Slot {
+    binding: Binding,
+    next_hop: SocketAddr,
+    branch: Option<String>,
+    timer: Option<Instant>,
+    state: Option<BindingState>,
+    stopping: bool,
+    /// The input waiting for a free transaction slot, if any (a stop replaces a refresh).
+    pending: Option<Input>,
+}
+
+/// The registration endpoint (see the module documentation).
+pub struct Endpoint {
+    entropy: Box<dyn Entropy + Send>,
+    max_in_flight: usize,
+    bindings: HashMap<BindingId, Slot>,
+    by_branch: HashMap<String, BindingId>,
+    timers: BTreeSet<(Instant, BindingId)>,
+    in_flight: HashMap<SocketAddr, usize>,
+    /// Bindings waiting per hop; an id whose slot no longer has `pending` is skipped.
+    waiting: HashMap<SocketAddr, VecDeque<BindingId>>,
+    stop_waiters: Vec<(HashSet<BindingId>, u64)>,
+    keepalive: Option<(Duration, Instant)>,
+    trace: bool,
+    stats: EndpointStats,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+}
+
+impl Endpoint {
+    /// An endpoint with no binding, drawing its randomness from `entropy`.
+    pub fn new(entropy: Box<dyn Entropy + Send>, max_in_flight: usize) -> Endpoint {
+        Endpoint {
+            entropy,
+            max_in_flight: max_in_flight.max(1),
+            bindings: HashMap::new(),
+            by_branch: HashMap::new(),
+            timers: BTreeSet::new(),
+            in_flight: HashMap::new(),
+            waiting: HashMap::new(),
+            stop_waiters: Vec::new(),
+            keepalive: None,
+            trace: false,
+            stats: EndpointStats::default(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event, in the order things happened.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Endpoint::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let binding = self.timers.first().map(|(at, _)| *at);
+        let keepalive = self.keepalive.map(|(_, at)| at);
+        match (binding, keepalive) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Counters since the endpoint opened.
+    pub fn stats(&self) -> EndpointStats {
+        EndpointStats {
+            bindings: self.bindings.len() as u64,
+            ..self.stats
+        }
+    }
+
+    /// The published state of a binding (`None`: unknown or ended).
+    pub fn state(&self, id: BindingId) -> Option<BindingState> {
+        self.bindings.get(&id).and_then(|s| s.state)
+    }
+
+    /// Transactions in flight towards `hop`.
+    pub fn in_flight(&self, hop: SocketAddr) -> usize {
+        self.in_flight.get(&hop).copied().unwrap_or(0)
+    }
+
+    /// Turns the trace of every SIP message (log events at [`LogLevel::Trace`]) on or off.
+    pub fn set_trace(&mut self, on: bool) {
+        self.trace = on;
+    }
+
+    /// Adds bindings; each registers as soon as its next hop admits it.
+    pub fn add(&mut self, now: Instant, specs: Vec<BindingSpec>) {
+        for spec in specs {
+            if self.bindings.contains_key(&spec.id) {
+                self.log(
+                    LogLevel::Error,
+                    format!("binding {} exists already", spec.id.0),
+                );
+                continue;
+            }
+            let binding = Binding::new(spec.config, self.entropy.as_mut());
+            self.bindings.insert(
+                spec.id,
+                Slot {
+                    binding,
+                    next_hop: spec.next_hop,
+                    branch: None,
+                    timer: None,
+                    state: None,
+                    stopping: false,
+                    pending: None,
+                },
+            );
+            self.events.push_back(Event::Started(spec.id));
+            self.publish(spec.id, Some(BindingState::Registering));
+            self.admit(spec.id, Input::Start, now);
+        }
+        self.admit_waiting(now);
+    }
+
+    /// Unregisters the given bindings (all when `None`) and forgets each once it has ended.
+    /// With `waiter`, [`Event::StopDone`] follows when all of them have ended.
+    pub fn stop(&mut self, now: Instant, ids: Option<Vec<BindingId>>, waiter: Option<u64>) {
+        let ids: Vec<BindingId> = match ids {
+            Some(ids) => ids,
+            None => {
+                let mut all: Vec<BindingId> = self.bindings.keys().copied().collect();
+                all.sort_unstable();
+                all
+            }
+        };
+        if let Some(waiter) = waiter {
+            self.stop_waiters
+                .push((ids.iter().copied().collect(), waiter));
+        }
+        for id in ids {
+            let Some(slot) = self.bindings.get_mut(&id) else {
+                continue;
+            };
+            if !std::mem::replace(&mut slot.stopping, true) {
+                self.events.push_back(Event::Stopping(id));
+            }
+            let never_started = slot.pending.take_if(|p| *p == Input::Start).is_some();
+            if never_started {
+                // Nothing was sent: it ends at once, without a transaction.
+                self.run(id, Input::Stop, now);
+            } else {
+                self.admit(id, Input::Stop, now);
+            }
+        }
+        self.notify_stop_waiters();
+        self.admit_waiting(now);
+    }
+
+    /// Replaces the credentials of every binding. Those waiting after refused credentials
+    /// retry now, through the admission of their next hop.
+    pub fn set_credentials(&mut self, now: Instant, credentials: Arc<CredentialStore>) {
+        let ids: Vec<BindingId> = self.bindings.keys().copied().collect();
+        for id in ids {
+            if let Some(slot) = self.bindings.get_mut(&id) {
+                slot.binding.set_credentials(credentials.clone(), now);
+                self.reindex(id);
+            }
+        }
+        self.handle_timeout(now);
+    }
+
+    /// Sends CRLF keep-alives (RFC 5626 §4.4.1) to every next hop at this interval.
+    pub fn set_keepalive(&mut self, now: Instant, interval: Option<Duration>) {
+        self.keepalive = interval.map(|i| (i, now + i));
+    }
+
+    /// Sends one CRLF keep-alive to every next hop now.
+    pub fn send_keepalive(&mut self) {
+        let mut hops: Vec<SocketAddr> = self.bindings.values().map(|s| s.next_hop).collect();
+        hops.sort_unstable();
+        hops.dedup();
+        for destination in hops {
+            self.transmits.push_back(Transmit {
+                destination,
+                contents: b"\r\n\r\n".to_vec(),
+            });
+        }
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some((interval, at)) = self.keepalive
+            && at <= now
+        {
+            self.keepalive = Some((interval, now + interval));
+            self.send_keepalive();
+        }
+        while let Some(&(at, id)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            if let Some(slot) = self.bindings.get_mut(&id) {
+                slot.timer = None;
+            }
+            self.admit(id, Input::Timer, now);
+        }
+        self.admit_waiting(now);
+    }
+
+    /// Handles a datagram received from `from`.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.on_datagram(now, from, bytes);
+        self.admit_waiting(now);
+    }
+
+    fn on_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        if bytes.iter().all(|b| *b == b'\r' || *b == b'\n') {
+            return; // keep-alive pong (RFC 5626 §4.4.1)
+        }
+        if self.trace {
+            self.log(
+                LogLevel::Trace,
+                format!("received from {from}:\n{}", String::from_utf8_lossy(bytes)),
+            );
+        }
+        let response = match message::parse_response(bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                return self.drop_datagram(format!(
+                    "dropped malformed message of {} bytes from {from}: {e}",
+                    bytes.len()
+                ));
+            }
+        };
+        let Some(&id) = self.by_branch.get(&response.branch) else {
+            return self.drop_datagram(format!(
+                "dropped stray {} response from {from} (unknown branch)",
+                response.status
+            ));
+        };
+        let expected = self.bindings.get(&id).map(|s| s.next_hop);
+        if expected != Some(from) {
+            return self.drop_datagram(format!(
+                "dropped {} response from {from}: request went to {}",
+                response.status,
+                expected.map_or_else(|| "nowhere".into(), |a| a.to_string())
+            ));
+        }
+        let mut matched = true;
+        self.drive(id, |b, e, out| {
+            matched = b.on_response(&response, now, e, out)
+        });
+        if matched {
+            self.stats.responses += 1;
+        } else {
+            self.drop_datagram(format!(
+                "dropped {} response from {from}: Call-ID or CSeq does not match",
+                response.status
+            ));
+        }
+    }
+
+    fn drop_datagram(&mut self, why: String) {
+        self.stats.dropped += 1;
+        self.log(LogLevel::Warning, why);
+    }
+
+    /// Runs an input now, or queues it when it would open a transaction towards a full hop.
+    fn admit(&mut self, id: BindingId, input: Input, now: Instant) {
+        let Some(slot) = self.bindings.get_mut(&id) else {
+            return;
+        };
+        if slot.pending.is_some() {
+            // Already queued: keep its place; a stop replaces a waiting refresh.
+            if input == Input::Stop {
+                slot.pending = Some(Input::Stop);
+                self.reindex(id);
+            }
+            return;
+        }
+        let hop = slot.next_hop;
+        let opens = slot.branch.is_none();
+        if opens && self.in_flight.get(&hop).copied().unwrap_or(0) >= self.max_in_flight {
+            slot.pending = Some(input);
+            self.waiting.entry(hop).or_default().push_back(id);
+            self.reindex(id);
+            return;
+        }
+        self.run(id, input, now);
+    }
+
+    fn run(&mut self, id: BindingId, input: Input, now: Instant) {
+        match input {
+            Input::Start => self.drive(id, |b, e, out| b.start(now, e, out)),
+            Input::Timer => self.drive(id, |b, e, out| b.on_timer(now, e, out)),
+            Input::Stop => self.drive(id, |b, e, out| b.stop(now, e, out)),
+        }
+    }
+
+    /// Starts waiting inputs while their hop has room.
+    fn admit_waiting(&mut self, now: Instant) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let mut hops: Vec<SocketAddr> = self.waiting.keys().copied().collect();
+        hops.sort_unstable();
+        for hop in hops {
+            while self.in_flight.get(&hop).copied().unwrap_or(0) < self.max_in_flight {
+                let Some(id) = self.waiting.get_mut(&hop).and_then(VecDeque::pop_front) else {
+                    break;
+                };
+                let input = self.bindings.get_mut(&id).and_then(|s| s.pending.take());
+                if let Some(input) = input {
+                    self.run(id, input, now);
+                }
+            }
+        }
+        self.waiting.retain(|_, q| !q.is_empty());
+    }
+
+    /// Runs one input on a binding, queues what it sends, re-indexes it, then reports.
+    fn drive(
+        &mut self,
+        id: BindingId,
+        input: impl FnOnce(&mut Binding, &mut dyn Entropy, &mut Vec<Output>),
+    ) {
+        let Some(slot) = self.bindings.get_mut(&id) else {
+            return;
+        };
+        let mut outputs = Vec::new();
+        input(&mut slot.binding, self.entropy.as_mut(), &mut outputs);
+        let destination = slot.next_hop;
+        let mut reports = Vec::new();
+        for output in outputs {
+            let contents = match output {
+                Output::Send(bytes) => {
+                    self.stats.requests += 1;
+                    bytes
+                }
+                Output::Retransmit(bytes) => {
+                    self.stats.retransmissions += 1;
+                    bytes
+                }
+                Output::Event(event) => {
+                    reports.push(event);
+                    continue;
+                }
+            };
+            if self.trace {
+                self.log(
+                    LogLevel::Trace,
+                    format!(
+                        "sent to {destination}:\n{}",
+                        String::from_utf8_lossy(&contents)
+                    ),
+                );
+            }
+            self.transmits.push_back(Transmit {
+                destination,
+                contents,
+            });
+        }
+        // The new state is published before the events that led to it.
+        let ended = self.reindex(id);
+        for event in reports {
+            self.events.push_back(Event::Binding { id, event });
+        }
+        if ended {
+            self.notify_stop_waiters();
+        }
+    }
+
+    /// Brings the indexes (branch, timer, in-flight count, published state) up to date with
+    /// the binding; forgets it once it has ended. Returns whether it ended.
+    fn reindex(&mut self, id: BindingId) -> bool {
+        let Some(slot) = self.bindings.get_mut(&id) else {
+            return false;
+        };
+        let branch = slot.binding.branch().map(str::to_string);
+        let in_flight = self.in_flight.entry(slot.next_hop).or_default();
+        match (slot.branch.is_some(), branch.is_some()) {
+            (false, true) => *in_flight += 1,
+            (true, false) => *in_flight = in_flight.saturating_sub(1),
+            _ => {}
+        }
+        if branch != slot.branch {
+            if let Some(old) = slot.branch.take() {
+                self.by_branch.remove(&old);
+            }
+            if let Some(new) = &branch {
+                self.by_branch.insert(new.clone(), id);
+            }
+            slot.branch = branch;
+        }
+        let deadline = slot.binding.next_deadline();
+        if deadline != slot.timer {
+            if let Some(old) = slot.timer.take() {
+                self.timers.remove(&(old, id));
+            }
+            if let Some(at) = deadline {
+                self.timers.insert((at, id));
+            }
+            slot.timer = deadline;
+        }
+        if slot.binding.is_done() {
+            // A finished binding has no transaction and no timer: both were unindexed above.
+            debug_assert!(slot.branch.is_none() && slot.timer.is_none());
+            self.bindings.remove(&id);
+            self.events.push_back(Event::State { id, state: None });
+            true
+        } else {
+            let state = slot.binding.state();
+            // Until its first request leaves, a binding is registering (or unregistering).
+            let state = match (state, slot.pending) {
+                (BindingState::Unregistered, Some(Input::Start)) => BindingState::Registering,
+                (_, Some(Input::Stop)) if state != BindingState::Unregistering => {
+                    BindingState::Unregistering
+                }
+                _ => state,
+            };
+            self.publish(id, Some(state));
+            false
+        }
+    }
+
+    fn publish(&mut self, id: BindingId, state: Option<BindingState>) {
+        if let Some(slot) = self.bindings.get_mut(&id)
+            && slot.state != state
+        {
+            slot.state = state;
+            self.events.push_back(Event::State { id, state });
+        }
+    }
+
+    fn notify_stop_waiters(&mut self) {
+        let bindings = &self.bindings;
+        let events = &mut self.events;
+        self.stop_waiters.retain(|(ids, waiter)| {
+            if ids.iter().any(|id| bindings.contains_key(id)) {
+                true
+            } else {
+                events.push_back(Event::StopDone(*waiter));
+                false
+            }
+        });
+    }
+
+    fn log(&mut self, level: LogLevel, message: String) {
+        self.events.push_back(Event::Log { level, message });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::digest::Credential;
+    use crate::engine::transaction::DEFAULT_TIMEOUT;
+
+    struct Counter(u64);
+    impl Entropy for Counter {
+        fn next_u64(&mut self) -> u64 {
+            self.0 += 1;
+            self.0
+        }
+    }
+
+    const HOP: &str = "127.0.0.1:5060";
+    const OTHER_HOP: &str = "127.0.0.1:5070";
+
+    fn hop() -> SocketAddr {
+        HOP.parse().unwrap()
+    }
+
+    fn config(user: &str, credentials: CredentialStore) -> BindingConfig {
+        BindingConfig {
+            user: user.into(),
+            aor: format!("sip:{user}@example.com"),
+            request_uri: "sip:example.com".into(),
+            local: "127.0.0.1:5062".parse().unwrap(),
+            route: None,
+            expires: 600,
+            refresh_interval: Duration::from_secs(60),
+            timeout: DEFAULT_TIMEOUT,
+            nat_detect: false,
+            credentials: Arc::new(credentials),
+            user_agent: "t".into(),
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(300),
+        }
+    }
+
+    fn spec(n: u64, next_hop: &str) -> BindingSpec {
+        BindingSpec {
+            id: BindingId(n),
+            config: config(&format!("u{n}"), CredentialStore::default()),
+            next_hop: next_hop.parse().unwrap(),
+        }
+    }
+
+    /// An endpoint on a simulated clock.
+    struct Sim {
+        ep: Endpoint,
+        now: Instant,
+        t0: Instant,
+    }
+
+    impl Sim {
+        fn new(max_in_flight: usize) -> Sim {
+            let now = Instant::now();
+            Sim {
+                ep: Endpoint::new(Box::new(Counter(0)), max_in_flight),
+                now,
+                t0: now,
+            }
+        }
+
+        fn transmits(&mut self) -> Vec<(SocketAddr, String)> {
+            std::iter::from_fn(|| self.ep.poll_transmit())
+                .map(|t| (t.destination, String::from_utf8(t.contents).unwrap()))
+                .collect()
+        }
+
+        fn events(&mut self) -> Vec<Event> {
+            std::iter::from_fn(|| self.ep.poll_event()).collect()
+        }
+
+        /// Advances the clock to the endpoint's next timeout and runs it.
+        fn advance(&mut self) -> Duration {
+            self.now = self.ep.poll_timeout().expect("a timeout");
+            self.ep.handle_timeout(self.now);
+            self.now - self.t0
+        }
+
+        fn answer(&mut self, request: &str, status: u16, extra: &str) {
+            let bytes = respond(request, status, extra);
+            self.ep.handle_datagram(self.now, hop(), &bytes);
+        }
+    }
+
+    fn header<'a>(text: &'a str, name: &str) -> &'a str {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .unwrap_or("")
+    }
+
+    /// A response to `request`, echoing what a response must; a 2xx lists the contact.
+    fn respond(request: &str, status: u16, extra: &str) -> Vec<u8> {
+        let contact = header(request, "Contact");
+        let contact = if (200..300).contains(&status) && header(request, "Expires") != "0" {
+            format!("Contact: {contact};expires=600\r\n")
+        } else {
+            String::new()
+        };
+        format!(
+            "SIP/2.0 {status} X\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag=r\r\nCall-ID: {}\r\n\
+             CSeq: {}\r\n{contact}{extra}Content-Length: 0\r\n\r\n",
+            header(request, "Via"),
+            header(request, "From"),
+            header(request, "To"),
+            header(request, "Call-ID"),
+            header(request, "CSeq"),
+        )
+        .into_bytes()
+    }
+
+    fn outcomes(events: &[Event]) -> Vec<(BindingId, BindingEvent)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Binding { id, event } => Some((*id, event.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn admission_bounds_transactions_per_hop_and_paces_the_rest_in_order() {
+        let mut sim = Sim::new(4);
+        sim.ep
+            .add(sim.now, (1..=10).map(|n| spec(n, HOP)).collect());
+        sim.ep.add(sim.now, vec![spec(11, OTHER_HOP)]);
+        let first = sim.transmits();
+        assert_eq!(first.len(), 5, "4 to the full hop, 1 to the other");
+        assert_eq!(sim.ep.in_flight(hop()), 4);
+        let waiting = sim.ep.state(BindingId(9));
+        assert_eq!(
+            waiting,
+            Some(BindingState::Registering),
+            "queued = registering"
+        );
+        // Two answers free two slots: the next two in line go, no more.
+        for (_, req) in first.iter().filter(|(d, _)| *d == hop()).take(2) {
+            sim.answer(req, 200, "");
+        }
+        let next: Vec<String> = sim
+            .transmits()
+            .into_iter()
+            .map(|(_, r)| header(&r, "To").to_string())
+            .collect();
+        assert_eq!(next, ["<sip:u5@example.com>", "<sip:u6@example.com>"]);
+        assert_eq!(sim.ep.in_flight(hop()), 4);
+        // Timeouts free slots too: every binding is tried, never more than 4 at once.
+        let mut tried: HashSet<String> = first
+            .iter()
+            .map(|(_, r)| header(r, "To").to_string())
+            .chain(next)
+            .collect();
+        while tried.len() < 11 {
+            sim.advance();
+            tried.extend(
+                sim.transmits()
+                    .iter()
+                    .map(|(_, r)| header(r, "To").to_string()),
+            );
+            assert!(sim.ep.in_flight(hop()) <= 4);
+            assert!(
+                sim.now - sim.t0 < Duration::from_secs(200),
+                "stuck: {tried:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn new_credentials_retry_through_admission_not_all_at_once() {
+        let mut sim = Sim::new(2);
+        sim.ep.add(sim.now, (1..=6).map(|n| spec(n, HOP)).collect());
+        // Every binding is challenged and has no credentials: an authorization failure.
+        for _ in 0..3 {
+            for (_, req) in sim.transmits() {
+                sim.answer(
+                    &req,
+                    401,
+                    "WWW-Authenticate: Digest realm=\"r\", nonce=\"n\"\r\n",
+                );
+            }
+        }
+        let failures = outcomes(&sim.events())
+            .into_iter()
+            .filter(|(_, e)| {
+                *e == BindingEvent::Failed(crate::engine::binding::Failure::AuthRejected)
+            })
+            .count();
+        assert_eq!(failures, 6);
+        assert_eq!(sim.ep.in_flight(hop()), 0);
+        let mut store = CredentialStore::default();
+        store.insert(Credential::new("", "gw", "pw"));
+        sim.now += Duration::from_secs(1);
+        sim.ep.set_credentials(sim.now, Arc::new(store));
+        assert_eq!(sim.transmits().len(), 2, "paced by the in-flight bound");
+        assert_eq!(sim.ep.in_flight(hop()), 2);
+    }
+
+    #[test]
+    fn state_is_published_before_the_event_that_changed_it() {
+        let mut sim = Sim::new(8);
+        sim.ep.add(sim.now, vec![spec(1, HOP)]);
+        let req = sim.transmits().pop().unwrap().1;
+        sim.answer(&req, 200, "");
+        let events = sim.events();
+        let state_at = events.iter().position(|e| {
+            *e == Event::State {
+                id: BindingId(1),
+                state: Some(BindingState::Registered),
+            }
+        });
+        let event_at = events.iter().position(|e| {
+            matches!(
+                e,
+                Event::Binding {
+                    event: BindingEvent::Registered { .. },
+                    ..
+                }
+            )
+        });
+        assert!(state_at.unwrap() < event_at.unwrap(), "{events:?}");
+        assert_eq!(events[0], Event::Started(BindingId(1)));
+    }
+
+    #[test]
+    fn stray_spoofed_and_malformed_datagrams_are_dropped_and_logged() {
+        let mut sim = Sim::new(8);
+        sim.ep.add(sim.now, vec![spec(1, HOP)]);
+        let req = sim.transmits().pop().unwrap().1;
+        sim.events();
+        let ok = String::from_utf8(respond(&req, 200, "")).unwrap();
+        let branch = header(&req, "Via")
+            .split("branch=")
+            .nth(1)
+            .unwrap()
+            .to_string();
+        let call_id = header(&req, "Call-ID").to_string();
+        for bad in [
+            ok.replace(&branch, "z9hG4bKforged"),
+            ok.replace(&call_id, "other"),
+            ok.replace("CSeq: 1", "CSeq: 9"),
+            "garbage".to_string(),
+        ] {
+            sim.ep.handle_datagram(sim.now, hop(), bad.as_bytes());
+        }
+        // The right answer from another address.
+        sim.ep
+            .handle_datagram(sim.now, OTHER_HOP.parse().unwrap(), ok.as_bytes());
+        let events = sim.events();
+        assert!(outcomes(&events).is_empty(), "{events:?}");
+        let logs = events
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    Event::Log {
+                        level: LogLevel::Warning,
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(logs, 5);
+        assert_eq!(sim.ep.stats().dropped, 5);
+        assert_eq!(sim.ep.state(BindingId(1)), Some(BindingState::Registering));
+        sim.ep.handle_datagram(sim.now, hop(), ok.as_bytes());
+        assert_eq!(sim.ep.state(BindingId(1)), Some(BindingState::Registered));
+        // CRLF keep-alive answers are not diagnostics.
+        sim.ep.handle_datagram(sim.now, hop(), b"\r\n");
+        assert!(sim.events().iter().all(|e| !matches!(e, Event::Log { .. })));
+    }
+
+    #[test]
+    fn stop_unregisters_then_reports_done_in_order() {
+        let mut sim = Sim::new(8);
+        sim.ep.add(sim.now, vec![spec(1, HOP), spec(2, HOP)]);
+        for (_, req) in sim.transmits() {
+            sim.answer(&req, 200, "");
+        }
+        sim.events();
+        sim.ep.stop(sim.now, None, Some(7));
+        let removals = sim.transmits();
+        assert_eq!(removals.len(), 2);
+        assert!(removals.iter().all(|(_, r)| header(r, "Expires") == "0"));
+        assert_eq!(
+            sim.ep.state(BindingId(1)),
+            Some(BindingState::Unregistering)
+        );
+        sim.answer(&removals[0].1, 200, "");
+        assert!(!sim.events().contains(&Event::StopDone(7)), "one is left");
+        sim.answer(&removals[1].1, 200, "");
+        let events = sim.events();
+        let done = events
+            .iter()
+            .position(|e| *e == Event::StopDone(7))
+            .unwrap();
+        let last_unregistered = events
+            .iter()
+            .rposition(|e| {
+                matches!(
+                    e,
+                    Event::Binding {
+                        event: BindingEvent::Unregistered,
+                        ..
+                    }
+                )
+            })
+            .unwrap();
+        assert!(last_unregistered < done, "{events:?}");
+        assert_eq!(sim.ep.stats().bindings, 0);
+        assert_eq!(sim.ep.poll_timeout(), None, "nothing left to do");
+    }
+
+    #[test]
+    fn stopping_a_binding_still_queued_ends_it_without_a_request() {
+        let mut sim = Sim::new(1);
+        sim.ep.add(sim.now, vec![spec(1, HOP), spec(2, HOP)]);
+        assert_eq!(sim.transmits().len(), 1);
+        sim.ep.stop(sim.now, Some(vec![BindingId(2)]), Some(1));
+        let events = sim.events();
+        assert!(events.contains(&Event::Stopping(BindingId(2))));
+        assert!(events.contains(&Event::StopDone(1)));
+        assert!(sim.transmits().is_empty());
+        assert_eq!(sim.ep.state(BindingId(2)), None);
+    }
+
+    #[test]
+    fn a_queued_stop_replaces_a_queued_refresh() {
+        let mut sim = Sim::new(1);
+        let mut slow = spec(2, HOP);
+        slow.config.timeout = Duration::from_secs(120);
+        sim.ep.add(sim.now, vec![spec(1, HOP), slow]);
+        let first = sim.transmits().pop().unwrap().1;
+        sim.answer(&first, 200, "");
+        let second = sim.transmits().pop().unwrap().1;
+        // Binding 1 is registered; binding 2 is in flight and holds the only slot. When
+        // 1's refresh falls due it waits, and a stop replaces it.
+        sim.now += Duration::from_secs(60);
+        sim.ep.handle_timeout(sim.now);
+        let of_1 = |sent: Vec<(SocketAddr, String)>| -> Vec<String> {
+            sent.into_iter()
+                .map(|(_, r)| r)
+                .filter(|r| r.contains("u1@"))
+                .collect()
+        };
+        assert!(of_1(sim.transmits()).is_empty(), "the hop is full");
+        sim.ep.stop(sim.now, Some(vec![BindingId(1)]), None);
+        assert_eq!(
+            sim.ep.state(BindingId(1)),
+            Some(BindingState::Unregistering)
+        );
+        sim.answer(&second, 200, "");
+        let sent = of_1(sim.transmits());
+        assert_eq!(sent.len(), 1);
+        assert_eq!(
+            header(&sent[0], "Expires"),
+            "0",
+            "the stop, not the refresh"
+        );
+    }
+
+    #[test]
+    fn timer_e_switches_to_t2_after_a_provisional_response() {
+        let mut sim = Sim::new(8);
+        sim.ep.add(sim.now, vec![spec(1, HOP)]);
+        let req = sim.transmits().pop().unwrap().1;
+        sim.now += Duration::from_millis(100);
+        sim.answer(&req, 100, "");
+        let mut at = Vec::new();
+        while at.len() < 3 {
+            let t = sim.advance();
+            if !sim.transmits().is_empty() {
+                at.push(t.as_millis());
+            }
+        }
+        // Without the provisional: 500, 1500, 3500 ms. With it, Timer E is T2 from then on.
+        assert_eq!(at, [500, 4500, 8500]);
+    }
+
+    #[test]
+    fn timer_e_without_an_answer_then_timer_f() {
+        let mut sim = Sim::new(8);
+        let mut s = spec(1, HOP);
+        s.config.timeout = Duration::from_secs(2);
+        sim.ep.add(sim.now, vec![s]);
+        sim.transmits();
+        let mut at = Vec::new();
+        loop {
+            let t = sim.advance();
+            if !sim.transmits().is_empty() {
+                at.push(t.as_millis());
+            }
+            let events = sim.events();
+            if !outcomes(&events).is_empty() {
+                assert_eq!(
+                    outcomes(&events),
+                    [(
+                        BindingId(1),
+                        BindingEvent::Failed(crate::engine::binding::Failure::TimedOut)
+                    )]
+                );
+                assert_eq!(t, Duration::from_secs(2));
+                break;
+            }
+        }
+        assert_eq!(at, [500, 1500]);
+    }
+
+    #[test]
+    fn refresh_comes_at_the_update_interval_or_before_the_grant_lapses() {
+        let mut sim = Sim::new(8);
+        let mut short = spec(2, HOP);
+        short.config.refresh_interval = Duration::from_secs(5);
+        sim.ep.add(sim.now, vec![spec(1, HOP), short]);
+        for (_, req) in sim.transmits() {
+            // u1 is granted 20 s (below its 60 s interval), u2 600 s (above its 5 s interval).
+            let grant = if req.contains("u1@") { "20" } else { "600" };
+            let bytes = String::from_utf8(respond(&req, 200, ""))
+                .unwrap()
+                .replace("expires=600", &format!("expires={grant}"));
+            sim.ep.handle_datagram(sim.now, hop(), bytes.as_bytes());
+        }
+        let mut refreshes = Vec::new();
+        while refreshes.len() < 2 {
+            let t = sim.advance();
+            for (_, req) in sim.transmits() {
+                refreshes.push((header(&req, "To").to_string(), t.as_secs()));
+                sim.answer(&req, 200, "");
+            }
+        }
+        assert_eq!(
+            refreshes,
+            [
+                ("<sip:u2@example.com>".to_string(), 5),
+                ("<sip:u2@example.com>".to_string(), 10)
+            ]
+        );
+        while sim.now - sim.t0 < Duration::from_secs(18) {
+            sim.advance();
+            for (_, req) in sim.transmits() {
+                sim.answer(&req, 200, "");
+            }
+        }
+        assert_eq!(
+            sim.now - sim.t0,
+            Duration::from_secs(18),
+            "90 % of u1's 20 s grant"
+        );
+    }
+
+    #[test]
+    fn keep_alives_go_to_every_next_hop_at_the_interval() {
+        let mut sim = Sim::new(8);
+        sim.ep.add(
+            sim.now,
+            vec![spec(1, HOP), spec(2, HOP), spec(3, OTHER_HOP)],
+        );
+        for (d, req) in sim.transmits() {
+            let bytes = respond(&req, 200, "");
+            sim.ep.handle_datagram(sim.now, d, &bytes);
+        }
+        sim.ep.set_keepalive(sim.now, Some(Duration::from_secs(15)));
+        assert_eq!(sim.advance(), Duration::from_secs(15));
+        let mut sent = sim.transmits();
+        sent.sort();
+        assert_eq!(
+            sent,
+            [
+                (hop(), "\r\n\r\n".to_string()),
+                (OTHER_HOP.parse().unwrap(), "\r\n\r\n".to_string())
+            ]
+        );
+    }
+}
