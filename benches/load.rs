@@ -14,8 +14,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+use support::free_port;
 use support::kamailio::{Kamailio, KamailioConfig};
-use support::{free_port, installed};
 
 /// Refresh interval of the engine: long enough that the first refresh of a name comes
 /// after every name registered, short enough to measure a whole refresh round.
@@ -217,8 +217,16 @@ fn run_sipp(n: usize) -> f64 {
 }
 
 fn main() {
-    if !installed("kamailio") || !installed("sipp") {
-        return;
+    for (program, package) in [("kamailio", "kamailio"), ("sipp", "sip-tester")] {
+        let found = std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {program}")])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            found,
+            "the load benchmark needs {program}: apt-get install {package}"
+        );
     }
     let sizes: Vec<usize> = std::env::var("LOAD_SIZES")
         .unwrap_or_else(|_| "1000,10000,50000".into())

@@ -194,8 +194,11 @@ typedef uint64_t SIPHANDLE;
  (`SipRegisterSuccess`, `SipUnregistered`, `SipRegisterError`, `SipRegisterTimeOut`,
  `SipRegisterAuthorizationError`, `SipRegisterIntervalError`); `name` is the registered
  name (valid during the call only); `line` is its first phone line, or -1 when names are
- not per line. Runs on the engine's event thread, never on the caller's thread, with no
- lock of the library held: it may call any function, `StopSipTelephony` included.
+ not per line. Runs on the engine's event thread, never on the caller's thread, in the
+ order things happened, with no lock of the library held: it may call any function,
+ `StopSipTelephony` included; `GetSipRegistrationState` called in it reflects it. If the
+ engine's I/O driver fails (an internal error), every name gets `SipRegisterError` and
+ later calls return `SipInternalError`.
  */
 typedef void (*SipNotifyCallback)(SIPHANDLE engine,
                                   enum TELEPHONY_RETURN_VALUE event,
@@ -405,7 +408,8 @@ enum TELEPHONY_RETURN_VALUE DisableSipRegisterServer(SIPHANDLE engine);
 
 /*
  Writes the registration state of `name` (`SipRegisterNameUnknown` if not registered
- by this engine).
+ by this engine). It reflects every notification already delivered, also when called
+ from inside one; it does not wait for the engine's I/O thread.
 
  # Safety
  `name` is NULL or NUL-terminated; `state_out` is NULL or writable.

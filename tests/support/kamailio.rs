@@ -22,6 +22,8 @@ pub struct KamailioConfig {
     pub auth: bool,
     /// Shared memory, MiB (the location table lives there).
     pub shm_mb: u32,
+    /// Answer a wrong digest response with 403 Forbidden instead of a new challenge.
+    pub forbid_wrong_credentials: bool,
 }
 
 impl Default for KamailioConfig {
@@ -34,6 +36,7 @@ impl Default for KamailioConfig {
             forward_to: None,
             auth: true,
             shm_mb: 32,
+            forbid_wrong_credentials: false,
         }
     }
 }
@@ -67,13 +70,15 @@ impl Kamailio {
             ),
             None => String::new(),
         };
-        let defines = if config.auth {
-            "#!define WITH_AUTH"
-        } else {
-            ""
-        };
+        let mut defines = String::new();
+        if config.auth {
+            defines.push_str("#!define WITH_AUTH\n");
+        }
+        if config.forbid_wrong_credentials {
+            defines.push_str("#!define FORBID_WRONG_CREDENTIALS\n");
+        }
         let cfg = template
-            .replace("@DEFINES@", defines)
+            .replace("@DEFINES@", &defines)
             .replace("@PORT@", &port.to_string())
             .replace("@DOMAIN@", config.domain)
             .replace("@CTL@", dir.join("ctl").to_str().unwrap())

@@ -12,7 +12,6 @@ use lanscape_sip::ffi::TELEPHONY_RETURN_VALUE;
 use lanscape_sip::ffi::lanscape::*;
 use std::ffi::{CStr, CString, c_char, c_void};
 use std::net::UdpSocket;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -189,24 +188,6 @@ impl Logs {
     }
 }
 
-/// Whether a program is installed. Outside CI a missing one skips the test with a message;
-/// in CI (`CI` set, where `.ci/run` installs it) it fails the test.
-pub fn installed(program: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{program} is not installed, and CI must run this test (scripts/test installs it)"
-        );
-        eprintln!("SKIPPED: {program} is not installed (scripts/test installs it)");
-    }
-    found
-}
-
 /// A UDP port that was free a moment ago.
 pub fn free_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
@@ -233,4 +214,16 @@ pub fn credentials(engine: SIPHANDLE, realm: &str, user: &str, password: &str) {
         AddAuthorizationCredentials(engine, realm.as_ptr(), user.as_ptr(), password.as_ptr())
     };
     assert_eq!(rc, TELEPHONY_RETURN_VALUE::SipSuccess);
+}
+
+/// A registrar that answers a digest response it does not accept with 403 Forbidden
+/// instead of a new challenge, as many do.
+pub fn forbidding_registrar(password: &'static str) -> Registrar {
+    let mut digest = digest_script("MD5", password);
+    Registrar::start(move |req, st| match req.authorization() {
+        Some(auth) if !digest_valid(&auth, password, &digest_params(&auth)["nonce"]) => {
+            Action::Reply(vec![(403, vec![])])
+        }
+        _ => digest(req, st),
+    })
 }
