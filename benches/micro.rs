@@ -36,6 +36,7 @@ fn benches(c: &mut Criterion) {
                 call_id: "277afa0bf4a690d9d99aff37b67fa923@lanscape",
                 cseq: 2,
                 branch: "z9hG4bK5e1f0a2b3c4d5e6f",
+                transport: lanscape_sip::engine::transport::Transport::Udp,
                 sent_by: "192.168.1.10:5060".parse().unwrap(),
                 contact: "<sip:alice@192.168.1.10:5060>",
                 expires: 3600,

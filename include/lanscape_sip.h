@@ -113,9 +113,15 @@ typedef enum TELEPHONY_RETURN_VALUE {
    */
   SipProfileNotFound = 19,
   /*
-   The transport is not implemented (only UDP is, so far).
+   The transport is not implemented.
    */
   SipTransportNotSupported = 20,
+  /*
+   TLS failed: as a notification, the registrar's certificate is not trusted or does
+   not match the SIP domain, or the handshake was refused (the log callback says why);
+   as a return value, TLS settings (PEM certificate or key) cannot be used.
+   */
+  SipTlsError = 21,
 } TELEPHONY_RETURN_VALUE;
 
 /*
@@ -167,7 +173,7 @@ typedef enum SIP_PROFILE_STATE {
 } SIP_PROFILE_STATE;
 
 /*
- Transport of a profile (only UDP is implemented so far).
+ Transport of a registration.
  */
 typedef enum SIP_TRANSPORT {
   /*
@@ -192,7 +198,7 @@ typedef uint64_t SIPHANDLE;
 /*
  Global notification: `event` is a `TELEPHONY_RETURN_VALUE` notification code
  (`SipRegisterSuccess`, `SipUnregistered`, `SipRegisterError`, `SipRegisterTimeOut`,
- `SipRegisterAuthorizationError`, `SipRegisterIntervalError`); `name` is the registered
+ `SipRegisterAuthorizationError`, `SipRegisterIntervalError`, `SipTlsError`); `name` is the registered
  name (valid during the call only); `line` is its first phone line, or -1 when names are
  not per line. Runs on the engine's event thread, never on the caller's thread, in the
  order things happened, with no lock of the library held: it may call any function,
@@ -375,6 +381,46 @@ enum TELEPHONY_RETURN_VALUE AddAuthorizationCredentials(SIPHANDLE engine,
 enum TELEPHONY_RETURN_VALUE ClearAuthorizationCredentials(SIPHANDLE engine);
 
 /*
+ Chooses the transport of registrations enabled from now on (`transport` is a
+ `SIP_TRANSPORT`: UDP, the default; TCP; TLS) and the local port of their TCP or TLS
+ connections (0: any free port; with UDP, 0 or the engine's own port). Over TCP and TLS
+ one connection per registrar (or proxy) is shared by every name; `Contact` and `Via`
+ carry `;transport=tcp|tls`, and a lost connection is detected at once: every name
+ registers again over a new one. A registration server port of 0 then means 5061 for TLS.
+ */
+enum TELEPHONY_RETURN_VALUE SetSipRegisterTransport(SIPHANDLE engine,
+                                                    uint32_t transport,
+                                                    uint32_t local_port);
+
+/*
+ Adds TLS trust anchors: `pem` is PEM text (starting with `-----BEGIN`) or the path of a
+ PEM file of CA certificates. The operating system's store is trusted too unless
+ `EnableSipTlsSystemTrust(engine, 0)`. The registrar's certificate must match the SIP
+ domain (the registrar's host name, or the domain of `EnableSipDomain` when the registrar
+ is given as an address; RFC 5922). `SipTlsError` when the PEM cannot be used.
+
+ # Safety
+ `pem` is NULL or NUL-terminated.
+ */
+enum TELEPHONY_RETURN_VALUE AddSipTlsTrustedCertificates(SIPHANDLE engine, const char *pem);
+
+/*
+ Whether TLS trusts the operating system's certificate store (default: non-zero).
+ */
+enum TELEPHONY_RETURN_VALUE EnableSipTlsSystemTrust(SIPHANDLE engine, int32_t enable);
+
+/*
+ Sets the TLS client certificate chain and its private key (each PEM text or the path of
+ a PEM file), presented when the server asks for one. `SipTlsError` when unusable.
+
+ # Safety
+ Strings are NULL or NUL-terminated.
+ */
+enum TELEPHONY_RETURN_VALUE SetSipTlsClientCertificate(SIPHANDLE engine,
+                                                       const char *certificate_chain,
+                                                       const char *private_key);
+
+/*
  Registers every unique name with the registrar, starting at once and refreshing every
  `registration_update_interval_seconds` with `Expires: registration_expire_time_seconds`.
 
@@ -466,6 +512,23 @@ enum TELEPHONY_RETURN_VALUE SipProfileCreate(SIPREGISTRY registry,
                                              uint32_t expires_seconds,
                                              uint32_t transport,
                                              uint32_t *profile_id_out);
+
+/*
+ Sets the TLS settings of a profile, used from its next registration on: `trusted_pem`
+ (NULL: none) adds trust anchors (PEM text or the path of a PEM file),
+ `use_system_trust` non-zero also trusts the operating system's store, and
+ `client_certificate`/`client_key` (both NULL, or both PEM text or file paths) are
+ presented when the server asks. `SipTlsError` when a PEM cannot be used.
+
+ # Safety
+ Strings are NULL or NUL-terminated.
+ */
+enum TELEPHONY_RETURN_VALUE SipProfileSetTls(SIPREGISTRY registry,
+                                             uint32_t profile_id,
+                                             const char *trusted_pem,
+                                             int32_t use_system_trust,
+                                             const char *client_certificate,
+                                             const char *client_key);
 
 /*
  Writes a new handle of a profile (each call gives another one).

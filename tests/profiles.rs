@@ -314,10 +314,9 @@ fn profile_settings_are_checked() {
         }
     };
     let target = format!("127.0.0.1:{}", registrar.port());
-    assert_eq!(
-        try_create("a@127.0.0.1", &target, 300, 1),
-        SipTransportNotSupported
-    );
+    // TCP (1) and TLS (2) profiles are accepted; the transport must be a SIP_TRANSPORT.
+    assert_eq!(try_create("a@127.0.0.1", &target, 300, 1), SipSuccess);
+    assert_eq!(try_create("a@127.0.0.1", &target, 300, 2), SipSuccess);
     assert_eq!(try_create("a@127.0.0.1", &target, 300, 9), SipBadParameter);
     assert_eq!(try_create("no-domain", &target, 300, 0), SipBadParameter);
     assert_eq!(

@@ -3,6 +3,7 @@
 
 use crate::api::ApiError;
 use crate::engine::message::uri_host;
+use crate::engine::transport::{Target, TlsTarget, Transport};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 
 /// The User-Agent value: the product, after the application's name if any.
@@ -15,12 +16,49 @@ pub fn user_agent(phone_name: &str) -> String {
     }
 }
 
-/// A port parameter: 0 means 5060, above 65535 is refused.
-pub fn valid_port(port: u32) -> Option<u16> {
+/// A port parameter: 0 means the transport's default (5060, 5061 for TLS), above 65535 is
+/// refused.
+pub fn valid_port(port: u32, transport: Transport) -> Option<u16> {
     match port {
-        0 => Some(5060),
+        0 => Some(transport.default_port()),
         1..=65535 => Some(port as u16),
         _ => None,
+    }
+}
+
+/// Where requests go: the next hop on a transport. Over TLS the server certificate must
+/// match (RFC 5922 §4) the next hop's host name, or the SIP domain when the next hop is
+/// given as an address, and never the address a name resolved to; `tls_settings` names
+/// the trust anchors and client certificate to use.
+pub fn target(
+    transport: Transport,
+    next_hop_host: &str,
+    addr: SocketAddr,
+    sip_domain: &str,
+    tls_settings: u64,
+) -> Target {
+    let bare = |h: &str| h.trim_start_matches('[').trim_end_matches(']').to_string();
+    let is_address = |h: &str| bare(h).parse::<IpAddr>().is_ok();
+    let tls = (transport == Transport::Tls).then(|| TlsTarget {
+        server_name: if !is_address(next_hop_host) || is_address(sip_domain) {
+            bare(next_hop_host)
+        } else {
+            bare(sip_domain)
+        },
+        settings: tls_settings,
+    });
+    Target {
+        transport,
+        addr,
+        tls,
+    }
+}
+
+/// The Route header value for an outbound proxy (loose routing, RFC 3261 §16.12).
+pub fn proxy_route(host: &str, port: u16, transport: Transport) -> String {
+    match transport.uri_param() {
+        Some(t) => format!("<sip:{}:{port};transport={t};lr>", uri_host(host)),
+        None => format!("<sip:{}:{port};lr>", uri_host(host)),
     }
 }
 
@@ -104,6 +142,28 @@ mod tests {
         assert_eq!(uri("127.0.0.1", "127.0.0.1", 15060), "sip:127.0.0.1:15060");
         assert_eq!(uri("::1", "[::1]", 5080), "sip:[::1]:5080");
         assert_eq!(uri("[::1]", "::1", 5060), "sip:[::1]");
+    }
+
+    #[test]
+    fn tls_verifies_the_sip_domain_never_the_resolved_address() {
+        let addr: SocketAddr = "192.0.2.1:5061".parse().unwrap();
+        let name = |host: &str, domain: &str| {
+            target(Transport::Tls, host, addr, domain, 7)
+                .tls
+                .unwrap()
+                .server_name
+        };
+        assert_eq!(name("sip.example.com", "example.com"), "sip.example.com");
+        assert_eq!(name("192.0.2.1", "example.com"), "example.com");
+        assert_eq!(name("[2001:db8::1]", "2001:db8::1"), "2001:db8::1");
+        assert_eq!(target(Transport::Tcp, "h", addr, "d", 7).tls, None);
+        assert_eq!(valid_port(0, Transport::Tls), Some(5061));
+        assert_eq!(valid_port(0, Transport::Tcp), Some(5060));
+        assert_eq!(valid_port(65536, Transport::Udp), None);
+        assert_eq!(
+            proxy_route("::1", 5061, Transport::Tls),
+            "<sip:[::1]:5061;transport=tls;lr>"
+        );
     }
 
     #[test]

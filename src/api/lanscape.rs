@@ -3,12 +3,15 @@
 //! [`Endpoint`]. Knows nothing about C; the `ffi` layer maps its results to codes.
 
 use crate::api::address::{
-    is_host, registration_request_uri, resolve, source_ip_towards, user_agent, valid_port,
+    is_host, proxy_route, registration_request_uri, resolve, source_ip_towards, target, user_agent,
+    valid_port,
 };
 use crate::engine::binding::{BindingConfig, BindingEvent, BindingState, Failure};
 use crate::engine::digest::{Credential, CredentialStore};
 use crate::engine::message::uri_host;
 use crate::engine::transaction::DEFAULT_TIMEOUT;
+use crate::engine::transport::Transport;
+use crate::runtime::tls::{self, TlsSettings};
 use crate::runtime::{
     BindingId, BindingSpec, DriverFailed, Endpoint, EndpointError, EndpointEvent, LogLevel,
 };
@@ -92,6 +95,8 @@ pub enum ApiError {
     TransportNotSupported,
     /// An internal failure: the engine's I/O driver died (the text says why).
     Internal(String),
+    /// TLS settings that cannot be used (unreadable PEM, a bad certificate or key).
+    Tls(String),
 }
 
 impl From<DriverFailed> for ApiError {
@@ -115,6 +120,8 @@ pub enum NotificationKind {
     RegisterAuthorizationError,
     /// The registrar refused the interval (423).
     RegisterIntervalError,
+    /// The TLS handshake failed (certificate not trusted or not matching the SIP domain).
+    TlsError,
 }
 
 /// A registration notification for one name.
@@ -148,7 +155,15 @@ struct Label {
 #[derive(Default)]
 struct Settings {
     domain: Option<String>,
-    proxy: Option<(String, u16)>,
+    /// Outbound proxy host and port (0: the transport's default).
+    proxy: Option<(String, u32)>,
+    /// Transport of registrations, and the local port of TCP/TLS connections (0: any).
+    transport: Transport,
+    stream_port: u16,
+    /// TLS trust and client certificate; `tls_version` names them to the driver and
+    /// changes with them, so new connections use the new settings.
+    tls: TlsSettings,
+    tls_version: u64,
     credentials: CredentialStore,
     /// The current registration: name -> binding.
     registration: std::collections::HashMap<String, BindingId>,
@@ -308,7 +323,7 @@ impl PhoneEngine {
         if address.is_empty() || !is_host(address) {
             return Err(ApiError::BadParameter("proxy address"));
         }
-        let port = valid_port(port).ok_or(ApiError::BadParameter("proxy port"))?;
+        valid_port(port, Transport::Udp).ok_or(ApiError::BadParameter("proxy port"))?;
         self.settings.lock().proxy = Some((address.to_string(), port));
         Ok(())
     }
@@ -316,6 +331,59 @@ impl PhoneEngine {
     /// Removes the outbound proxy.
     pub fn clear_proxy(&self) {
         self.settings.lock().proxy = None;
+    }
+
+    /// Chooses the transport of registrations made from now on, and the local port of
+    /// their TCP or TLS connections (0: any free port). The default is UDP from the
+    /// engine's SIP port.
+    pub fn set_transport(&self, transport: Transport, local_port: u32) -> Result<(), ApiError> {
+        let port = u16::try_from(local_port).map_err(|_| ApiError::BadParameter("local port"))?;
+        if transport == Transport::Udp && port != 0 && port != self.local.port() {
+            return Err(ApiError::BadParameter(
+                "the UDP port is the engine's own (StartSipTelephony)",
+            ));
+        }
+        let bind =
+            (transport.is_stream() && port != 0).then(|| SocketAddr::new(self.local.ip(), port));
+        self.with_endpoint(|e| e.set_stream_bind(bind))?;
+        let mut settings = self.settings.lock();
+        settings.transport = transport;
+        settings.stream_port = if transport.is_stream() { port } else { 0 };
+        Ok(())
+    }
+
+    /// Adds trust anchors for TLS (PEM text, or the path of a PEM file).
+    pub fn add_tls_trust(&self, pem: &str) -> Result<(), ApiError> {
+        let certs = tls::read_pem(pem)
+            .and_then(|bytes| tls::parse_certificates(&bytes))
+            .map_err(ApiError::Tls)?;
+        self.update_tls(|t| t.extra_roots.extend(certs))
+    }
+
+    /// Whether TLS trusts the operating system's store (the default) besides the anchors
+    /// added; turning it off trusts only those.
+    pub fn set_tls_system_trust(&self, on: bool) -> Result<(), ApiError> {
+        self.update_tls(|t| t.system_roots = on)
+    }
+
+    /// Sets the TLS client certificate chain and key (PEM text or file paths).
+    pub fn set_tls_client_certificate(&self, chain: &str, key: &str) -> Result<(), ApiError> {
+        let chain = tls::read_pem(chain)
+            .and_then(|bytes| tls::parse_certificates(&bytes))
+            .map_err(ApiError::Tls)?;
+        let key = zeroize::Zeroizing::new(tls::read_pem(key).map_err(ApiError::Tls)?);
+        let key = tls::parse_private_key(&key).map_err(ApiError::Tls)?;
+        self.update_tls(|t| t.client = Some((chain, key)))
+    }
+
+    fn update_tls(&self, change: impl FnOnce(&mut TlsSettings)) -> Result<(), ApiError> {
+        let mut settings = self.settings.lock();
+        let mut tls = settings.tls.clone();
+        change(&mut tls);
+        tls::client_config(&tls).map_err(ApiError::Tls)?; // refused now, not at connect
+        settings.tls = tls;
+        settings.tls_version += 1;
+        Ok(())
     }
 
     /// Adds or replaces the credentials for a realm (empty or `*`: any realm).
@@ -362,29 +430,46 @@ impl PhoneEngine {
         if server.is_empty() || !is_host(server) {
             return Err(ApiError::BadParameter("registration server address"));
         }
-        let server_port = valid_port(p.server_port).ok_or(ApiError::BadParameter("server port"))?;
-        let (domain, proxy, credentials) = {
+        let (domain, proxy, credentials, transport, stream_port, tls_version, tls) = {
             let s = self.settings.lock();
             (
                 s.domain.clone(),
                 s.proxy.clone(),
                 Arc::new(s.credentials.clone()),
+                s.transport,
+                s.stream_port,
+                s.tls_version,
+                (s.transport == Transport::Tls).then(|| s.tls.clone()),
             )
         };
+        let server_port =
+            valid_port(p.server_port, transport).ok_or(ApiError::BadParameter("server port"))?;
+        let aor_domain = domain.as_deref().unwrap_or(server).to_string();
         let route;
         let next_hop = if p.through_proxy {
             let (proxy_host, proxy_port) = proxy.ok_or(ApiError::ProxyNotEnabled)?;
             if domain.is_none() {
                 return Err(ApiError::DomainNotDefined);
             }
-            route = Some(format!("<sip:{}:{};lr>", uri_host(&proxy_host), proxy_port));
-            resolve(&proxy_host, proxy_port, self.local)?
+            let proxy_port =
+                valid_port(proxy_port, transport).ok_or(ApiError::BadParameter("proxy port"))?;
+            route = Some(proxy_route(&proxy_host, proxy_port, transport));
+            let addr = resolve(&proxy_host, proxy_port, self.local)?;
+            target(transport, &proxy_host, addr, &aor_domain, tls_version)
         } else {
             route = None;
-            resolve(server, server_port, self.local)?
+            let addr = resolve(server, server_port, self.local)?;
+            target(transport, server, addr, &aor_domain, tls_version)
         };
-        let contact_ip = source_ip_towards(self.local, next_hop);
-        let aor_domain = domain.as_deref().unwrap_or(server).to_string();
+        if let Some(tls) = tls {
+            let config = tls::client_config(&tls).map_err(ApiError::Tls)?;
+            self.with_endpoint(|e| e.set_tls(tls_version, config))?;
+        }
+        let contact_ip = source_ip_towards(self.local, next_hop.addr);
+        let contact_port = match stream_port {
+            0 => self.local.port(),
+            port => port,
+        };
         let request_uri = registration_request_uri(&aor_domain, server, server_port);
         let timeout = match p.timeout_ms {
             0 => DEFAULT_TIMEOUT,
@@ -418,12 +503,13 @@ impl PhoneEngine {
                 ));
                 specs.push(BindingSpec {
                     id,
-                    next_hop,
+                    next_hop: next_hop.clone(),
                     config: BindingConfig {
                         user: name.clone(),
                         aor: format!("sip:{name}@{}", uri_host(&aor_domain)),
                         request_uri: request_uri.clone(),
-                        local: SocketAddr::new(contact_ip, self.local.port()),
+                        local: SocketAddr::new(contact_ip, contact_port),
+                        transport,
                         route: route.clone(),
                         expires: p.expire_time_s,
                         refresh_interval,
@@ -550,6 +636,7 @@ fn notification_kind(event: &BindingEvent) -> NotificationKind {
         BindingEvent::Failed(Failure::TimedOut) => NotificationKind::RegisterTimeOut,
         BindingEvent::Failed(Failure::AuthRejected) => NotificationKind::RegisterAuthorizationError,
         BindingEvent::Failed(Failure::IntervalRejected) => NotificationKind::RegisterIntervalError,
+        BindingEvent::Failed(Failure::Tls(_)) => NotificationKind::TlsError,
         BindingEvent::Failed(_) => NotificationKind::RegisterError,
     }
 }

@@ -15,13 +15,14 @@
 
 use crate::api::ApiError;
 use crate::api::address::{
-    is_host, registration_request_uri, resolve, source_ip_towards, user_agent,
+    is_host, proxy_route, registration_request_uri, resolve, source_ip_towards, target, user_agent,
 };
 use crate::engine::binding::{BindingConfig, BindingEvent, Failure};
 use crate::engine::digest::{Credential, CredentialStore};
 use crate::engine::message::uri_host;
 use crate::engine::transaction::DEFAULT_TIMEOUT;
 use crate::handles::{HandleTable, RawHandle};
+use crate::runtime::tls::{self, TlsSettings};
 use crate::runtime::{BindingId, BindingSpec, Endpoint, EndpointError, EndpointEvent};
 use once_cell::sync::Lazy;
 use parking_lot::Mutex;
@@ -33,16 +34,7 @@ use std::time::Duration;
 /// Identifies a profile for the life of the process (never 0).
 pub type ProfileId = u32;
 
-/// Transport of a profile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// UDP (the only one implemented so far).
-    Udp,
-    /// TCP (not implemented yet).
-    Tcp,
-    /// TLS (not implemented yet).
-    Tls,
-}
+pub use crate::engine::transport::Transport;
 
 /// The settings of a profile.
 #[derive(Debug, Clone)]
@@ -58,8 +50,10 @@ pub struct ProfileSettings {
     pub credential: Option<Credential>,
     /// Expiry asked of the registrar, seconds.
     pub expires: u32,
-    /// Transport.
+    /// Transport (the registrar's default port follows it: 5061 for TLS, else 5060).
     pub transport: Transport,
+    /// With TLS: trust anchors and client certificate.
+    pub tls: TlsSettings,
 }
 
 /// Registration state of a profile.
@@ -88,6 +82,8 @@ pub enum ProfileError {
     Interval,
     /// An internal failure: the service's I/O driver died; nothing is registered any more.
     Internal,
+    /// The TLS handshake failed (certificate not trusted or not matching the SIP domain).
+    Tls,
 }
 
 /// Receives a registry's notifications, on the service's event thread, with no lock held.
@@ -327,6 +323,21 @@ pub fn create_profile(
     Ok(id)
 }
 
+/// Sets the TLS settings of a profile (used from its next registration on).
+pub fn set_profile_tls(
+    registry: RegistryHandle,
+    profile: ProfileId,
+    tls_settings: TlsSettings,
+) -> Result<(), ApiError> {
+    tls::client_config(&tls_settings).map_err(ApiError::Tls)?;
+    let mut shared = SHARED.lock();
+    shared.require(registry, Some(profile))?;
+    if let Some(p) = shared.profiles.get_mut(&profile) {
+        p.settings.tls = tls_settings;
+    }
+    Ok(())
+}
+
 /// A new handle of a profile for this registry.
 pub fn retrieve_profile(
     registry: RegistryHandle,
@@ -386,7 +397,11 @@ pub fn enable_profile(handle: ProfileHandle) -> Result<(), ApiError> {
         (profile, p.settings.clone())
     };
     // Resolving may block: no lock is held meanwhile.
-    let mut spec = binding_spec(&settings, local)?;
+    let mut spec = binding_spec(&settings, profile, local)?;
+    let tls = match settings.transport {
+        Transport::Tls => Some(tls::client_config(&settings.tls).map_err(ApiError::Tls)?),
+        _ => None,
+    };
     let service = SERVICE.lock();
     let endpoint = service.as_ref().ok_or(ApiError::InvalidHandle)?;
     let mut shared = SHARED.lock();
@@ -402,6 +417,9 @@ pub fn enable_profile(handle: ProfileHandle) -> Result<(), ApiError> {
     shared.next_binding += 1;
     spec.id = BindingId(shared.next_binding);
     // Added while the lock is held, so that its events find the profile.
+    if let Some(config) = tls {
+        endpoint.set_tls(u64::from(profile), config)?;
+    }
     endpoint.add(vec![spec.clone()])?;
     entry.lock().enabled = true;
     shared.bindings.insert(spec.id, profile);
@@ -542,6 +560,7 @@ fn on_endpoint_event(event: EndpointEvent) {
                             Failure::TimedOut => ProfileError::TimedOut,
                             Failure::AuthRejected => ProfileError::Authorization,
                             Failure::IntervalRejected => ProfileError::Interval,
+                            Failure::Tls(_) => ProfileError::Tls,
                             _ => ProfileError::Rejected,
                         };
                         shared.report(profile, error, &mut notes);
@@ -565,9 +584,10 @@ fn on_endpoint_event(event: EndpointEvent) {
 
 fn validate(s: &ProfileSettings) -> Result<(), ApiError> {
     split_aor(&s.aor).ok_or(ApiError::BadParameter("aor"))?;
-    split_host_port(&s.registrar).ok_or(ApiError::BadParameter("registrar"))?;
+    let port = s.transport.default_port();
+    split_host_port(&s.registrar, port).ok_or(ApiError::BadParameter("registrar"))?;
     if let Some(proxy) = &s.outbound_proxy {
-        split_host_port(proxy).ok_or(ApiError::BadParameter("outbound proxy"))?;
+        split_host_port(proxy, port).ok_or(ApiError::BadParameter("outbound proxy"))?;
     }
     if s.expires == 0 {
         return Err(ApiError::IntervalError);
@@ -575,8 +595,8 @@ fn validate(s: &ProfileSettings) -> Result<(), ApiError> {
     if s.credential.as_ref().is_some_and(|c| c.username.is_empty()) {
         return Err(ApiError::BadParameter("auth user"));
     }
-    if s.transport != Transport::Udp {
-        return Err(ApiError::TransportNotSupported);
+    if s.transport == Transport::Tls {
+        tls::client_config(&s.tls).map_err(ApiError::Tls)?;
     }
     Ok(())
 }
@@ -592,8 +612,8 @@ fn split_aor(aor: &str) -> Option<(&str, &str)> {
     is_host(domain).then_some((user, domain))
 }
 
-/// `[sip:]host[:port]` (IPv6 in brackets) -> (host, port).
-fn split_host_port(s: &str) -> Option<(String, u16)> {
+/// `[sip:]host[:port]` (IPv6 in brackets) -> (host, port), `default_port` when none.
+fn split_host_port(s: &str, default_port: u16) -> Option<(String, u16)> {
     let s = s.trim();
     let s = s.strip_prefix("sip:").unwrap_or(s);
     let (host, port) = match s.strip_prefix('[') {
@@ -608,29 +628,44 @@ fn split_host_port(s: &str) -> Option<(String, u16)> {
     };
     let port = match port {
         Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0)?,
-        None => 5060,
+        None => default_port,
     };
     is_host(host).then(|| (host.to_string(), port))
 }
 
-fn binding_spec(s: &ProfileSettings, local: SocketAddr) -> Result<BindingSpec, ApiError> {
+/// The binding of a profile; over TLS the profile's TLS settings go by its id.
+fn binding_spec(
+    s: &ProfileSettings,
+    profile: ProfileId,
+    local: SocketAddr,
+) -> Result<BindingSpec, ApiError> {
     let (user, domain) = split_aor(&s.aor).ok_or(ApiError::BadParameter("aor"))?;
+    let default_port = s.transport.default_port();
     let (registrar, registrar_port) =
-        split_host_port(&s.registrar).ok_or(ApiError::BadParameter("registrar"))?;
+        split_host_port(&s.registrar, default_port).ok_or(ApiError::BadParameter("registrar"))?;
     let (next_hop, route) = match &s.outbound_proxy {
         Some(proxy) => {
-            let (host, port) =
-                split_host_port(proxy).ok_or(ApiError::BadParameter("outbound proxy"))?;
-            let route = format!("<sip:{}:{};lr>", uri_host(&host), port);
-            (resolve(&host, port, local)?, Some(route))
+            let (host, port) = split_host_port(proxy, default_port)
+                .ok_or(ApiError::BadParameter("outbound proxy"))?;
+            let addr = resolve(&host, port, local)?;
+            let route = proxy_route(&host, port, s.transport);
+            (
+                target(s.transport, &host, addr, domain, u64::from(profile)),
+                Some(route),
+            )
         }
-        None => (resolve(&registrar, registrar_port, local)?, None),
+        None => {
+            let addr = resolve(&registrar, registrar_port, local)?;
+            let hop = target(s.transport, &registrar, addr, domain, u64::from(profile));
+            (hop, None)
+        }
     };
     let mut credentials = CredentialStore::default();
     if let Some(credential) = &s.credential {
         credentials.insert(credential.clone());
     }
     let request_uri = registration_request_uri(domain, &registrar, registrar_port);
+    let contact = SocketAddr::new(source_ip_towards(local, next_hop.addr), local.port());
     Ok(BindingSpec {
         id: BindingId(0),
         next_hop,
@@ -638,7 +673,8 @@ fn binding_spec(s: &ProfileSettings, local: SocketAddr) -> Result<BindingSpec, A
             user: user.to_string(),
             aor: format!("sip:{user}@{}", uri_host(domain)),
             request_uri,
-            local: SocketAddr::new(source_ip_towards(local, next_hop), local.port()),
+            local: contact,
+            transport: s.transport,
             route,
             expires: s.expires,
             refresh_interval: Duration::from_secs(u64::from(s.expires)),
@@ -667,19 +703,19 @@ mod tests {
             assert_eq!(split_aor(bad), None, "{bad}");
         }
         assert_eq!(
-            split_host_port("127.0.0.1:5070"),
+            split_host_port("127.0.0.1:5070", 5060),
             Some(("127.0.0.1".into(), 5070))
         );
         assert_eq!(
-            split_host_port("sip:[::1]:5080"),
+            split_host_port("sip:[::1]:5080", 5060),
             Some(("::1".into(), 5080))
         );
         assert_eq!(
-            split_host_port("example.com"),
-            Some(("example.com".into(), 5060))
+            split_host_port("example.com", 5061),
+            Some(("example.com".into(), 5061))
         );
         for bad in ["", "host:0", "host:99999", "[::1", "a b"] {
-            assert_eq!(split_host_port(bad), None, "{bad}");
+            assert_eq!(split_host_port(bad, 5060), None, "{bad}");
         }
     }
 
@@ -692,6 +728,7 @@ mod tests {
             credential: Some(Credential::new("", "a", "hunter2")),
             expires: 60,
             transport: Transport::Udp,
+            tls: TlsSettings::default(),
         };
         let shown = format!("{settings:?}");
         assert!(

@@ -16,6 +16,7 @@
 use crate::engine::digest::{self, AnswerInput, Challenge, ChallengeKind, CredentialStore};
 use crate::engine::message::{self, ResponseInfo, host_port};
 use crate::engine::transaction::{ClientTransaction, TxTimer};
+use crate::engine::transport::Transport;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,8 +41,10 @@ pub struct BindingConfig {
     pub aor: String,
     /// Request-URI, e.g. `sip:example.com`.
     pub request_uri: String,
-    /// Local address of the socket: the Via sent-by and the first Contact.
+    /// Our SIP address: the Via sent-by and the first Contact.
     pub local: SocketAddr,
+    /// Transport of every request (Via, Contact `transport` parameter, Timer E).
+    pub transport: Transport,
     /// Route header value when registering through an outbound proxy.
     pub route: Option<String>,
     /// Expiry asked of the registrar, seconds.
@@ -79,6 +82,27 @@ pub enum Failure {
     Malformed(String),
     /// The request could not be built or sent.
     Local(String),
+    /// The connection to the next hop failed or closed (stream transports).
+    Transport(String),
+    /// The TLS handshake failed: the certificate is not trusted, does not match the SIP
+    /// domain, or the server refused us.
+    Tls(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::TimedOut => write!(f, "no final response in time"),
+            Failure::AuthRejected => write!(f, "credentials missing or refused"),
+            Failure::IntervalRejected => write!(f, "the registrar refused the expiry (423)"),
+            Failure::Rejected(status) => write!(f, "refused with {status}"),
+            Failure::ContactMissing => write!(f, "the 2xx does not list our contact"),
+            Failure::Malformed(why) => write!(f, "unusable answer: {why}"),
+            Failure::Local(why) => write!(f, "could not send: {why}"),
+            Failure::Transport(why) => write!(f, "connection failed: {why}"),
+            Failure::Tls(why) => write!(f, "TLS failed: {why}"),
+        }
+    }
 }
 
 /// Something the owner of the binding should know.
@@ -164,10 +188,12 @@ const MAX_AUTH_ROUNDS: u8 = 4;
 /// Most contact changes from NAT detection within one attempt.
 const MAX_NAT_SWITCHES: u8 = 2;
 
+/// What was last reported: a failure counts by its kind, so that a retry failing the same
+/// way (another status, another reason text) is not reported again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Reported {
     Registered,
-    Failed(Failure),
+    Failed(std::mem::Discriminant<Failure>),
     Unregistered,
 }
 
@@ -313,6 +339,27 @@ impl Binding {
         } = &mut self.phase
         {
             *retry_at = now.min(*retry_at);
+        }
+    }
+
+    /// The connection the binding's requests went over failed or closed: a transaction in
+    /// flight on it fails now with `failure`. A registered binding registers again over a
+    /// new connection at `reregister_at` (the owner spreads those, and paces them).
+    pub fn connection_lost(
+        &mut self,
+        failure: Failure,
+        now: Instant,
+        reregister_at: Instant,
+        entropy: &mut dyn Entropy,
+        out: &mut Vec<Output>,
+    ) {
+        match &mut self.phase {
+            Phase::InFlight(purpose, _) => {
+                let purpose = *purpose;
+                self.fail_or_finish(purpose, failure, now, entropy, out);
+            }
+            Phase::Registered { refresh_at } => *refresh_at = (*refresh_at).min(reregister_at),
+            Phase::Idle | Phase::RetryWait { .. } | Phase::Done => {}
         }
     }
 
@@ -517,6 +564,11 @@ impl Binding {
         if !self.config.nat_detect || (response.received.is_none() && response.rport.is_none()) {
             return None;
         }
+        if self.config.transport.is_stream() {
+            // Over a connection the registrar reaches us through that connection; the
+            // source port it saw is the connection's, not one we listen on.
+            return None;
+        }
         Some(SocketAddr::new(
             response.received.unwrap_or(self.contact.ip()),
             response.rport.unwrap_or(self.contact.port()),
@@ -593,6 +645,7 @@ impl Binding {
             call_id: &self.call_id,
             cseq: self.cseq,
             branch: &branch,
+            transport: self.config.transport,
             sent_by: self.config.local,
             contact: &contact,
             expires,
@@ -606,7 +659,13 @@ impl Binding {
                     self.may_be_registered = true;
                 }
                 out.push(Output::Send(bytes.clone()));
-                let tx = ClientTransaction::start(branch, bytes, now, self.config.timeout);
+                let tx = ClientTransaction::start(
+                    branch,
+                    bytes,
+                    now,
+                    self.config.timeout,
+                    self.config.transport.is_stream(),
+                );
                 self.phase = Phase::InFlight(purpose, tx);
             }
             Err(e) => self.fail_or_finish(purpose, Failure::Local(e.0), now, entropy, out),
@@ -614,7 +673,10 @@ impl Binding {
     }
 
     fn contact_uri(&self, addr: SocketAddr) -> String {
-        format!("sip:{}@{}", self.config.user, host_port(addr))
+        match self.config.transport.uri_param() {
+            Some(t) => format!("sip:{}@{};transport={t}", self.config.user, host_port(addr)),
+            None => format!("sip:{}@{}", self.config.user, host_port(addr)),
+        }
     }
 
     /// A failed attempt: schedule a retry (or end, when unregistering).
@@ -636,7 +698,7 @@ impl Binding {
             after: failure.clone(),
         };
         self.report(
-            Reported::Failed(failure.clone()),
+            Reported::Failed(std::mem::discriminant(&failure)),
             BindingEvent::Failed(failure),
             out,
         );
@@ -706,6 +768,7 @@ mod tests {
             refresh_interval: Duration::from_secs(60),
             timeout: Duration::from_secs(32),
             nat_detect: true,
+            transport: Transport::Udp,
             credentials: Arc::new(credentials),
             user_agent: "t".into(),
             retry_base: Duration::from_secs(1),

@@ -16,9 +16,12 @@
 //! Timer E backoff. Retransmissions and answers to challenges continue a transaction slot
 //! already held.
 
-use crate::engine::binding::{Binding, BindingConfig, BindingEvent, BindingState, Entropy, Output};
+use crate::engine::binding::{
+    Binding, BindingConfig, BindingEvent, BindingState, Entropy, Failure, Output,
+};
 use crate::engine::digest::CredentialStore;
 use crate::engine::message;
+use crate::engine::transport::{StreamFramer, Target};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,8 +41,8 @@ pub struct BindingSpec {
     pub id: BindingId,
     /// Settings.
     pub config: BindingConfig,
-    /// Address every request of the binding is sent to (registrar or outbound proxy).
-    pub next_hop: SocketAddr,
+    /// Where every request of the binding goes (registrar or outbound proxy).
+    pub next_hop: Target,
 }
 
 /// Severity of a diagnostic.
@@ -72,12 +75,13 @@ pub struct EndpointStats {
     pub bindings: u64,
 }
 
-/// Bytes to send.
+/// Bytes to send: a datagram, or bytes to write on the target's connection (which the
+/// driver opens when there is none).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
     /// Where to.
-    pub destination: SocketAddr,
-    /// The datagram.
+    pub destination: Target,
+    /// The bytes.
     pub contents: Vec<u8>,
 }
 
@@ -105,6 +109,9 @@ pub enum Event {
     },
     /// Every binding a stop waited for has ended.
     StopDone(u64),
+    /// Close the connection to this target: its stream broke the framing rules (the
+    /// bindings on it were told, as for a lost connection), or no binding uses it any more.
+    Close(Target),
     /// A diagnostic.
     Log {
         /// Severity.
@@ -124,7 +131,7 @@ enum Input {
 
 struct Slot {
     binding: Binding,
-    next_hop: SocketAddr,
+    next_hop: Target,
     branch: Option<String>,
     timer: Option<Instant>,
     state: Option<BindingState>,
@@ -140,9 +147,13 @@ pub struct Endpoint {
     bindings: HashMap<BindingId, Slot>,
     by_branch: HashMap<String, BindingId>,
     timers: BTreeSet<(Instant, BindingId)>,
-    in_flight: HashMap<SocketAddr, usize>,
+    in_flight: HashMap<Target, usize>,
     /// Bindings waiting per hop; an id whose slot no longer has `pending` is skipped.
-    waiting: HashMap<SocketAddr, VecDeque<BindingId>>,
+    waiting: HashMap<Target, VecDeque<BindingId>>,
+    /// Bindings per next hop, to close a connection nobody uses.
+    users: HashMap<Target, usize>,
+    /// One per open stream connection.
+    framers: HashMap<Target, StreamFramer>,
     stop_waiters: Vec<(HashSet<BindingId>, u64)>,
     keepalive: Option<(Duration, Instant)>,
     trace: bool,
@@ -162,6 +173,8 @@ impl Endpoint {
             timers: BTreeSet::new(),
             in_flight: HashMap::new(),
             waiting: HashMap::new(),
+            users: HashMap::new(),
+            framers: HashMap::new(),
             stop_waiters: Vec::new(),
             keepalive: None,
             trace: false,
@@ -205,8 +218,8 @@ impl Endpoint {
     }
 
     /// Transactions in flight towards `hop`.
-    pub fn in_flight(&self, hop: SocketAddr) -> usize {
-        self.in_flight.get(&hop).copied().unwrap_or(0)
+    pub fn in_flight(&self, hop: &Target) -> usize {
+        self.in_flight.get(hop).copied().unwrap_or(0)
     }
 
     /// Turns the trace of every SIP message (log events at [`LogLevel::Trace`]) on or off.
@@ -225,6 +238,7 @@ impl Endpoint {
                 continue;
             }
             let binding = Binding::new(spec.config, self.entropy.as_mut());
+            *self.users.entry(spec.next_hop.clone()).or_default() += 1;
             self.bindings.insert(
                 spec.id,
                 Slot {
@@ -296,11 +310,10 @@ impl Endpoint {
         self.keepalive = interval.map(|i| (i, now + i));
     }
 
-    /// Sends one CRLF keep-alive to every next hop now.
+    /// Sends one CRLF keep-alive to every next hop now (a datagram, or on the connection).
     pub fn send_keepalive(&mut self) {
-        let mut hops: Vec<SocketAddr> = self.bindings.values().map(|s| s.next_hop).collect();
+        let mut hops: Vec<Target> = self.users.keys().cloned().collect();
         hops.sort_unstable();
-        hops.dedup();
         for destination in hops {
             self.transmits.push_back(Transmit {
                 destination,
@@ -332,14 +345,69 @@ impl Endpoint {
 
     /// Handles a datagram received from `from`.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
-        self.on_datagram(now, from, bytes);
+        if !bytes.iter().all(|b| *b == b'\r' || *b == b'\n') {
+            // (CRLFs alone are a keep-alive pong, RFC 5626 §4.4.1.)
+            self.on_message(now, &Target::udp(from), bytes);
+        }
         self.admit_waiting(now);
     }
 
-    fn on_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
-        if bytes.iter().all(|b| *b == b'\r' || *b == b'\n') {
-            return; // keep-alive pong (RFC 5626 §4.4.1)
+    /// Handles bytes read from the connection to `from` (a stream target), framing them
+    /// into messages. A stream that breaks the framing rules is closed ([`Event::Close`])
+    /// and handled as a lost connection.
+    pub fn handle_stream_data(&mut self, now: Instant, from: &Target, bytes: &[u8]) {
+        let framer = self.framers.entry(from.clone()).or_default();
+        framer.push(bytes);
+        while let Some(framer) = self.framers.get_mut(from) {
+            match framer.next_message() {
+                Ok(Some(message)) => self.on_message(now, from, &message),
+                Ok(None) => break,
+                Err(e) => {
+                    self.stats.dropped += 1;
+                    let why = format!("closed the connection to {from}: {e}");
+                    self.log(LogLevel::Warning, why.clone());
+                    self.events.push_back(Event::Close(from.clone()));
+                    self.lose_connection(now, from, Failure::Transport(why));
+                    break;
+                }
+            }
         }
+        self.admit_waiting(now);
+    }
+
+    /// The connection to a stream target failed to open or closed (`failure` says how:
+    /// [`Failure::Transport`] or [`Failure::Tls`]). Every transaction in flight on it fails
+    /// now; registered bindings register again over a new connection within a second,
+    /// spread out and paced by the admission.
+    pub fn handle_connection_lost(&mut self, now: Instant, target: &Target, failure: Failure) {
+        let level = match failure {
+            Failure::Tls(_) => LogLevel::Error,
+            _ => LogLevel::Warning,
+        };
+        self.log(level, format!("connection to {target}: {failure}"));
+        self.lose_connection(now, target, failure);
+        self.admit_waiting(now);
+    }
+
+    fn lose_connection(&mut self, now: Instant, target: &Target, failure: Failure) {
+        self.framers.remove(target);
+        let mut ids: Vec<BindingId> = self
+            .bindings
+            .iter()
+            .filter(|(_, s)| s.next_hop == *target)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        for id in ids {
+            let spread = Duration::from_millis(self.entropy.next_u64() % 1000);
+            let failure = failure.clone();
+            self.drive(id, |b, e, out| {
+                b.connection_lost(failure, now, now + spread, e, out)
+            });
+        }
+    }
+
+    fn on_message(&mut self, now: Instant, from: &Target, bytes: &[u8]) {
         if self.trace {
             self.log(
                 LogLevel::Trace,
@@ -361,7 +429,7 @@ impl Endpoint {
                 response.status
             ));
         };
-        let expected = self.bindings.get(&id).map(|s| s.next_hop);
+        let expected = self.bindings.get(&id).map(|s| &s.next_hop);
         if expected != Some(from) {
             return self.drop_datagram(format!(
                 "dropped {} response from {from}: request went to {}",
@@ -401,9 +469,10 @@ impl Endpoint {
             }
             return;
         }
-        let hop = slot.next_hop;
+        let hop = &slot.next_hop;
         let opens = slot.branch.is_none();
-        if opens && self.in_flight.get(&hop).copied().unwrap_or(0) >= self.max_in_flight {
+        if opens && self.in_flight.get(hop).copied().unwrap_or(0) >= self.max_in_flight {
+            let hop = hop.clone();
             slot.pending = Some(input);
             self.waiting.entry(hop).or_default().push_back(id);
             self.reindex(id);
@@ -425,7 +494,7 @@ impl Endpoint {
         if self.waiting.is_empty() {
             return;
         }
-        let mut hops: Vec<SocketAddr> = self.waiting.keys().copied().collect();
+        let mut hops: Vec<Target> = self.waiting.keys().cloned().collect();
         hops.sort_unstable();
         for hop in hops {
             while self.in_flight.get(&hop).copied().unwrap_or(0) < self.max_in_flight {
@@ -452,7 +521,7 @@ impl Endpoint {
         };
         let mut outputs = Vec::new();
         input(&mut slot.binding, self.entropy.as_mut(), &mut outputs);
-        let destination = slot.next_hop;
+        let destination = slot.next_hop.clone();
         let mut reports = Vec::new();
         for output in outputs {
             let contents = match output {
@@ -479,7 +548,7 @@ impl Endpoint {
                 );
             }
             self.transmits.push_back(Transmit {
-                destination,
+                destination: destination.clone(),
                 contents,
             });
         }
@@ -500,7 +569,7 @@ impl Endpoint {
             return false;
         };
         let branch = slot.binding.branch().map(str::to_string);
-        let in_flight = self.in_flight.entry(slot.next_hop).or_default();
+        let in_flight = self.in_flight.entry(slot.next_hop.clone()).or_default();
         match (slot.branch.is_some(), branch.is_some()) {
             (false, true) => *in_flight += 1,
             (true, false) => *in_flight = in_flight.saturating_sub(1),
@@ -528,8 +597,20 @@ impl Endpoint {
         if slot.binding.is_done() {
             // A finished binding has no transaction and no timer: both were unindexed above.
             debug_assert!(slot.branch.is_none() && slot.timer.is_none());
+            let hop = slot.next_hop.clone();
             self.bindings.remove(&id);
             self.events.push_back(Event::State { id, state: None });
+            if let Some(users) = self.users.get_mut(&hop) {
+                *users -= 1;
+                if *users == 0 {
+                    self.users.remove(&hop);
+                    self.in_flight.remove(&hop);
+                    if hop.transport.is_stream() {
+                        self.framers.remove(&hop);
+                        self.events.push_back(Event::Close(hop));
+                    }
+                }
+            }
             true
         } else {
             let state = slot.binding.state();
@@ -605,6 +686,7 @@ mod tests {
             refresh_interval: Duration::from_secs(60),
             timeout: DEFAULT_TIMEOUT,
             nat_detect: false,
+            transport: crate::engine::transport::Transport::Udp,
             credentials: Arc::new(credentials),
             user_agent: "t".into(),
             retry_base: Duration::from_secs(1),
@@ -616,7 +698,7 @@ mod tests {
         BindingSpec {
             id: BindingId(n),
             config: config(&format!("u{n}"), CredentialStore::default()),
-            next_hop: next_hop.parse().unwrap(),
+            next_hop: Target::udp(next_hop.parse().unwrap()),
         }
     }
 
@@ -639,7 +721,7 @@ mod tests {
 
         fn transmits(&mut self) -> Vec<(SocketAddr, String)> {
             std::iter::from_fn(|| self.ep.poll_transmit())
-                .map(|t| (t.destination, String::from_utf8(t.contents).unwrap()))
+                .map(|t| (t.destination.addr, String::from_utf8(t.contents).unwrap()))
                 .collect()
         }
 
@@ -704,7 +786,7 @@ mod tests {
         sim.ep.add(sim.now, vec![spec(11, OTHER_HOP)]);
         let first = sim.transmits();
         assert_eq!(first.len(), 5, "4 to the full hop, 1 to the other");
-        assert_eq!(sim.ep.in_flight(hop()), 4);
+        assert_eq!(sim.ep.in_flight(&Target::udp(hop())), 4);
         let waiting = sim.ep.state(BindingId(9));
         assert_eq!(
             waiting,
@@ -721,7 +803,7 @@ mod tests {
             .map(|(_, r)| header(&r, "To").to_string())
             .collect();
         assert_eq!(next, ["<sip:u5@example.com>", "<sip:u6@example.com>"]);
-        assert_eq!(sim.ep.in_flight(hop()), 4);
+        assert_eq!(sim.ep.in_flight(&Target::udp(hop())), 4);
         // Timeouts free slots too: every binding is tried, never more than 4 at once.
         let mut tried: HashSet<String> = first
             .iter()
@@ -735,7 +817,7 @@ mod tests {
                     .iter()
                     .map(|(_, r)| header(r, "To").to_string()),
             );
-            assert!(sim.ep.in_flight(hop()) <= 4);
+            assert!(sim.ep.in_flight(&Target::udp(hop())) <= 4);
             assert!(
                 sim.now - sim.t0 < Duration::from_secs(200),
                 "stuck: {tried:?}"
@@ -764,13 +846,13 @@ mod tests {
             })
             .count();
         assert_eq!(failures, 6);
-        assert_eq!(sim.ep.in_flight(hop()), 0);
+        assert_eq!(sim.ep.in_flight(&Target::udp(hop())), 0);
         let mut store = CredentialStore::default();
         store.insert(Credential::new("", "gw", "pw"));
         sim.now += Duration::from_secs(1);
         sim.ep.set_credentials(sim.now, Arc::new(store));
         assert_eq!(sim.transmits().len(), 2, "paced by the in-flight bound");
-        assert_eq!(sim.ep.in_flight(hop()), 2);
+        assert_eq!(sim.ep.in_flight(&Target::udp(hop())), 2);
     }
 
     #[test]
@@ -1047,5 +1129,170 @@ mod tests {
                 (OTHER_HOP.parse().unwrap(), "\r\n\r\n".to_string())
             ]
         );
+    }
+
+    fn tcp_target() -> Target {
+        Target {
+            transport: crate::engine::transport::Transport::Tcp,
+            addr: hop(),
+            tls: None,
+        }
+    }
+
+    fn tcp_spec(n: u64) -> BindingSpec {
+        let mut s = spec(n, HOP);
+        s.next_hop = tcp_target();
+        s.config.transport = crate::engine::transport::Transport::Tcp;
+        s
+    }
+
+    /// Transmits on streams, with their target.
+    fn stream_transmits(sim: &mut Sim) -> Vec<(Target, String)> {
+        std::iter::from_fn(|| sim.ep.poll_transmit())
+            .map(|t| (t.destination, String::from_utf8(t.contents).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn over_tcp_responses_are_framed_from_the_stream_and_nothing_is_retransmitted() {
+        let mut sim = Sim::new(8);
+        let mut s = tcp_spec(1);
+        s.config.timeout = Duration::from_secs(4);
+        sim.ep.add(sim.now, vec![s]);
+        let sent = stream_transmits(&mut sim);
+        assert_eq!(sent.len(), 1);
+        let (target, req) = &sent[0];
+        assert_eq!(*target, tcp_target());
+        assert!(header(req, "Via").starts_with("SIP/2.0/TCP 127.0.0.1:5062;rport;branch="));
+        assert!(header(req, "Contact").ends_with(";transport=tcp>"), "{req}");
+        // No Timer E: the next thing due is Timer F.
+        assert_eq!(
+            sim.ep.poll_timeout(),
+            Some(sim.now + Duration::from_secs(4))
+        );
+        // The answer arrives in pieces, after a CRLF keep-alive pong.
+        let ok = respond(req, 200, "");
+        let (a, b) = ok.split_at(ok.len() / 2);
+        sim.ep.handle_stream_data(sim.now, &tcp_target(), b"\r\n");
+        sim.ep.handle_stream_data(sim.now, &tcp_target(), a);
+        assert_eq!(sim.ep.state(BindingId(1)), Some(BindingState::Registering));
+        sim.ep.handle_stream_data(sim.now, &tcp_target(), b);
+        assert_eq!(sim.ep.state(BindingId(1)), Some(BindingState::Registered));
+        // The same answer from UDP, or from another connection, is not believed.
+        assert_eq!(sim.ep.stats().responses, 1);
+    }
+
+    #[test]
+    fn a_lost_connection_fails_what_is_in_flight_at_once_and_reregisters_the_rest_spread() {
+        let mut sim = Sim::new(2);
+        sim.ep.add(sim.now, (1..=4).map(tcp_spec).collect());
+        // Two are registered; two are still in flight (the slots freed by the first two).
+        for (_, req) in stream_transmits(&mut sim) {
+            let ok = respond(&req, 200, "");
+            sim.ep.handle_stream_data(sim.now, &tcp_target(), &ok);
+        }
+        let in_flight = stream_transmits(&mut sim);
+        assert_eq!(in_flight.len(), 2);
+        sim.events();
+        sim.now += Duration::from_secs(1);
+        sim.ep
+            .handle_connection_lost(sim.now, &tcp_target(), Failure::Transport("reset".into()));
+        let events = sim.events();
+        let failed: Vec<_> = outcomes(&events)
+            .into_iter()
+            .filter(|(_, e)| matches!(e, BindingEvent::Failed(Failure::Transport(_))))
+            .collect();
+        assert_eq!(failed.len(), 2, "at once, not at Timer F: {events:?}");
+        // The registered two register again within a second, one at a time (the limit is
+        // 2, and the failed two wait on their backoff).
+        let mut again = Vec::new();
+        while again.len() < 2 {
+            let t = sim.advance() - Duration::from_secs(1);
+            for (target, req) in stream_transmits(&mut sim) {
+                assert_eq!(target, tcp_target());
+                again.push((t, req.clone()));
+            }
+        }
+        assert!(
+            again.iter().all(|(t, _)| *t < Duration::from_secs(1)),
+            "{again:?}"
+        );
+        assert_ne!(again[0].0, again[1].0, "spread, not together");
+    }
+
+    #[test]
+    fn a_stream_breaking_the_framing_rules_is_closed_and_handled_as_lost() {
+        let mut sim = Sim::new(8);
+        sim.ep.add(sim.now, vec![tcp_spec(1)]);
+        stream_transmits(&mut sim);
+        sim.events();
+        sim.ep.handle_stream_data(
+            sim.now,
+            &tcp_target(),
+            b"SIP/2.0 200 OK\r\nCall-ID: x\r\n\r\n",
+        );
+        let events = sim.events();
+        assert!(events.contains(&Event::Close(tcp_target())), "{events:?}");
+        assert!(events.iter().any(|e| matches!(
+            e,
+            Event::Log { level: LogLevel::Warning, message } if message.contains("without Content-Length")
+        )));
+        assert!(matches!(
+            outcomes(&events)[..],
+            [(_, BindingEvent::Failed(Failure::Transport(_)))]
+        ));
+    }
+
+    #[test]
+    fn the_connection_of_the_last_binding_is_closed_when_it_ends() {
+        let mut sim = Sim::new(8);
+        sim.ep.add(sim.now, vec![tcp_spec(1), tcp_spec(2)]);
+        for (_, req) in stream_transmits(&mut sim) {
+            sim.ep
+                .handle_stream_data(sim.now, &tcp_target(), &respond(&req, 200, ""));
+        }
+        for id in [1, 2] {
+            sim.events();
+            sim.ep.stop(sim.now, Some(vec![BindingId(id)]), None);
+            let (_, removal) = stream_transmits(&mut sim).pop().unwrap();
+            sim.ep
+                .handle_stream_data(sim.now, &tcp_target(), &respond(&removal, 200, ""));
+            let closes = sim
+                .events()
+                .iter()
+                .filter(|e| matches!(e, Event::Close(_)))
+                .count();
+            assert_eq!(closes, usize::from(id == 2), "binding {id}");
+        }
+    }
+
+    #[test]
+    fn a_tls_failure_is_reported_once_across_retries() {
+        let mut sim = Sim::new(8);
+        let mut s = tcp_spec(1);
+        s.next_hop.transport = crate::engine::transport::Transport::Tls;
+        s.config.transport = crate::engine::transport::Transport::Tls;
+        let target = s.next_hop.clone();
+        sim.ep.add(sim.now, vec![s]);
+        let mut reported = 0;
+        for _ in 0..4 {
+            assert_eq!(stream_transmits(&mut sim).len(), 1);
+            sim.ep.handle_connection_lost(
+                sim.now,
+                &target,
+                Failure::Tls("invalid peer certificate: UnknownIssuer".into()),
+            );
+            let events = sim.events();
+            reported += outcomes(&events).len();
+            assert!(events.iter().any(|e| matches!(
+                e,
+                Event::Log {
+                    level: LogLevel::Error,
+                    ..
+                }
+            )));
+            sim.advance(); // the retry
+        }
+        assert_eq!(reported, 1);
     }
 }

@@ -8,6 +8,7 @@
 //! request line are handled here because rsip 0.4 neither parses nor prints IPv6 hosts.
 
 use crate::engine::digest::ChallengeKind;
+use crate::engine::transport::Transport;
 use rsip::prelude::*;
 use std::net::{IpAddr, SocketAddr};
 
@@ -33,6 +34,8 @@ pub struct RegisterRequest<'a> {
     pub cseq: u32,
     /// Via branch, fresh per transaction (starts with `z9hG4bK`).
     pub branch: &'a str,
+    /// Transport named in the Via.
+    pub transport: Transport,
     /// Via sent-by: our local address.
     pub sent_by: SocketAddr,
     /// Contact header value (URI in angle brackets, with parameters).
@@ -75,7 +78,8 @@ pub fn build_register(req: &RegisterRequest<'_>) -> Result<Vec<u8>, BuildError> 
     let mut headers = rsip::Headers::default();
     headers.push(
         rsip::headers::Via::new(format!(
-            "SIP/2.0/UDP {};rport;branch={}",
+            "SIP/2.0/{} {};rport;branch={}",
+            req.transport.via_name(),
             host_port(req.sent_by),
             req.branch
         ))
@@ -458,6 +462,7 @@ mod tests {
             call_id: "cid@host",
             cseq: 7,
             branch: "z9hG4bKabc",
+            transport: Transport::Udp,
             sent_by: "127.0.0.1:5070".parse().unwrap(),
             contact: "<sip:alice@127.0.0.1:5070>",
             expires: 3600,

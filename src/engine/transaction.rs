@@ -51,15 +51,23 @@ pub struct ClientTransaction {
 }
 
 impl ClientTransaction {
-    /// Starts a transaction; the caller sends `request()` once now.
-    pub fn start(branch: String, request: Vec<u8>, now: Instant, timeout: Duration) -> Self {
+    /// Starts a transaction; the caller sends `request()` once now. Over a reliable
+    /// transport (TCP, TLS) Timer E is not used (§17.1.2.2); Timer F still bounds it.
+    pub fn start(
+        branch: String,
+        request: Vec<u8>,
+        now: Instant,
+        timeout: Duration,
+        reliable: bool,
+    ) -> Self {
+        let deadline = now + timeout;
         ClientTransaction {
             branch,
             request,
             state: TxState::Trying,
             interval: T1,
-            next_retransmit: now + T1,
-            deadline: now + timeout,
+            next_retransmit: if reliable { deadline } else { now + T1 },
+            deadline,
             transmissions: 1,
         }
     }
@@ -101,7 +109,7 @@ impl ClientTransaction {
             self.state = TxState::Terminated;
             return TxTimer::TimedOut;
         }
-        if now >= self.next_retransmit {
+        if now >= self.next_retransmit && self.next_retransmit < self.deadline {
             // Trying: E doubles up to T2. Proceeding: E is T2 (§17.1.2.2).
             self.interval = match self.state {
                 TxState::Trying => (self.interval * 2).min(T2),
@@ -122,7 +130,9 @@ impl ClientTransaction {
                 if self.state == TxState::Trying {
                     self.state = TxState::Proceeding;
                     self.interval = T2;
-                    self.next_retransmit = self.next_retransmit.min(now + T2);
+                    if self.next_retransmit < self.deadline {
+                        self.next_retransmit = self.next_retransmit.min(now + T2);
+                    }
                 }
                 false
             }
@@ -159,7 +169,7 @@ mod tests {
     fn timer_e_doubles_to_t2_and_timer_f_ends_it() {
         let t0 = Instant::now();
         let mut tx =
-            ClientTransaction::start("z9hG4bK1".into(), b"R".to_vec(), t0, DEFAULT_TIMEOUT);
+            ClientTransaction::start("z9hG4bK1".into(), b"R".to_vec(), t0, DEFAULT_TIMEOUT, false);
         let (sent, timed_out) = run(&mut tx, t0);
         assert_eq!(
             &sent[..6],
@@ -175,7 +185,7 @@ mod tests {
     #[test]
     fn short_timeout_bounds_retransmissions() {
         let t0 = Instant::now();
-        let mut tx = ClientTransaction::start("b".into(), vec![], t0, ms(2000));
+        let mut tx = ClientTransaction::start("b".into(), vec![], t0, ms(2000), false);
         let (sent, timed_out) = run(&mut tx, t0);
         assert_eq!(sent, vec![500, 1500]);
         assert_eq!(timed_out, Some(2000));
@@ -184,7 +194,7 @@ mod tests {
     #[test]
     fn provisional_switches_to_t2_and_final_terminates() {
         let t0 = Instant::now();
-        let mut tx = ClientTransaction::start("b".into(), vec![], t0, DEFAULT_TIMEOUT);
+        let mut tx = ClientTransaction::start("b".into(), vec![], t0, DEFAULT_TIMEOUT, false);
         assert!(!tx.on_response(100, t0 + ms(100)));
         assert_eq!(tx.state(), TxState::Proceeding);
         assert_eq!(tx.next_deadline(), Some(t0 + ms(500)));
@@ -197,5 +207,21 @@ mod tests {
             "a second final is ignored"
         );
         assert_eq!(tx.on_timer(t0 + ms(60_000)), TxTimer::Idle);
+    }
+
+    #[test]
+    fn reliable_transports_do_not_retransmit_but_still_time_out() {
+        let t0 = Instant::now();
+        let mut tx = ClientTransaction::start("b".into(), vec![], t0, ms(5000), true);
+        let (sent, timed_out) = run(&mut tx, t0);
+        assert!(sent.is_empty());
+        assert_eq!(timed_out, Some(5000));
+        let mut tx = ClientTransaction::start("b".into(), vec![], t0, ms(5000), true);
+        assert!(!tx.on_response(100, t0 + ms(10)));
+        assert_eq!(
+            tx.next_deadline(),
+            Some(t0 + ms(5000)),
+            "no Timer E after a 1xx either"
+        );
     }
 }

@@ -50,14 +50,18 @@ pub enum TELEPHONY_RETURN_VALUE {
     SipProfileInUse = 18,
     /// No profile has this id.
     SipProfileNotFound = 19,
-    /// The transport is not implemented (only UDP is, so far).
+    /// The transport is not implemented.
     SipTransportNotSupported = 20,
+    /// TLS failed: as a notification, the registrar's certificate is not trusted or does
+    /// not match the SIP domain, or the handshake was refused (the log callback says why);
+    /// as a return value, TLS settings (PEM certificate or key) cannot be used.
+    SipTlsError = 21,
 }
 
 use TELEPHONY_RETURN_VALUE::*;
 
 /// Every code, in value order.
-const ALL_CODES: [TELEPHONY_RETURN_VALUE; 21] = [
+const ALL_CODES: [TELEPHONY_RETURN_VALUE; 22] = [
     SipSuccess,
     SipCallFailure,
     SipBadParameter,
@@ -79,6 +83,7 @@ const ALL_CODES: [TELEPHONY_RETURN_VALUE; 21] = [
     SipProfileInUse,
     SipProfileNotFound,
     SipTransportNotSupported,
+    SipTlsError,
 ];
 
 impl TELEPHONY_RETURN_VALUE {
@@ -106,6 +111,7 @@ impl TELEPHONY_RETURN_VALUE {
             SipProfileInUse => b"SipProfileInUse\0",
             SipProfileNotFound => b"SipProfileNotFound\0",
             SipTransportNotSupported => b"SipTransportNotSupported\0",
+            SipTlsError => b"SipTlsError\0",
         }
     }
 
@@ -135,6 +141,7 @@ impl From<&ApiError> for TELEPHONY_RETURN_VALUE {
             ApiError::ProfileInUse => SipProfileInUse,
             ApiError::TransportNotSupported => SipTransportNotSupported,
             ApiError::Internal(_) => SipInternalError,
+            ApiError::Tls(_) => SipTlsError,
         }
     }
 }
@@ -148,6 +155,7 @@ impl From<NotificationKind> for TELEPHONY_RETURN_VALUE {
             NotificationKind::RegisterTimeOut => SipRegisterTimeOut,
             NotificationKind::RegisterAuthorizationError => SipRegisterAuthorizationError,
             NotificationKind::RegisterIntervalError => SipRegisterIntervalError,
+            NotificationKind::TlsError => SipTlsError,
         }
     }
 }
@@ -164,7 +172,8 @@ mod tests {
             assert!(code.name().ends_with(b"\0"));
         }
         assert_eq!(TELEPHONY_RETURN_VALUE::from_raw(-1), None);
-        assert_eq!(TELEPHONY_RETURN_VALUE::from_raw(21), None);
+        assert_eq!(TELEPHONY_RETURN_VALUE::from_raw(22), None);
+        assert_eq!(SipTlsError as i32, 21);
         assert_eq!(SipRegisterAuthorizationError as i32, 10);
     }
 }

@@ -1,7 +1,7 @@
 //! LanScape-compatible entry points over [`PhoneEngine`].
 
 use super::codes::TELEPHONY_RETURN_VALUE::{self, *};
-use super::{bad, entry, read_bool, read_opt_str, read_str};
+use super::{bad, entry, read_bool, read_opt_str, read_str, read_transport};
 use crate::api::{ApiError, PhoneEngine, RegisterServerParams, StartParams};
 use crate::engine::binding::BindingState;
 use crate::handles::HandleTable;
@@ -18,7 +18,7 @@ pub type SIPHANDLE = u64;
 
 /// Global notification: `event` is a `TELEPHONY_RETURN_VALUE` notification code
 /// (`SipRegisterSuccess`, `SipUnregistered`, `SipRegisterError`, `SipRegisterTimeOut`,
-/// `SipRegisterAuthorizationError`, `SipRegisterIntervalError`); `name` is the registered
+/// `SipRegisterAuthorizationError`, `SipRegisterIntervalError`, `SipTlsError`); `name` is the registered
 /// name (valid during the call only); `line` is its first phone line, or -1 when names are
 /// not per line. Runs on the engine's event thread, never on the caller's thread, in the
 /// order things happened, with no lock of the library held: it may call any function,
@@ -96,6 +96,7 @@ pub(crate) fn api(e: ApiError) -> Failure {
         ApiError::ProfileInUse => "the profile is enabled through a live handle".into(),
         ApiError::TransportNotSupported => "only UDP is implemented".into(),
         ApiError::Internal(why) => format!("internal error: {why}"),
+        ApiError::Tls(why) => format!("TLS settings: {why}"),
     };
     (code, text)
 }
@@ -335,6 +336,77 @@ pub unsafe extern "C" fn AddAuthorizationCredentials(
 #[unsafe(no_mangle)]
 pub extern "C" fn ClearAuthorizationCredentials(engine: SIPHANDLE) -> TELEPHONY_RETURN_VALUE {
     entry(|| self::engine(engine)?.clear_credentials().map_err(api))
+}
+
+/// Chooses the transport of registrations enabled from now on (`transport` is a
+/// `SIP_TRANSPORT`: UDP, the default; TCP; TLS) and the local port of their TCP or TLS
+/// connections (0: any free port; with UDP, 0 or the engine's own port). Over TCP and TLS
+/// one connection per registrar (or proxy) is shared by every name; `Contact` and `Via`
+/// carry `;transport=tcp|tls`, and a lost connection is detected at once: every name
+/// registers again over a new one. A registration server port of 0 then means 5061 for TLS.
+#[unsafe(no_mangle)]
+pub extern "C" fn SetSipRegisterTransport(
+    engine: SIPHANDLE,
+    transport: u32,
+    local_port: u32,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        let e = self::engine(engine)?;
+        e.set_transport(read_transport(transport)?, local_port)
+            .map_err(api)
+    })
+}
+
+/// Adds TLS trust anchors: `pem` is PEM text (starting with `-----BEGIN`) or the path of a
+/// PEM file of CA certificates. The operating system's store is trusted too unless
+/// `EnableSipTlsSystemTrust(engine, 0)`. The registrar's certificate must match the SIP
+/// domain (the registrar's host name, or the domain of `EnableSipDomain` when the registrar
+/// is given as an address; RFC 5922). `SipTlsError` when the PEM cannot be used.
+///
+/// # Safety
+/// `pem` is NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn AddSipTlsTrustedCertificates(
+    engine: SIPHANDLE,
+    pem: *const c_char,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        let e = self::engine(engine)?;
+        let pem = unsafe { read_str(pem, "pem") }?;
+        e.add_tls_trust(&pem).map_err(api)
+    })
+}
+
+/// Whether TLS trusts the operating system's certificate store (default: non-zero).
+#[unsafe(no_mangle)]
+pub extern "C" fn EnableSipTlsSystemTrust(
+    engine: SIPHANDLE,
+    enable: i32,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        self::engine(engine)?
+            .set_tls_system_trust(read_bool(enable))
+            .map_err(api)
+    })
+}
+
+/// Sets the TLS client certificate chain and its private key (each PEM text or the path of
+/// a PEM file), presented when the server asks for one. `SipTlsError` when unusable.
+///
+/// # Safety
+/// Strings are NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn SetSipTlsClientCertificate(
+    engine: SIPHANDLE,
+    certificate_chain: *const c_char,
+    private_key: *const c_char,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        let e = self::engine(engine)?;
+        let chain = unsafe { read_str(certificate_chain, "certificate_chain") }?;
+        let key = zeroize::Zeroizing::new(unsafe { read_str(private_key, "private_key") }?);
+        e.set_tls_client_certificate(&chain, &key).map_err(api)
+    })
 }
 
 /// Registers every unique name with the registrar, starting at once and refreshing every

@@ -92,6 +92,19 @@ pub(crate) unsafe fn read_opt_str(
     }
 }
 
+/// Reads a `SIP_TRANSPORT` passed as an integer (an out-of-range enum is refused, not UB).
+pub(crate) fn read_transport(
+    value: u32,
+) -> Result<crate::engine::transport::Transport, (TELEPHONY_RETURN_VALUE, String)> {
+    use crate::engine::transport::Transport;
+    match value {
+        0 => Ok(Transport::Udp),
+        1 => Ok(Transport::Tcp),
+        2 => Ok(Transport::Tls),
+        _ => Err(bad("transport is not a SIP_TRANSPORT")),
+    }
+}
+
 /// Reads a C boolean (`int`, zero or non-zero).
 pub(crate) fn read_bool(value: i32) -> bool {
     value != 0

@@ -2,11 +2,12 @@
 
 use super::codes::TELEPHONY_RETURN_VALUE::{self, *};
 use super::lanscape::api;
-use super::{bad, entry, read_opt_str, read_str};
+use super::{bad, entry, read_bool, read_opt_str, read_str, read_transport};
 use crate::api::profiles::{
-    self, ProfileError, ProfileId, ProfileObserver, ProfileSettings, ProfileState, Transport,
+    self, ProfileError, ProfileId, ProfileObserver, ProfileSettings, ProfileState,
 };
 use crate::engine::digest::Credential;
+use crate::runtime::tls::{self, TlsSettings};
 use std::ffi::{c_char, c_void};
 use std::sync::{Arc, OnceLock};
 
@@ -29,7 +30,7 @@ pub enum SIP_PROFILE_STATE {
     SipProfileUnregistering = 3,
 }
 
-/// Transport of a profile (only UDP is implemented so far).
+/// Transport of a registration.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SIP_TRANSPORT {
@@ -108,6 +109,7 @@ impl ProfileObserver for CObserver {
             ProfileError::Authorization => SipRegisterAuthorizationError,
             ProfileError::Interval => SipRegisterIntervalError,
             ProfileError::Internal => SipInternalError,
+            ProfileError::Tls => SipTlsError,
         };
         unsafe { cb(registry, profile, code, self.user) };
     }
@@ -173,12 +175,7 @@ pub unsafe extern "C" fn SipProfileCreate(
         if profile_id_out.is_null() {
             return Err(bad("profile_id_out is NULL"));
         }
-        let transport = match transport {
-            0 => Transport::Udp,
-            1 => Transport::Tcp,
-            2 => Transport::Tls,
-            _ => return Err(bad("transport is not a SIP_TRANSPORT")),
-        };
+        let transport = read_transport(transport)?;
         let settings = ProfileSettings {
             aor: unsafe { read_str(aor, "aor") }?,
             registrar: unsafe { read_str(registrar, "registrar") }?,
@@ -197,10 +194,56 @@ pub unsafe extern "C" fn SipProfileCreate(
             },
             expires: expires_seconds,
             transport,
+            tls: TlsSettings::default(),
         };
         let id = profiles::create_profile(registry, settings).map_err(api)?;
         unsafe { profile_id_out.write(id) };
         Ok(())
+    })
+}
+
+/// Sets the TLS settings of a profile, used from its next registration on: `trusted_pem`
+/// (NULL: none) adds trust anchors (PEM text or the path of a PEM file),
+/// `use_system_trust` non-zero also trusts the operating system's store, and
+/// `client_certificate`/`client_key` (both NULL, or both PEM text or file paths) are
+/// presented when the server asks. `SipTlsError` when a PEM cannot be used.
+///
+/// # Safety
+/// Strings are NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn SipProfileSetTls(
+    registry: SIPREGISTRY,
+    profile_id: u32,
+    trusted_pem: *const c_char,
+    use_system_trust: i32,
+    client_certificate: *const c_char,
+    client_key: *const c_char,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        let tls_error = |e: String| (SipTlsError, e);
+        let mut settings = TlsSettings {
+            system_roots: read_bool(use_system_trust),
+            ..TlsSettings::default()
+        };
+        if let Some(pem) = unsafe { read_opt_str(trusted_pem, "trusted_pem") }? {
+            settings.extra_roots = tls::read_pem(&pem)
+                .and_then(|b| tls::parse_certificates(&b))
+                .map_err(tls_error)?;
+        }
+        let chain = unsafe { read_opt_str(client_certificate, "client_certificate") }?;
+        let key = zeroize::Zeroizing::new(unsafe { read_opt_str(client_key, "client_key") }?);
+        settings.client = match (chain, key.as_deref()) {
+            (Some(chain), Some(key)) => {
+                let chain = tls::read_pem(&chain)
+                    .and_then(|b| tls::parse_certificates(&b))
+                    .map_err(tls_error)?;
+                let key = zeroize::Zeroizing::new(tls::read_pem(key).map_err(tls_error)?);
+                Some((chain, tls::parse_private_key(&key).map_err(tls_error)?))
+            }
+            (None, None) => None,
+            _ => return Err(bad("client_certificate and client_key go together")),
+        };
+        profiles::set_profile_tls(registry, profile_id, settings).map_err(api)
     })
 }
 

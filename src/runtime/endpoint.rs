@@ -1,9 +1,10 @@
-//! The UDP driver of a sans-I/O [`crate::engine::endpoint::Endpoint`]: one socket, one task
-//! on the shared service thread, one event thread.
+//! The driver of a sans-I/O [`crate::engine::endpoint::Endpoint`]: one UDP socket, a TCP or
+//! TLS connection per stream next hop (opened on first use, see [`super::connection`]),
+//! one task on the shared service thread, one event thread.
 //!
-//! The task moves datagrams, commands and time into the endpoint and carries out what it
-//! returns: datagrams to send, states to publish, events for the event thread. It makes no
-//! protocol decision. A published state is written before the event that changed it is
+//! The task moves datagrams, stream bytes, connection losses, commands and time into the
+//! endpoint and carries out what it returns: bytes to send, connections to close, states to
+//! publish, events for the event thread. It makes no protocol decision. A published state is written before the event that changed it is
 //! handed to the event thread, so a state read in (or after) a callback reflects it.
 //!
 //! If the task dies (a panic anywhere in it), the failure is recorded: later calls return
@@ -13,6 +14,8 @@ use crate::engine::binding::{BindingEvent, BindingState, Entropy};
 use crate::engine::digest::CredentialStore;
 use crate::engine::endpoint::{self, BindingId, BindingSpec, EndpointStats, LogLevel};
 use crate::engine::message::MAX_MESSAGE_BYTES;
+use crate::engine::transport::{Target, Transport};
+use crate::runtime::connection::{ConnEvent, Connection};
 use crate::runtime::dispatch::Dispatcher;
 use crate::runtime::service::ServiceGuard;
 use parking_lot::Mutex;
@@ -65,6 +68,8 @@ enum Command {
     KeepAlive(Option<Duration>),
     SendKeepAlive,
     Stats(mpsc::Sender<EndpointStats>),
+    SetTls(u64, Arc<rustls::ClientConfig>),
+    SetStreamBind(Option<SocketAddr>),
     #[cfg(feature = "testkit")]
     Panic,
 }
@@ -115,6 +120,7 @@ impl Endpoint {
         };
         let (commands, receiver) = tmpsc::unbounded_channel();
         let published: Arc<Published> = Arc::default();
+        let (conn_events, conn_receiver) = tmpsc::unbounded_channel();
         let driver = Driver {
             core: endpoint::Endpoint::new(
                 Box::new(OsEntropy::default()),
@@ -125,8 +131,13 @@ impl Endpoint {
             events: dispatcher.sender(),
             waiters: HashMap::new(),
             next_waiter: 0,
+            connections: HashMap::new(),
+            next_generation: 0,
+            conn_events,
+            tls: HashMap::new(),
+            stream_bind: None,
         };
-        let task = service.handle().spawn(driver.run(receiver));
+        let task = service.handle().spawn(driver.run(receiver, conn_receiver));
         let abort = task.abort_handle();
         // A watcher records a panic of the driver and tells the event thread, once.
         let (ended, ended_rx) = mpsc::channel();
@@ -211,6 +222,17 @@ impl Endpoint {
     /// Sends one CRLF keep-alive to every next hop now.
     pub fn send_keepalive(&self) -> Result<(), DriverFailed> {
         self.send(Command::SendKeepAlive)
+    }
+
+    /// Registers TLS settings under an id that [`crate::engine::transport::TlsTarget`]s
+    /// name; replacing them affects connections opened from then on.
+    pub fn set_tls(&self, id: u64, config: Arc<rustls::ClientConfig>) -> Result<(), DriverFailed> {
+        self.send(Command::SetTls(id, config))
+    }
+
+    /// The local address TCP and TLS connections are bound to (`None`: any port).
+    pub fn set_stream_bind(&self, bind: Option<SocketAddr>) -> Result<(), DriverFailed> {
+        self.send(Command::SetStreamBind(bind))
     }
 
     /// The state of one binding as last published; `None` before the driver took it up,
@@ -304,22 +326,41 @@ struct Driver {
     events: mpsc::Sender<EndpointEvent>,
     waiters: HashMap<u64, mpsc::Sender<()>>,
     next_waiter: u64,
+    connections: HashMap<Target, Connection>,
+    next_generation: u64,
+    conn_events: tmpsc::UnboundedSender<ConnEvent>,
+    tls: HashMap<u64, Arc<rustls::ClientConfig>>,
+    stream_bind: Option<SocketAddr>,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        for connection in self.connections.values() {
+            connection.abort();
+        }
+    }
 }
 
 enum Wake {
     Command(Option<Command>),
     Datagram(std::io::Result<(usize, SocketAddr)>),
+    Connection(Option<ConnEvent>),
     Timer,
 }
 
 impl Driver {
-    async fn run(mut self, mut commands: tmpsc::UnboundedReceiver<Command>) {
+    async fn run(
+        mut self,
+        mut commands: tmpsc::UnboundedReceiver<Command>,
+        mut connections: tmpsc::UnboundedReceiver<ConnEvent>,
+    ) {
         let mut buf = vec![0u8; MAX_MESSAGE_BYTES + 1];
         loop {
             let next_timer = self.core.poll_timeout().map(Instant::from_std);
             let wake = tokio::select! {
                 command = commands.recv() => Wake::Command(command),
                 received = self.socket.recv_from(&mut buf) => Wake::Datagram(received),
+                event = connections.recv() => Wake::Connection(event),
                 _ = sleep_until(next_timer) => Wake::Timer,
             };
             let now = Instant::now().into_std();
@@ -333,6 +374,18 @@ impl Driver {
                     // ICMP port unreachable shows up here on some systems: not fatal.
                     self.log(LogLevel::Debug, format!("receive error: {e}"));
                 }
+                Wake::Connection(Some(ConnEvent::Data(target, generation, bytes))) => {
+                    if self.is_current(&target, generation) {
+                        self.core.handle_stream_data(now, &target, &bytes);
+                    }
+                }
+                Wake::Connection(Some(ConnEvent::Lost(target, generation, failure))) => {
+                    if self.is_current(&target, generation) {
+                        self.connections.remove(&target);
+                        self.core.handle_connection_lost(now, &target, failure);
+                    }
+                }
+                Wake::Connection(None) => {} // the driver holds a sender: never
                 Wake::Timer => self.core.handle_timeout(now),
             }
             self.flush().await;
@@ -357,22 +410,56 @@ impl Driver {
             Command::Stats(reply) => {
                 let _ = reply.send(self.core.stats());
             }
+            Command::SetTls(id, config) => {
+                self.tls.insert(id, config);
+            }
+            Command::SetStreamBind(bind) => self.stream_bind = bind,
             #[cfg(feature = "testkit")]
             Command::Panic => panic!("injected by a test"),
         }
     }
 
-    /// Carries out what the endpoint returned: datagrams, then states and events in order.
+    fn is_current(&self, target: &Target, generation: u64) -> bool {
+        self.connections
+            .get(target)
+            .is_some_and(|c| c.generation == generation)
+    }
+
+    /// Carries out what the endpoint returned: bytes to send, then states and events in
+    /// order (connections to close among them).
     async fn flush(&mut self) {
         while let Some(transmit) = self.core.poll_transmit() {
-            if let Err(e) = self
-                .socket
-                .send_to(&transmit.contents, transmit.destination)
-                .await
-            {
-                // Timer E retransmits; a persistent failure ends in a timeout.
-                let to = transmit.destination;
-                self.log(LogLevel::Warning, format!("send to {to} failed: {e}"));
+            let destination = transmit.destination;
+            if destination.transport == Transport::Udp {
+                if let Err(e) = self
+                    .socket
+                    .send_to(&transmit.contents, destination.addr)
+                    .await
+                {
+                    // Timer E retransmits; a persistent failure ends in a timeout.
+                    let to = destination.addr;
+                    self.log(LogLevel::Warning, format!("send to {to} failed: {e}"));
+                }
+                continue;
+            }
+            if !self.connections.contains_key(&destination) {
+                self.next_generation += 1;
+                let tls = destination
+                    .tls
+                    .as_ref()
+                    .and_then(|t| self.tls.get(&t.settings).cloned());
+                let connection = Connection::open(
+                    destination.clone(),
+                    self.next_generation,
+                    tls,
+                    self.stream_bind,
+                    self.conn_events.clone(),
+                );
+                self.connections.insert(destination.clone(), connection);
+            }
+            if let Some(connection) = self.connections.get(&destination) {
+                // If it has just ended, its loss is on the way and fails the transaction.
+                connection.send(transmit.contents);
             }
         }
         while let Some(event) = self.core.poll_event() {
@@ -389,6 +476,10 @@ impl Driver {
                     if let Some(done) = self.waiters.remove(&waiter) {
                         let _ = done.send(());
                     }
+                    continue;
+                }
+                endpoint::Event::Close(target) => {
+                    self.connections.remove(&target); // closes it gracefully
                     continue;
                 }
                 endpoint::Event::Started(id) => EndpointEvent::Started(id),

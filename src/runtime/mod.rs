@@ -1,9 +1,12 @@
-//! The only place with tokio: the shared service thread, the UDP driver of the sans-I/O
-//! endpoint, and the threads that deliver events to user callbacks.
+//! The only place with tokio: the shared service thread, the driver of the sans-I/O endpoint
+//! (UDP socket, TCP and TLS connections), TLS settings, and the threads that deliver events
+//! to user callbacks.
 
+pub mod connection;
 pub mod dispatch;
 pub mod endpoint;
 pub mod service;
+pub mod tls;
 
 pub use crate::engine::endpoint::{
     BindingId, BindingSpec, EndpointStats, LogLevel, MAX_IN_FLIGHT_PER_HOP,
