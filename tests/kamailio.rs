@@ -9,14 +9,6 @@ use std::time::Duration;
 use support::kamailio::{Kamailio, KamailioConfig};
 use support::*;
 
-fn domain(engine: SIPHANDLE, name: &str) {
-    let name = cstr(name);
-    assert_eq!(
-        unsafe { EnableSipDomain(engine, name.as_ptr()) },
-        SipSuccess
-    );
-}
-
 fn enable(kam: &Kamailio, names: &'static str) -> Enable {
     Enable {
         names,
@@ -272,4 +264,163 @@ fn kamailio_killed_and_restarted_every_binding_recovers() {
         "nothing left behind: {:?}",
         kam.contacts()
     );
+}
+
+/// An engine set up for `kam` on `transport`, trusting only its CA.
+fn stream_engine(
+    kam: &Kamailio,
+    transport_kind: lanscape_sip::ffi::profiles::SIP_TRANSPORT,
+) -> (SIPHANDLE, std::sync::Arc<Recorder>) {
+    let (engine, events) = engine(1);
+    transport(engine, transport_kind);
+    trust_only(engine, &kam.pki.as_ref().unwrap().ca_pem);
+    credentials(engine, "*", "gw", "gw-secret");
+    domain(engine, "kam.test");
+    (engine, events)
+}
+
+fn stream_port(kam: &Kamailio, transport: lanscape_sip::ffi::profiles::SIP_TRANSPORT) -> u32 {
+    match transport {
+        lanscape_sip::ffi::profiles::SIP_TRANSPORT::SipTransportTls => u32::from(kam.tls_port),
+        _ => u32::from(kam.port),
+    }
+}
+
+#[test]
+#[ignore = "needs kamailio and kamailio-tls-modules (scripts/test installs them and runs this)"]
+fn kamailio_digest_registration_over_tcp_and_over_tls() {
+    use lanscape_sip::ffi::profiles::SIP_TRANSPORT::*;
+    let kam = Kamailio::start(KamailioConfig {
+        streams: true,
+        ..Default::default()
+    });
+    for (transport_kind, param) in [(SipTransportTcp, "tcp"), (SipTransportTls, "tls")] {
+        let (engine, events) = stream_engine(&kam, transport_kind);
+        let mut e = enable(&kam, "alice, bob, carol");
+        e.port = stream_port(&kam, transport_kind);
+        assert_eq!(e.call(engine), SipSuccess);
+        assert!(
+            events.wait_for(SipRegisterSuccess, 3, WAIT),
+            "{param}: {:?}\n{}",
+            events.events(),
+            kam.log()
+        );
+        let contacts = kam.contacts();
+        assert_eq!(contacts.len(), 3, "{contacts:?}");
+        for (aor, contact, _) in &contacts {
+            assert!(
+                contact.starts_with(&format!("sip:{aor}@127.0.0.1:"))
+                    && contact.ends_with(&format!(";transport={param}")),
+                "{param}: {contacts:?}"
+            );
+        }
+        assert_eq!(StopSipTelephony(engine), SipSuccess);
+        assert!(
+            kam.contacts().is_empty(),
+            "left behind: {:?}",
+            kam.contacts()
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs kamailio and kamailio-tls-modules (scripts/test installs them and runs this)"]
+fn kamailio_over_tls_an_untrusted_ca_and_another_name_are_tls_errors() {
+    use lanscape_sip::ffi::profiles::SIP_TRANSPORT::*;
+    use lanscape_sip::testkit::pki::TestPki;
+    let kam = Kamailio::start(KamailioConfig {
+        streams: true,
+        ..Default::default()
+    });
+    for (ca, sip_domain, reason) in [
+        (
+            TestPki::new(&["kam.test"]).ca_pem,
+            "kam.test",
+            "UnknownIssuer",
+        ),
+        (
+            kam.pki.as_ref().unwrap().ca_pem.clone(),
+            "other.test",
+            "not valid for name",
+        ),
+    ] {
+        let (engine, events) = engine(1);
+        let logs = Logs::capture(engine, false);
+        transport(engine, SipTransportTls);
+        trust_only(engine, &ca);
+        credentials(engine, "*", "gw", "gw-secret");
+        domain(engine, sip_domain);
+        let mut e = enable(&kam, "alice");
+        e.port = u32::from(kam.tls_port);
+        assert_eq!(e.call(engine), SipSuccess);
+        assert!(
+            events.wait_for(SipTlsError, 1, WAIT),
+            "{reason}: {:?}",
+            events.events()
+        );
+        assert!(
+            logs.all()
+                .iter()
+                .any(|(l, m)| *l == 1 && m.contains(reason)),
+            "{:?}",
+            logs.all()
+        );
+        assert_eq!(StopSipTelephony(engine), SipSuccess);
+        assert_eq!(events.count(SipTlsError), 1);
+        assert!(kam.contacts().is_empty());
+    }
+}
+
+#[test]
+#[ignore = "needs kamailio and kamailio-tls-modules (scripts/test installs them and runs this)"]
+fn kamailio_killed_and_restarted_under_tcp_and_tls_bindings() {
+    use lanscape_sip::ffi::profiles::SIP_TRANSPORT::*;
+    for transport_kind in [SipTransportTcp, SipTransportTls] {
+        let mut kam = Kamailio::start(KamailioConfig {
+            streams: true,
+            ..Default::default()
+        });
+        let (engine, events) = stream_engine(&kam, transport_kind);
+        let mut e = enable(&kam, "r1,r2,r3,r4");
+        e.port = stream_port(&kam, transport_kind);
+        e.interval = 300; // only the lost connection brings them back
+        e.timeout_ms = 30_000;
+        assert_eq!(e.call(engine), SipSuccess);
+        assert!(
+            events.wait_for(SipRegisterSuccess, 4, WAIT),
+            "{:?}\n{}",
+            events.events(),
+            kam.log()
+        );
+        // The connection dies with Kamailio: detected at once (not at the 300 s refresh,
+        // nor at Timer F), each name reports it once.
+        let killed = std::time::Instant::now();
+        kam.kill();
+        assert!(
+            events.wait_for(SipRegisterError, 4, WAIT),
+            "{transport_kind:?}: {:?}",
+            events.events()
+        );
+        assert!(
+            killed.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            killed.elapsed()
+        );
+        kam.restart();
+        assert!(
+            events.wait_for(SipRegisterSuccess, 8, Duration::from_secs(15)),
+            "{transport_kind:?}: {:?}\n{}",
+            events.events(),
+            kam.log()
+        );
+        let aors: Vec<String> = kam.contacts().into_iter().map(|(a, _, _)| a).collect();
+        assert_eq!(aors, ["r1", "r2", "r3", "r4"]);
+        assert_eq!(events.count(SipRegisterError), 4, "{:?}", events.events());
+        assert_eq!(StopSipTelephony(engine), SipSuccess);
+        assert!(
+            kam.contacts().is_empty(),
+            "nothing left behind: {:?}",
+            kam.contacts()
+        );
+    }
 }

@@ -579,3 +579,114 @@ fn enable_and_disable_under_concurrent_load_notify_in_order_on_the_event_thread(
 fn registrar_is_empty(registrar: &Registrar) -> bool {
     (0..4).all(|t| registrar.bindings(&format!("stress{t}")).is_empty())
 }
+
+#[test]
+fn profiles_register_over_tcp_and_over_tls() {
+    use lanscape_sip::testkit::pki::TestPki;
+    use lanscape_sip::testkit::registrar::Listen;
+    // The registrar is an address: the certificate must match the AOR's domain.
+    let pki = TestPki::new(&["tls.test"]);
+    let (registry, observer) = open();
+    for (user, listen, transport) in [
+        ("tcp-p", Listen::Tcp, SIP_TRANSPORT::SipTransportTcp),
+        (
+            "tls-p",
+            Listen::Tls(pki.server_config()),
+            SIP_TRANSPORT::SipTransportTls,
+        ),
+    ] {
+        let registrar = Registrar::start_on("127.0.0.1:0".parse().unwrap(), listen, |_, _| {
+            Action::Register
+        });
+        let aor = cstr(&format!("{user}@tls.test"));
+        let target = cstr(&format!("127.0.0.1:{}", registrar.port()));
+        let mut id = 0;
+        let null = std::ptr::null();
+        assert_eq!(
+            unsafe {
+                SipProfileCreate(
+                    registry,
+                    aor.as_ptr(),
+                    target.as_ptr(),
+                    null,
+                    null,
+                    null,
+                    300,
+                    transport as u32,
+                    &mut id,
+                )
+            },
+            SipSuccess
+        );
+        if transport == SIP_TRANSPORT::SipTransportTls {
+            let ca = cstr(&pki.ca_pem);
+            assert_eq!(
+                unsafe { SipProfileSetTls(registry, id, ca.as_ptr(), 0, null, null) },
+                SipSuccess
+            );
+        }
+        let profile = retrieve(registry, id);
+        assert_eq!(SipProfileEnable(profile), SipSuccess);
+        assert!(
+            observer.wait_for(&Note::State(id, SipProfileRegistered)),
+            "{transport:?}: {:?}",
+            observer.notes()
+        );
+        let reg = &registrar.registers()[0];
+        let param = if transport == SIP_TRANSPORT::SipTransportTls {
+            "tls"
+        } else {
+            "tcp"
+        };
+        assert!(reg.contact_uri().ends_with(&format!(";transport={param}")));
+        assert_eq!(SipProfileDisable(profile), SipSuccess);
+        assert!(observer.wait_for(&Note::State(id, SipProfileUnregistered)));
+        assert!(registrar.bindings(user).is_empty());
+    }
+    // A TLS profile whose CA is not trusted gets the TLS error.
+    let registrar = Registrar::start_on(
+        "127.0.0.1:0".parse().unwrap(),
+        Listen::Tls(pki.server_config()),
+        |_, _| Action::Register,
+    );
+    let (aor, target) = (
+        cstr("untrusting@tls.test"),
+        cstr(&format!("127.0.0.1:{}", registrar.port())),
+    );
+    let mut id = 0;
+    let null = std::ptr::null();
+    unsafe {
+        assert_eq!(
+            SipProfileCreate(
+                registry,
+                aor.as_ptr(),
+                target.as_ptr(),
+                null,
+                null,
+                null,
+                300,
+                2,
+                &mut id
+            ),
+            SipSuccess
+        );
+        assert_eq!(
+            SipProfileSetTls(registry, id, null, 0, null, null),
+            SipSuccess
+        );
+        let bad = cstr("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n");
+        assert_eq!(
+            SipProfileSetTls(registry, id, bad.as_ptr(), 1, null, null),
+            SipTlsError
+        );
+    }
+    let profile = retrieve(registry, id);
+    assert_eq!(SipProfileEnable(profile), SipSuccess);
+    assert!(
+        observer.wait_for(&Note::Error(id, SipTlsError)),
+        "{:?}",
+        observer.notes()
+    );
+    assert_eq!(SipProfileDisable(profile), SipSuccess);
+    SipRegistryClose(registry);
+}

@@ -30,6 +30,11 @@ use std::time::{Duration, Instant};
 /// Most transactions in flight towards one next hop, by default.
 pub const MAX_IN_FLIGHT_PER_HOP: usize = 256;
 
+/// How long a TCP or TLS connection no binding uses any more stays open (as PJSIP keeps an
+/// idle transport): a binding enabled again meanwhile reuses it, and the peer is not cut
+/// off in the middle of its own last steps.
+pub const STREAM_IDLE: Duration = Duration::from_secs(32);
+
 /// Identifies a binding within its endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BindingId(pub u64);
@@ -154,6 +159,8 @@ pub struct Endpoint {
     users: HashMap<Target, usize>,
     /// One per open stream connection.
     framers: HashMap<Target, StreamFramer>,
+    /// Connections no binding uses, and when they close.
+    idle: HashMap<Target, Instant>,
     stop_waiters: Vec<(HashSet<BindingId>, u64)>,
     keepalive: Option<(Duration, Instant)>,
     trace: bool,
@@ -175,6 +182,7 @@ impl Endpoint {
             waiting: HashMap::new(),
             users: HashMap::new(),
             framers: HashMap::new(),
+            idle: HashMap::new(),
             stop_waiters: Vec::new(),
             keepalive: None,
             trace: false,
@@ -198,10 +206,8 @@ impl Endpoint {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let binding = self.timers.first().map(|(at, _)| *at);
         let keepalive = self.keepalive.map(|(_, at)| at);
-        match (binding, keepalive) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let idle = self.idle.values().min().copied();
+        [binding, keepalive, idle].into_iter().flatten().min()
     }
 
     /// Counters since the endpoint opened.
@@ -239,6 +245,7 @@ impl Endpoint {
             }
             let binding = Binding::new(spec.config, self.entropy.as_mut());
             *self.users.entry(spec.next_hop.clone()).or_default() += 1;
+            self.idle.remove(&spec.next_hop);
             self.bindings.insert(
                 spec.id,
                 Slot {
@@ -299,7 +306,7 @@ impl Endpoint {
         for id in ids {
             if let Some(slot) = self.bindings.get_mut(&id) {
                 slot.binding.set_credentials(credentials.clone(), now);
-                self.reindex(id);
+                self.reindex(id, now);
             }
         }
         self.handle_timeout(now);
@@ -324,6 +331,18 @@ impl Endpoint {
 
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        let mut idle: Vec<Target> = self
+            .idle
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(t, _)| t.clone())
+            .collect();
+        idle.sort_unstable();
+        for target in idle {
+            self.idle.remove(&target);
+            self.framers.remove(&target);
+            self.events.push_back(Event::Close(target));
+        }
         if let Some((interval, at)) = self.keepalive
             && at <= now
         {
@@ -391,6 +410,7 @@ impl Endpoint {
 
     fn lose_connection(&mut self, now: Instant, target: &Target, failure: Failure) {
         self.framers.remove(target);
+        self.idle.remove(target);
         let mut ids: Vec<BindingId> = self
             .bindings
             .iter()
@@ -401,7 +421,7 @@ impl Endpoint {
         for id in ids {
             let spread = Duration::from_millis(self.entropy.next_u64() % 1000);
             let failure = failure.clone();
-            self.drive(id, |b, e, out| {
+            self.drive(id, now, |b, e, out| {
                 b.connection_lost(failure, now, now + spread, e, out)
             });
         }
@@ -438,7 +458,7 @@ impl Endpoint {
             ));
         }
         let mut matched = true;
-        self.drive(id, |b, e, out| {
+        self.drive(id, now, |b, e, out| {
             matched = b.on_response(&response, now, e, out)
         });
         if matched {
@@ -465,7 +485,7 @@ impl Endpoint {
             // Already queued: keep its place; a stop replaces a waiting refresh.
             if input == Input::Stop {
                 slot.pending = Some(Input::Stop);
-                self.reindex(id);
+                self.reindex(id, now);
             }
             return;
         }
@@ -475,7 +495,7 @@ impl Endpoint {
             let hop = hop.clone();
             slot.pending = Some(input);
             self.waiting.entry(hop).or_default().push_back(id);
-            self.reindex(id);
+            self.reindex(id, now);
             return;
         }
         self.run(id, input, now);
@@ -483,9 +503,9 @@ impl Endpoint {
 
     fn run(&mut self, id: BindingId, input: Input, now: Instant) {
         match input {
-            Input::Start => self.drive(id, |b, e, out| b.start(now, e, out)),
-            Input::Timer => self.drive(id, |b, e, out| b.on_timer(now, e, out)),
-            Input::Stop => self.drive(id, |b, e, out| b.stop(now, e, out)),
+            Input::Start => self.drive(id, now, |b, e, out| b.start(now, e, out)),
+            Input::Timer => self.drive(id, now, |b, e, out| b.on_timer(now, e, out)),
+            Input::Stop => self.drive(id, now, |b, e, out| b.stop(now, e, out)),
         }
     }
 
@@ -514,6 +534,7 @@ impl Endpoint {
     fn drive(
         &mut self,
         id: BindingId,
+        now: Instant,
         input: impl FnOnce(&mut Binding, &mut dyn Entropy, &mut Vec<Output>),
     ) {
         let Some(slot) = self.bindings.get_mut(&id) else {
@@ -553,7 +574,7 @@ impl Endpoint {
             });
         }
         // The new state is published before the events that led to it.
-        let ended = self.reindex(id);
+        let ended = self.reindex(id, now);
         for event in reports {
             self.events.push_back(Event::Binding { id, event });
         }
@@ -564,7 +585,7 @@ impl Endpoint {
 
     /// Brings the indexes (branch, timer, in-flight count, published state) up to date with
     /// the binding; forgets it once it has ended. Returns whether it ended.
-    fn reindex(&mut self, id: BindingId) -> bool {
+    fn reindex(&mut self, id: BindingId, now: Instant) -> bool {
         let Some(slot) = self.bindings.get_mut(&id) else {
             return false;
         };
@@ -606,8 +627,7 @@ impl Endpoint {
                     self.users.remove(&hop);
                     self.in_flight.remove(&hop);
                     if hop.transport.is_stream() {
-                        self.framers.remove(&hop);
-                        self.events.push_back(Event::Close(hop));
+                        self.idle.insert(hop, now + STREAM_IDLE);
                     }
                 }
             }
@@ -1244,7 +1264,7 @@ mod tests {
     }
 
     #[test]
-    fn the_connection_of_the_last_binding_is_closed_when_it_ends() {
+    fn the_connection_of_the_last_binding_is_closed_once_idle() {
         let mut sim = Sim::new(8);
         sim.ep.add(sim.now, vec![tcp_spec(1), tcp_spec(2)]);
         for (_, req) in stream_transmits(&mut sim) {
@@ -1252,18 +1272,28 @@ mod tests {
                 .handle_stream_data(sim.now, &tcp_target(), &respond(&req, 200, ""));
         }
         for id in [1, 2] {
-            sim.events();
             sim.ep.stop(sim.now, Some(vec![BindingId(id)]), None);
             let (_, removal) = stream_transmits(&mut sim).pop().unwrap();
             sim.ep
                 .handle_stream_data(sim.now, &tcp_target(), &respond(&removal, 200, ""));
-            let closes = sim
-                .events()
-                .iter()
-                .filter(|e| matches!(e, Event::Close(_)))
-                .count();
-            assert_eq!(closes, usize::from(id == 2), "binding {id}");
         }
+        let closed = |sim: &mut Sim| sim.events().contains(&Event::Close(tcp_target()));
+        assert!(!closed(&mut sim), "not at once");
+        assert_eq!(sim.ep.poll_timeout(), Some(sim.now + STREAM_IDLE));
+        // A binding that comes back meanwhile keeps it.
+        sim.now += STREAM_IDLE / 2;
+        sim.ep.add(sim.now, vec![tcp_spec(3)]);
+        let (_, req) = stream_transmits(&mut sim).pop().unwrap();
+        sim.ep
+            .handle_stream_data(sim.now, &tcp_target(), &respond(&req, 200, ""));
+        sim.ep.stop(sim.now, Some(vec![BindingId(3)]), None);
+        let (_, removal) = stream_transmits(&mut sim).pop().unwrap();
+        sim.ep
+            .handle_stream_data(sim.now, &tcp_target(), &respond(&removal, 200, ""));
+        let stopped = sim.now;
+        assert_eq!(sim.advance(), stopped + STREAM_IDLE - sim.t0);
+        assert!(closed(&mut sim), "closed once idle");
+        assert_eq!(sim.ep.poll_timeout(), None);
     }
 
     #[test]

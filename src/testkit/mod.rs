@@ -1,3 +1,5 @@
-//! Tools to try the library without a SIP server: a scriptable loopback registrar.
+//! Tools to try the library without a SIP server: a scriptable loopback registrar (UDP, TCP
+//! or TLS) and a throw-away PKI. Behind the `testkit` feature: not in the shipped library.
 
+pub mod pki;
 pub mod registrar;

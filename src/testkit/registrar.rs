@@ -1,14 +1,17 @@
 //! A scriptable SIP registrar on loopback, for the demo, the tests and users' own tests.
-//! Not a production registrar: one thread, UDP, no persistence.
+//! Not a production registrar: a thread per socket or connection, no persistence. It
+//! listens on UDP, TCP or TLS (rustls).
 //!
 //! It keeps real bindings (AOR -> contacts with expiry) like a location service, so callers
 //! can check what a registrar would hold; a script decides, per request, whether to answer
 //! normally, challenge, refuse, rewrite or stay silent.
 
+use crate::engine::transport::{StreamFramer, Transport};
 use md5::{Digest, Md5};
 use sha2::Sha256;
 use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -104,13 +107,26 @@ pub enum Action {
     OkWithContacts(Vec<String>, Option<u32>),
     /// Send raw bytes back.
     Raw(Vec<u8>),
-    /// Send several raw datagrams back.
+    /// Send several raw datagrams back (on a stream: separate writes, 30 ms apart, so that
+    /// they arrive in separate reads).
     RawMany(Vec<Vec<u8>>),
     /// Stay silent.
     Ignore,
+    /// Close the connection the request came on (streams; silence on UDP).
+    Close,
 }
 
 type Script = Box<dyn FnMut(&Req, &mut RegistrarState) -> Action + Send>;
+
+/// How a registrar listens.
+pub enum Listen {
+    /// UDP.
+    Udp,
+    /// TCP.
+    Tcp,
+    /// TLS with this server configuration (see [`crate::testkit::pki::TestPki`]).
+    Tls(Arc<rustls::ServerConfig>),
+}
 
 /// State the script may read and change.
 #[derive(Default)]
@@ -123,60 +139,98 @@ pub struct RegistrarState {
     pub nonces: u32,
 }
 
-/// A registrar thread on a loopback UDP socket; stopped and joined on drop.
+/// A registrar on loopback; stopped, its threads joined, on drop.
 pub struct Registrar {
     /// The address it listens on.
     pub addr: SocketAddr,
+    /// The transport it listens on.
+    pub transport: Transport,
     requests: Arc<Mutex<Vec<Req>>>,
     state: Arc<Mutex<RegistrarState>>,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+/// What every thread of a registrar shares.
+#[derive(Clone)]
+struct Shared {
+    requests: Arc<Mutex<Vec<Req>>>,
+    state: Arc<Mutex<RegistrarState>>,
+    script: Arc<Mutex<Script>>,
+    stop: Arc<AtomicBool>,
+    threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Shared {
+    /// Records a request and runs the script on it.
+    fn handle(&self, bytes: &[u8], from: SocketAddr) -> Option<Action> {
+        let text = String::from_utf8_lossy(bytes).to_string();
+        if text.trim().is_empty() {
+            return None; // keep-alive
+        }
+        let req = Req {
+            text,
+            from,
+            at: Instant::now(),
+        };
+        self.requests.lock().unwrap().push(req.clone());
+        let mut st = self.state.lock().unwrap();
+        let action = (self.script.lock().unwrap())(&req, &mut st);
+        Some(Action::RawMany(respond(&req, action, &mut st)?))
+    }
 }
 
 impl Registrar {
-    /// Starts a registrar that answers each request as `script` says.
+    /// Starts a UDP registrar on 127.0.0.1 that answers each request as `script` says.
     pub fn start(script: impl FnMut(&Req, &mut RegistrarState) -> Action + Send + 'static) -> Self {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(20)))
-            .unwrap();
-        let addr = socket.local_addr().unwrap();
-        let requests: Arc<Mutex<Vec<Req>>> = Arc::default();
-        let state: Arc<Mutex<RegistrarState>> = Arc::default();
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (requests, state, stop) = (requests.clone(), state.clone(), stop.clone());
-            let mut script: Script = Box::new(script);
-            std::thread::spawn(move || {
-                let mut buf = vec![0u8; 65536];
-                while !stop.load(Ordering::Relaxed) {
-                    let Ok((n, from)) = socket.recv_from(&mut buf) else {
-                        continue;
-                    };
-                    let text = String::from_utf8_lossy(&buf[..n]).to_string();
-                    if text.trim().is_empty() {
-                        continue; // keep-alive
-                    }
-                    let req = Req {
-                        text,
-                        from,
-                        at: Instant::now(),
-                    };
-                    requests.lock().unwrap().push(req.clone());
-                    let mut st = state.lock().unwrap();
-                    let action = script(&req, &mut st);
-                    for bytes in respond(&req, action, &mut st) {
-                        let _ = socket.send_to(&bytes, from);
-                    }
-                }
-            })
+        Self::start_on("127.0.0.1:0".parse().unwrap(), Listen::Udp, script)
+    }
+
+    /// Starts a registrar on `bind` (port 0: any), listening as `listen` says.
+    pub fn start_on(
+        bind: SocketAddr,
+        listen: Listen,
+        script: impl FnMut(&Req, &mut RegistrarState) -> Action + Send + 'static,
+    ) -> Self {
+        let shared = Shared {
+            requests: Arc::default(),
+            state: Arc::default(),
+            script: Arc::new(Mutex::new(Box::new(script))),
+            stop: Arc::new(AtomicBool::new(false)),
+            threads: Arc::default(),
         };
+        let (addr, transport, thread) = match listen {
+            Listen::Udp => {
+                let socket = UdpSocket::bind(bind).unwrap();
+                socket
+                    .set_read_timeout(Some(Duration::from_millis(20)))
+                    .unwrap();
+                let addr = socket.local_addr().unwrap();
+                let shared = shared.clone();
+                let thread = std::thread::spawn(move || serve_udp(socket, shared));
+                (addr, Transport::Udp, thread)
+            }
+            Listen::Tcp | Listen::Tls(_) => {
+                let listener = TcpListener::bind(bind).unwrap();
+                listener.set_nonblocking(true).unwrap();
+                let addr = listener.local_addr().unwrap();
+                let (transport, tls) = match listen {
+                    Listen::Tls(config) => (Transport::Tls, Some(config)),
+                    _ => (Transport::Tcp, None),
+                };
+                let shared = shared.clone();
+                let thread = std::thread::spawn(move || accept(listener, tls, shared));
+                (addr, transport, thread)
+            }
+        };
+        shared.threads.lock().unwrap().push(thread);
         Registrar {
             addr,
-            requests,
-            state,
-            stop,
-            thread: Some(thread),
+            transport,
+            requests: shared.requests,
+            state: shared.state,
+            stop: shared.stop,
+            threads: shared.threads,
         }
     }
 
@@ -235,14 +289,101 @@ impl Registrar {
 impl Drop for Registrar {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        loop {
+            let Some(thread) = self.threads.lock().unwrap().pop() else {
+                break;
+            };
+            let _ = thread.join();
         }
     }
 }
 
-fn respond(req: &Req, action: Action, st: &mut RegistrarState) -> Vec<Vec<u8>> {
-    match action {
+fn serve_udp(socket: UdpSocket, shared: Shared) {
+    let mut buf = vec![0u8; 65536];
+    while !shared.stop.load(Ordering::Relaxed) {
+        let Ok((n, from)) = socket.recv_from(&mut buf) else {
+            continue;
+        };
+        if let Some(Action::RawMany(list)) = shared.handle(&buf[..n], from) {
+            for bytes in list {
+                let _ = socket.send_to(&bytes, from);
+            }
+        }
+    }
+}
+
+fn accept(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>, shared: Shared) {
+    while !shared.stop.load(Ordering::Relaxed) {
+        let Ok((stream, from)) = listener.accept() else {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(20)));
+        let tls = tls.clone();
+        let conn_shared = shared.clone();
+        let thread = std::thread::spawn(move || match tls {
+            Some(config) => {
+                if let Ok(conn) = rustls::ServerConnection::new(config) {
+                    serve_stream(rustls::StreamOwned::new(conn, stream), from, conn_shared);
+                }
+            }
+            None => serve_stream(stream, from, conn_shared),
+        });
+        shared.threads.lock().unwrap().push(thread);
+    }
+}
+
+fn serve_stream<S: Read + Write>(mut stream: S, from: SocketAddr, shared: Shared) {
+    let mut framer = StreamFramer::default();
+    let mut buf = vec![0u8; 16 * 1024];
+    while !shared.stop.load(Ordering::Relaxed) {
+        match stream.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => framer.push(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(_) => return, // e.g. the client refused our certificate
+        }
+        loop {
+            let message = match framer.next_message() {
+                Ok(Some(message)) => message,
+                Ok(None) => break,
+                Err(_) => return,
+            };
+            match shared.handle(&message, from) {
+                Some(Action::RawMany(list)) => {
+                    let pause = list.len() > 1;
+                    for bytes in list {
+                        if stream
+                            .write_all(&bytes)
+                            .and_then(|_| stream.flush())
+                            .is_err()
+                        {
+                            return;
+                        }
+                        if pause {
+                            std::thread::sleep(Duration::from_millis(30));
+                        }
+                    }
+                }
+                Some(Action::Close) => return,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The bytes to send for an action; `None` to close the connection.
+fn respond(req: &Req, action: Action, st: &mut RegistrarState) -> Option<Vec<Vec<u8>>> {
+    Some(match action {
+        Action::Close => return None,
         Action::Ignore => vec![],
         Action::Raw(bytes) => vec![bytes],
         Action::RawMany(list) => list,
@@ -281,7 +422,7 @@ fn respond(req: &Req, action: Action, st: &mut RegistrarState) -> Vec<Vec<u8>> {
                 .collect();
             vec![response(req, 200, &extra, st)]
         }
-    }
+    })
 }
 
 /// Builds a response echoing Via, From, To (with a tag), Call-ID and CSeq.

@@ -2,6 +2,7 @@
 //! and reads its location table with `kamcmd ul.dump`.
 
 use crate::support::free_port;
+use lanscape_sip::testkit::pki::TestPki;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -24,6 +25,9 @@ pub struct KamailioConfig {
     pub shm_mb: u32,
     /// Answer a wrong digest response with 403 Forbidden instead of a new challenge.
     pub forbid_wrong_credentials: bool,
+    /// Also listen on TCP (the UDP port) and TLS (`tls_port`), with a certificate for the
+    /// domain from a PKI of its own (`pki`).
+    pub streams: bool,
 }
 
 impl Default for KamailioConfig {
@@ -37,13 +41,19 @@ impl Default for KamailioConfig {
             auth: true,
             shm_mb: 32,
             forbid_wrong_credentials: false,
+            streams: false,
         }
     }
 }
 
 /// A running Kamailio; killed (its whole process group) on drop.
 pub struct Kamailio {
+    /// UDP (and TCP) port.
     pub port: u16,
+    /// TLS port, with `streams`.
+    pub tls_port: u16,
+    /// The PKI of its TLS certificate, with `streams`.
+    pub pki: Option<TestPki>,
     shm_mb: u32,
     dir: PathBuf,
     child: Option<Child>,
@@ -52,7 +62,18 @@ pub struct Kamailio {
 impl Kamailio {
     /// Writes the config and starts Kamailio on a free loopback port.
     pub fn start(config: KamailioConfig) -> Kamailio {
-        let port = free_port();
+        // A port free for UDP and TCP alike, and one more for TLS.
+        let port = loop {
+            let port = free_port();
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                break port;
+            }
+        };
+        let tls_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("kamailio-{port}"));
         std::fs::create_dir_all(&dir).unwrap();
         let template = std::fs::read_to_string(
@@ -77,9 +98,27 @@ impl Kamailio {
         if config.forbid_wrong_credentials {
             defines.push_str("#!define FORBID_WRONG_CREDENTIALS\n");
         }
+        let pki = config.streams.then(|| TestPki::new(&[config.domain]));
+        let tls_cfg = dir.join("tls.cfg");
+        if let Some(pki) = &pki {
+            defines.push_str("#!define WITH_STREAMS\n");
+            let (_, cert, key) = pki.write(&dir);
+            std::fs::write(
+                &tls_cfg,
+                format!(
+                    "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\n\
+                     require_certificate = no\nprivate_key = {}\ncertificate = {}\n",
+                    key.display(),
+                    cert.display()
+                ),
+            )
+            .unwrap();
+        }
         let cfg = template
             .replace("@DEFINES@", &defines)
             .replace("@PORT@", &port.to_string())
+            .replace("@TLS_PORT@", &tls_port.to_string())
+            .replace("@TLS_CFG@", tls_cfg.to_str().unwrap())
             .replace("@DOMAIN@", config.domain)
             .replace("@CTL@", dir.join("ctl").to_str().unwrap())
             .replace("@MIN_EXPIRES@", &config.min_expires.to_string())
@@ -89,6 +128,8 @@ impl Kamailio {
         std::fs::write(dir.join("kamailio.cfg"), cfg).unwrap();
         let mut kamailio = Kamailio {
             port,
+            tls_port,
+            pki,
             shm_mb: config.shm_mb,
             dir,
             child: None,

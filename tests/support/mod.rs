@@ -227,3 +227,45 @@ pub fn forbidding_registrar(password: &'static str) -> Registrar {
         _ => digest(req, st),
     })
 }
+
+/// Chooses the transport of `engine`'s registrations (`SetSipRegisterTransport`).
+pub fn transport(engine: SIPHANDLE, transport: lanscape_sip::ffi::profiles::SIP_TRANSPORT) {
+    assert_eq!(
+        SetSipRegisterTransport(engine, transport as u32, 0),
+        TELEPHONY_RETURN_VALUE::SipSuccess
+    );
+}
+
+/// Makes `engine` trust only `ca_pem` for TLS.
+pub fn trust_only(engine: SIPHANDLE, ca_pem: &str) {
+    let pem = cstr(ca_pem);
+    assert_eq!(
+        unsafe { AddSipTlsTrustedCertificates(engine, pem.as_ptr()) },
+        TELEPHONY_RETURN_VALUE::SipSuccess
+    );
+    assert_eq!(
+        EnableSipTlsSystemTrust(engine, 0),
+        TELEPHONY_RETURN_VALUE::SipSuccess
+    );
+}
+
+/// Sets the SIP domain of `engine` (`EnableSipDomain`).
+pub fn domain(engine: SIPHANDLE, name: &str) {
+    let name = cstr(name);
+    assert_eq!(
+        unsafe { EnableSipDomain(engine, name.as_ptr()) },
+        TELEPHONY_RETURN_VALUE::SipSuccess
+    );
+}
+
+/// Starts an engine on `ip` (IPv4 or IPv6) with a recorder attached.
+pub fn engine_on(ip: &str) -> (SIPHANDLE, Arc<Recorder>) {
+    let mut handle: SIPHANDLE = 0;
+    let ip = cstr(ip);
+    let rc = unsafe { StartSipTelephony(std::ptr::null(), 1, 0, ip.as_ptr(), &mut handle) };
+    assert_eq!(rc, TELEPHONY_RETURN_VALUE::SipSuccess);
+    let recorder = Recorder::new();
+    let rc = unsafe { SetNotificationCallback(handle, Some(record), recorder.as_user_data()) };
+    assert_eq!(rc, TELEPHONY_RETURN_VALUE::SipSuccess);
+    (handle, recorder)
+}

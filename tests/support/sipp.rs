@@ -16,6 +16,11 @@ pub struct Sipp {
 impl Sipp {
     /// Starts sipp on a free loopback port and waits until it listens.
     pub fn uas(scenario: &str) -> Sipp {
+        Self::uas_on(scenario, "u1")
+    }
+
+    /// Like [`Sipp::uas`], on sipp's transport `mode` (`u1`: UDP, `t1`: TCP).
+    pub fn uas_on(scenario: &str, mode: &str) -> Sipp {
         let port = free_port();
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("sipp-{port}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -25,12 +30,14 @@ impl Sipp {
         let child = Command::new("sipp")
             .arg("-sf")
             .arg(&scenario)
-            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-t", mode])
             .args(["-m", "1", "-nostdin", "-timeout", "20s", "-timeout_error"])
             .args(["-trace_msg", "-message_file"])
             .arg(dir.join("messages.log"))
             .args(["-trace_err", "-error_file"])
             .arg(dir.join("errors.log"))
+            .args(["-trace_screen", "-screen_file"])
+            .arg(dir.join("screen.log"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
@@ -38,7 +45,7 @@ impl Sipp {
             .expect("sipp starts");
         let mut sipp = Sipp { port, dir, child };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !listening(port) {
+        while !listening(port, mode == "t1") {
             let exited = sipp.child.try_wait().unwrap();
             assert!(
                 exited.is_none() && Instant::now() < deadline,
@@ -64,10 +71,11 @@ impl Sipp {
     pub fn messages(&self) -> String {
         let read = |f: &str| std::fs::read_to_string(self.dir.join(f)).unwrap_or_default();
         format!(
-            "{}\n{}\n{}",
+            "{}\n{}\n{}\n{}",
             read("messages.log"),
             read("errors.log"),
-            read("stderr.log")
+            read("stderr.log"),
+            read("screen.log")
         )
     }
 }
@@ -79,8 +87,13 @@ impl Drop for Sipp {
     }
 }
 
-/// Whether a UDP socket is bound to 127.0.0.1:`port` (from /proc/net/udp).
-fn listening(port: u16) -> bool {
+/// Whether a UDP socket is bound, or a TCP socket listens, on 127.0.0.1:`port`.
+fn listening(port: u16, tcp: bool) -> bool {
     let needle = format!("0100007F:{port:04X}");
-    std::fs::read_to_string("/proc/net/udp").is_ok_and(|t| t.contains(&needle))
+    let table = if tcp {
+        "/proc/net/tcp"
+    } else {
+        "/proc/net/udp"
+    };
+    std::fs::read_to_string(table).is_ok_and(|t| t.contains(&needle))
 }
