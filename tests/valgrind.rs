@@ -11,6 +11,9 @@ fn memcheck() -> Command {
     let mut command = Command::new("valgrind");
     command.args([
         "-q",
+        // valgrind runs one thread at a time; without a fair hand-over the stress program's
+        // busy prober thread can keep the lock and starve every other thread.
+        "--fair-sched=yes",
         "--error-exitcode=99",
         "--leak-check=full",
         "--errors-for-leak-kinds=definite",

@@ -2,7 +2,11 @@
  * Registers names with a SIP registrar through liblanscape-sip's C ABI, prints every
  * notification, unregisters, and checks what it saw.
  *
- *   register_demo HOST PORT NAMES [REALM USER PASSWORD]
+ *   register_demo HOST PORT NAMES [REALM USER PASSWORD] [--tcp | --tls CA_FILE]
+ *
+ * With --tls the registrar's certificate must be signed by the CA in CA_FILE (or one the
+ * system trusts) and match HOST (or the SIP domain, when HOST is an address and a domain
+ * is set with EnableSipDomain).
  *
  * Exit status 0 when every name registered and unregistered, 1 otherwise.
  */
@@ -79,17 +83,32 @@ static int check(const char *what, TELEPHONY_RETURN_VALUE rc, TELEPHONY_RETURN_V
 
 int main(int argc, char **argv)
 {
-    if (argc != 4 && argc != 7) {
-        fprintf(stderr, "usage: %s HOST PORT NAMES [REALM USER PASSWORD]\n", argv[0]);
+    const char *arg[7];
+    int count = 0;
+    uint32_t transport = SipTransportUdp;
+    const char *ca_file = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--tcp") == 0) {
+            transport = SipTransportTcp;
+        } else if (strcmp(argv[i], "--tls") == 0 && i + 1 < argc) {
+            transport = SipTransportTls;
+            ca_file = argv[++i];
+        } else if (count < 7) {
+            arg[count++] = argv[i];
+        }
+    }
+    if (count != 3 && count != 6) {
+        fprintf(stderr, "usage: %s HOST PORT NAMES [REALM USER PASSWORD] [--tcp | --tls CA_FILE]\n",
+                argv[0]);
         return 2;
     }
     if (LanScapeSipAbiVersion() != LANSCAPE_SIP_ABI_VERSION) {
         fprintf(stderr, "header and library ABI versions differ\n");
         return 1;
     }
-    const char *host = argv[1];
-    uint32_t port = (uint32_t)strtoul(argv[2], NULL, 10);
-    const char *names = argv[3];
+    const char *host = arg[0];
+    uint32_t port = (uint32_t)strtoul(arg[1], NULL, 10);
+    const char *names = arg[2];
     int expected = 1;
     for (const char *p = names; *p; p++)
         expected += *p == ',';
@@ -103,9 +122,15 @@ int main(int argc, char **argv)
     ok &= check("SetNotificationCallback", SetNotificationCallback(engine, on_notify, &t),
                 SipSuccess);
     ok &= check("SetLogCallback", SetLogCallback(engine, on_log, NULL), SipSuccess);
-    if (argc == 7)
+    if (count == 6)
         ok &= check("AddAuthorizationCredentials",
-                    AddAuthorizationCredentials(engine, argv[4], argv[5], argv[6]), SipSuccess);
+                    AddAuthorizationCredentials(engine, arg[3], arg[4], arg[5]), SipSuccess);
+    /* TCP or TLS: one connection to the registrar shared by every name. */
+    ok &= check("SetSipRegisterTransport", SetSipRegisterTransport(engine, transport, 0),
+                SipSuccess);
+    if (ca_file)
+        ok &= check("AddSipTlsTrustedCertificates", AddSipTlsTrustedCertificates(engine, ca_file),
+                    SipSuccess);
 
     /* Parameter checks answer at once, before anything is sent. */
     ok &= check("interval 0", EnableSipRegisterServer(engine, names, 0, 0, host, port, 0, 60, 0, 0),

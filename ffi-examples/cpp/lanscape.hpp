@@ -59,6 +59,14 @@ public:
         check("AddAuthorizationCredentials",
               AddAuthorizationCredentials(handle_, realm.c_str(), user.c_str(), pw.c_str()));
     }
+    /* UDP (the default), TCP or TLS for the registrations that follow. */
+    void transport(SIP_TRANSPORT transport, uint32_t local_port = 0) {
+        check("SetSipRegisterTransport", SetSipRegisterTransport(handle_, transport, local_port));
+    }
+    /* Trusts the CA certificates of a PEM file (or PEM text) for TLS. */
+    void trust(const std::string &pem) {
+        check("AddSipTlsTrustedCertificates", AddSipTlsTrustedCertificates(handle_, pem.c_str()));
+    }
     void register_names(const std::string &names, const std::string &server, uint32_t port,
                         uint32_t interval = 300, uint32_t expires = 3600,
                         uint32_t timeout_ms = 4000, bool nat = true) {
@@ -100,12 +108,17 @@ public:
 
     uint32_t create(const std::string &aor, const std::string &registrar,
                     const char *auth_user = nullptr, const char *password = nullptr,
-                    uint32_t expires = 600) {
+                    uint32_t expires = 600, SIP_TRANSPORT transport = SipTransportUdp) {
         uint32_t id = 0;
         check("SipProfileCreate",
               SipProfileCreate(handle_, aor.c_str(), registrar.c_str(), nullptr, auth_user,
-                               password, expires, SipTransportUdp, &id));
+                               password, expires, transport, &id));
         return id;
+    }
+    /* TLS trust of a profile: a CA PEM file (or PEM text), and the system store or not. */
+    void tls(uint32_t id, const std::string &trusted_pem, bool system_trust = true) {
+        check("SipProfileSetTls", SipProfileSetTls(handle_, id, trusted_pem.c_str(),
+                                                   system_trust ? 1 : 0, nullptr, nullptr));
     }
     SIPREGISTRY handle() const { return handle_; }
 

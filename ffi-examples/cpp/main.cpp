@@ -36,18 +36,24 @@ bool wait_for(const std::string &what) {
 } // namespace
 
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        std::fprintf(stderr, "usage: %s HOST PORT\n", argv[0]);
+    // HOST PORT, or HOST PORT --tls CA_FILE to register over TLS trusting that CA.
+    if (argc != 3 && !(argc == 5 && std::string(argv[3]) == "--tls")) {
+        std::fprintf(stderr, "usage: %s HOST PORT [--tls CA_FILE]\n", argv[0]);
         return 2;
     }
     const std::string host = argv[1];
     const uint32_t port = static_cast<uint32_t>(std::strtoul(argv[2], nullptr, 10));
+    const bool tls = argc == 5;
+    const SIP_TRANSPORT transport = tls ? SipTransportTls : SipTransportUdp;
     try {
         {
             lanscape::Engine engine("c++ example", 1, 0, "127.0.0.1");
             engine.on_notification([](TELEPHONY_RETURN_VALUE e, const std::string &name, int) {
                 note(std::string(TelephonyReturnValueText(e)) + " " + name);
             });
+            engine.transport(transport);
+            if (tls)
+                engine.trust(argv[4]);
             engine.register_names("cpp-alice", host, port);
             if (!wait_for("SipRegisterSuccess cpp-alice"))
                 return 1;
@@ -66,7 +72,10 @@ int main(int argc, char **argv) {
         lanscape::Registry registry(
             [](uint32_t id, SIP_PROFILE_STATE s) { note("profile " + std::to_string(id) + " state " + std::to_string(s)); },
             [](uint32_t id, TELEPHONY_RETURN_VALUE e) { note("profile " + std::to_string(id) + " error " + TelephonyReturnValueText(e)); });
-        uint32_t id = registry.create("cpp-bob@" + host, host + ":" + std::to_string(port));
+        uint32_t id = registry.create("cpp-bob@" + host, host + ":" + std::to_string(port),
+                                      nullptr, nullptr, 600, transport);
+        if (tls)
+            registry.tls(id, argv[4]);
         lanscape::Profile watcher(registry, id); // keeps this registry hearing of the profile
         {
             lanscape::Profile profile(registry, id);

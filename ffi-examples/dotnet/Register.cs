@@ -1,5 +1,6 @@
 // Registers through liblanscape-sip with P/Invoke, with both APIs.
-//   mono Register.exe HOST PORT        (liblanscape_sip.so on LD_LIBRARY_PATH)
+//   mono Register.exe HOST PORT [--tls CA_FILE]   (liblanscape_sip.so on LD_LIBRARY_PATH)
+// With --tls both APIs register over TLS, trusting the CA in CA_FILE.
 // Exits 0 when every expected notification arrived.
 using System;
 using System.Collections.Generic;
@@ -11,6 +12,7 @@ static class Native
     const string Lib = "lanscape_sip";
     public const int SipSuccess = 0, SipRegisterIntervalError = 11, SipRegisterSuccess = 15, SipUnregistered = 16;
     public const int SipProfileUnregistered = 0, SipProfileRegistered = 2;
+    public const uint SipTransportUdp = 0, SipTransportTls = 2;
 
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     public delegate void NotifyCallback(ulong engine, int ev, IntPtr name, int line, IntPtr user);
@@ -31,6 +33,10 @@ static class Native
     [DllImport(Lib)] public static extern int SipProfileRetrieve(ulong registry, uint id, out ulong profile);
     [DllImport(Lib)] public static extern int SipProfileEnable(ulong profile);
     [DllImport(Lib)] public static extern int SipProfileDisable(ulong profile);
+    [DllImport(Lib)] public static extern int SetSipRegisterTransport(ulong engine, uint transport, uint localPort);
+    [DllImport(Lib)] public static extern int AddSipTlsTrustedCertificates(ulong engine, string pem);
+    [DllImport(Lib)] public static extern int SipProfileSetTls(ulong registry, uint id, string trustedPem, int systemTrust,
+        string clientCertificate, string clientKey);
 
     public static string Text(int code) => Marshal.PtrToStringAnsi(TelephonyReturnValueText(code));
 }
@@ -74,14 +80,18 @@ static class Program
 
     static int Main(string[] args)
     {
-        if (args.Length != 2) { Console.Error.WriteLine("usage: Register.exe HOST PORT"); return 2; }
+        bool tls = args.Length == 4 && args[2] == "--tls";
+        if (args.Length != 2 && !tls) { Console.Error.WriteLine("usage: Register.exe HOST PORT [--tls CA_FILE]"); return 2; }
         string host = args[0];
         uint port = uint.Parse(args[1]);
+        uint transport = tls ? Native.SipTransportTls : Native.SipTransportUdp;
         try
         {
             Console.WriteLine($"ABI version {Native.LanScapeSipAbiVersion()}");
             Check("start", Native.StartSipTelephony("c# example", 1, 0, "127.0.0.1", out ulong engine));
             Check("callback", Native.SetNotificationCallback(engine, onNotify, IntPtr.Zero));
+            Check("transport", Native.SetSipRegisterTransport(engine, transport, 0));
+            if (tls) Check("trust", Native.AddSipTlsTrustedCertificates(engine, args[3]));
             Check("interval 0", Native.EnableSipRegisterServer(engine, "cs-alice", 0, 0, host, port, 0, 300, 4000, 0),
                 Native.SipRegisterIntervalError);
             Check("enable", Native.EnableSipRegisterServer(engine, "cs-alice", 0, 0, host, port, 60, 300, 4000, 0));
@@ -92,7 +102,8 @@ static class Program
             if (!WaitFor("SipUnregistered cs-alice")) throw new Exception("cs-alice did not unregister");
 
             Check("open", Native.SipRegistryOpen(onState, onError, IntPtr.Zero, out ulong registry));
-            Check("create", Native.SipProfileCreate(registry, $"cs-bob@{host}", $"{host}:{port}", null, null, null, 600, 0, out uint id));
+            Check("create", Native.SipProfileCreate(registry, $"cs-bob@{host}", $"{host}:{port}", null, null, null, 600, transport, out uint id));
+            if (tls) Check("profile trust", Native.SipProfileSetTls(registry, id, args[3], 1, null, null));
             Check("retrieve", Native.SipProfileRetrieve(registry, id, out ulong profile));
             Check("enable profile", Native.SipProfileEnable(profile));
             if (!WaitFor($"profile {id} state {Native.SipProfileRegistered}")) throw new Exception("profile did not register");

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Registers through liblanscape-sip loaded with ctypes (dlopen), with both APIs.
 
-    register.py LIBRARY HOST PORT
+    register.py LIBRARY HOST PORT [--tls CA_FILE]
+
+With --tls both APIs register over TLS, trusting the CA in CA_FILE.
 
 Exits 0 when every expected notification arrived.
 """
@@ -11,6 +13,7 @@ import threading
 
 SipSuccess, SipRegisterBadNameList, SipRegisterSuccess, SipUnregistered = 0, 6, 15, 16
 SipProfileRegistered, SipProfileUnregistered = 2, 0
+SipTransportUdp, SipTransportTls = 0, 2
 
 SIPHANDLE = ctypes.c_uint64
 NOTIFY = ctypes.CFUNCTYPE(None, SIPHANDLE, ctypes.c_int, ctypes.c_char_p, ctypes.c_int32, ctypes.c_void_p)
@@ -40,6 +43,10 @@ def load(path):
         "SipProfileRetrieve": (ctypes.c_int, [ctypes.c_uint64, ctypes.c_uint32, ctypes.POINTER(ctypes.c_uint64)]),
         "SipProfileEnable": (ctypes.c_int, [ctypes.c_uint64]),
         "SipProfileDisable": (ctypes.c_int, [ctypes.c_uint64]),
+        "SetSipRegisterTransport": (ctypes.c_int, [SIPHANDLE, ctypes.c_uint32, ctypes.c_uint32]),
+        "AddSipTlsTrustedCertificates": (ctypes.c_int, [SIPHANDLE, ctypes.c_char_p]),
+        "SipProfileSetTls": (ctypes.c_int, [ctypes.c_uint64, ctypes.c_uint32, ctypes.c_char_p, ctypes.c_int32,
+                                            ctypes.c_char_p, ctypes.c_char_p]),
     }
     for name, (restype, argtypes) in signatures.items():
         fn = getattr(lib, name)
@@ -72,10 +79,13 @@ def check(lib, what, rc, want=SipSuccess):
 
 
 def main():
-    if len(sys.argv) != 4:
-        raise SystemExit(f"usage: {sys.argv[0]} LIBRARY HOST PORT")
+    tls = len(sys.argv) == 6 and sys.argv[4] == "--tls"
+    if len(sys.argv) != 4 and not tls:
+        raise SystemExit(f"usage: {sys.argv[0]} LIBRARY HOST PORT [--tls CA_FILE]")
     lib = load(sys.argv[1])
     host, port = sys.argv[2].encode(), int(sys.argv[3])
+    transport = SipTransportTls if tls else SipTransportUdp
+    ca_file = sys.argv[5].encode() if tls else None
     events = Events()
 
     # The ctypes callbacks must stay referenced as long as the library may call them.
@@ -83,6 +93,9 @@ def main():
     engine = SIPHANDLE()
     check(lib, "start", lib.StartSipTelephony(b"python example", 1, 0, b"127.0.0.1", ctypes.byref(engine)))
     check(lib, "callback", lib.SetNotificationCallback(engine, on_notify, None))
+    check(lib, "transport", lib.SetSipRegisterTransport(engine, transport, 0))
+    if tls:
+        check(lib, "trust", lib.AddSipTlsTrustedCertificates(engine, ca_file))
     check(lib, "bad names", lib.EnableSipRegisterServer(engine, b" , ", 0, 0, host, port, 60, 300, 4000, 0),
           SipRegisterBadNameList)
     check(lib, "enable", lib.EnableSipRegisterServer(engine, b"py-alice", 0, 0, host, port, 60, 300, 4000, 0))
@@ -97,7 +110,9 @@ def main():
     registry, profile, pid = ctypes.c_uint64(), ctypes.c_uint64(), ctypes.c_uint32()
     check(lib, "open", lib.SipRegistryOpen(on_state, on_error, None, ctypes.byref(registry)))
     check(lib, "create", lib.SipProfileCreate(registry, b"py-bob@" + host, host + b":" + str(port).encode(),
-                                              None, None, None, 600, 0, ctypes.byref(pid)))
+                                              None, None, None, 600, transport, ctypes.byref(pid)))
+    if tls:
+        check(lib, "profile trust", lib.SipProfileSetTls(registry, pid, ca_file, 1, None, None))
     check(lib, "retrieve", lib.SipProfileRetrieve(registry, pid, ctypes.byref(profile)))
     check(lib, "enable profile", lib.SipProfileEnable(profile))
     if not events.wait(("profile", pid.value, SipProfileRegistered)):
