@@ -1,14 +1,22 @@
 //! Load benchmark: one engine registers N unique names against Kamailio on loopback, then
 //! sipp's UAC REGISTER scenario registers N names against a fresh Kamailio of the same
-//! config, in the same run. Prints one table row per N with the ours/sipp rate ratio.
+//! config, in the same run and on the same transport (UDP, TCP, TLS). Prints one table row
+//! per transport and N with the ours/sipp rate ratio, then the memory a TCP or TLS
+//! connection costs.
 //!
-//! `cargo bench --bench load` (sizes from `LOAD_SIZES`, default `1000,10000,50000`).
+//! Debian's sipp is built without TLS (and its source package is not reachable here), so
+//! over TLS sipp speaks TCP to a local `stunnel` client that carries it over TLS to
+//! Kamailio; the table says so.
+//!
+//! `cargo bench --bench load` (sizes from `LOAD_SIZES`, default `1000,10000,50000`;
+//! transports from `LOAD_TRANSPORTS`, default `udp,tcp,tls`).
 
 #[path = "../tests/support/mod.rs"]
 #[allow(unused_imports)]
 mod support;
 
 use lanscape_sip::api::{NotificationKind, PhoneEngine, RegisterServerParams, StartParams};
+use lanscape_sip::engine::transport::Transport;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -36,8 +44,55 @@ fn registrar() -> Kamailio {
     Kamailio::start(KamailioConfig {
         auth: false,
         shm_mb: 512,
+        streams: true,
         ..Default::default()
     })
+}
+
+/// The registrar's port for a transport.
+fn port_of(kam: &Kamailio, transport: Transport) -> u16 {
+    match transport {
+        Transport::Tls => kam.tls_port,
+        _ => kam.port,
+    }
+}
+
+/// An engine on 127.0.0.1 registering over `transport` to `kam` (trusting its CA).
+fn engine_for(kam: &Kamailio, transport: Transport) -> PhoneEngine {
+    let engine = PhoneEngine::start(StartParams {
+        phone_name: "load bench".into(),
+        phone_lines: 1,
+        local_port: 0,
+        local_ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+    })
+    .unwrap_or_else(|_| panic!("engine starts"));
+    engine
+        .set_transport(transport, 0)
+        .unwrap_or_else(|_| panic!("transport"));
+    if transport == Transport::Tls {
+        engine
+            .add_tls_trust(&kam.pki.as_ref().unwrap().ca_pem)
+            .unwrap_or_else(|_| panic!("trust"));
+    }
+    // The registrar is an address: its certificate names the SIP domain.
+    engine
+        .set_domain("kam.test")
+        .unwrap_or_else(|_| panic!("domain"));
+    engine
+}
+
+fn params(names: String, kam: &Kamailio, transport: Transport) -> RegisterServerParams {
+    RegisterServerParams {
+        names,
+        register_phone_lines: false,
+        through_proxy: false,
+        server_address: "127.0.0.1".into(),
+        server_port: u32::from(port_of(kam, transport)),
+        update_interval_s: REFRESH_S,
+        expire_time_s: 3600,
+        timeout_ms: 32_000,
+        nat_auto_detect: false,
+    }
 }
 
 /// Resident memory of this process, bytes.
@@ -72,15 +127,9 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-fn run_ours(n: usize) -> Ours {
+fn run_ours(n: usize, transport: Transport) -> Ours {
     let kam = registrar();
-    let engine = PhoneEngine::start(StartParams {
-        phone_name: "load bench".into(),
-        phone_lines: 1,
-        local_port: 0,
-        local_ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-    })
-    .unwrap_or_else(|_| panic!("engine starts"));
+    let engine = engine_for(&kam, transport);
     let successes: Arc<(Mutex<Vec<Instant>>, Condvar)> = Arc::default();
     {
         let successes = successes.clone();
@@ -94,17 +143,7 @@ fn run_ours(n: usize) -> Ours {
         )));
     }
     let names: Vec<String> = (0..n).map(|i| format!("b{i}")).collect();
-    let params = RegisterServerParams {
-        names: names.join(","),
-        register_phone_lines: false,
-        through_proxy: false,
-        server_address: "127.0.0.1".into(),
-        server_port: u32::from(kam.port),
-        update_interval_s: REFRESH_S,
-        expire_time_s: 3600,
-        timeout_ms: 32_000,
-        nat_auto_detect: false,
-    };
+    let params = params(names.join(","), &kam, transport);
     drop(names);
     let rss_before = rss();
     let started = Instant::now();
@@ -160,8 +199,41 @@ fn run_ours(n: usize) -> Ours {
     }
 }
 
+/// A local `stunnel` client: TCP on the returned port, TLS to `kam` (verifying it).
+fn stunnel(kam: &Kamailio, dir: &Path) -> (std::process::Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (ca, _, _) = kam.pki.as_ref().unwrap().write(dir);
+    let config = dir.join("stunnel.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "foreground = yes\npid =\n[sip]\nclient = yes\naccept = 127.0.0.1:{port}\n\
+             connect = 127.0.0.1:{}\nCAfile = {}\nverifyChain = yes\ncheckHost = kam.test\n",
+            kam.tls_port,
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("stunnel")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("stunnel runs");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "stunnel did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, port)
+}
+
 /// sipp's REGISTER rate against a fresh registrar, from sipp's own start and end times.
-fn run_sipp(n: usize) -> f64 {
+fn run_sipp(n: usize, transport: Transport) -> f64 {
     let kam = registrar();
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("load-sipp-{n}"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -174,8 +246,17 @@ fn run_sipp(n: usize) -> f64 {
     let stats = dir.join("stats.csv");
     let _ = std::fs::remove_file(&stats);
     let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/sipp_uac_register.xml");
+    let (tunnel, target_port, mode) = match transport {
+        Transport::Udp => (None, kam.port, "u1"),
+        Transport::Tcp => (None, kam.port, "t1"),
+        Transport::Tls => {
+            let (child, port) = stunnel(&kam, &dir);
+            (Some(child), port, "t1")
+        }
+    };
     let status = Command::new("sipp")
-        .arg(format!("127.0.0.1:{}", kam.port))
+        .arg(format!("127.0.0.1:{target_port}"))
+        .args(["-t", mode])
         .arg("-sf")
         .arg(&scenario)
         .arg("-inf")
@@ -197,6 +278,10 @@ fn run_sipp(n: usize) -> f64 {
         .stderr(Stdio::null())
         .status()
         .expect("sipp runs");
+    if let Some(mut tunnel) = tunnel {
+        let _ = tunnel.kill();
+        let _ = tunnel.wait();
+    }
     assert!(status.success(), "sipp failed: {status:?}");
     assert_eq!(
         kam.registered_users(),
@@ -216,8 +301,113 @@ fn run_sipp(n: usize) -> f64 {
     successful / elapsed
 }
 
+/// Resident memory of `k` engines, each with one name registered over `transport` (and so,
+/// over TCP or TLS, one connection each), per engine.
+fn memory_per_engine(transport: Transport) -> f64 {
+    const K: usize = 50;
+    let kam = registrar();
+    let registered: Arc<(Mutex<usize>, Condvar)> = Arc::default();
+    let before = rss();
+    let engines: Vec<PhoneEngine> = (0..K)
+        .map(|i| {
+            let engine = engine_for(&kam, transport);
+            let registered = registered.clone();
+            engine.set_notification_listener(Some(Arc::new(
+                move |n: &lanscape_sip::api::Notification| {
+                    if n.kind == NotificationKind::RegisterSuccess {
+                        *registered.0.lock().unwrap() += 1;
+                        registered.1.notify_all();
+                    }
+                },
+            )));
+            engine
+                .enable_register_server(&params(format!("m{i}"), &kam, transport))
+                .unwrap_or_else(|_| panic!("enable"));
+            engine
+        })
+        .collect();
+    let guard = registered.0.lock().unwrap();
+    let (guard, timeout) = registered
+        .1
+        .wait_timeout_while(guard, Duration::from_secs(60), |r| *r < K)
+        .unwrap();
+    assert!(!timeout.timed_out(), "only {} of {K} registered", *guard);
+    drop(guard);
+    let per_engine = rss().saturating_sub(before) as f64 / K as f64;
+    for engine in engines {
+        engine.shutdown();
+    }
+    per_engine
+}
+
+/// Runs one measurement in a fresh process (this benchmark again, with `LOAD_CHILD`), so
+/// that resident memory is not flattered by pages an earlier measurement touched; returns
+/// the numbers it printed.
+fn in_child(task: &str) -> Vec<f64> {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .env("LOAD_CHILD", task)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("the benchmark runs itself");
+    assert!(out.status.success(), "{task} failed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("{task}: no result in {text}"));
+    line.split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect()
+}
+
+/// The child's side of [`in_child`]: `ours:TRANSPORT:N` or `memory:TRANSPORT`.
+fn child(task: &str) {
+    let parts: Vec<&str> = task.split(':').collect();
+    let transport = parse_transport(parts[1]).expect("a transport");
+    let values = match parts[0] {
+        "ours" => {
+            let o = run_ours(parts[2].parse().unwrap(), transport);
+            vec![
+                o.rate,
+                o.p50_ms,
+                o.p99_ms,
+                o.cpu_per_1000_refreshes,
+                o.bytes_per_binding,
+                o.retransmissions as f64,
+            ]
+        }
+        _ => vec![memory_per_engine(transport)],
+    };
+    let values: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+    println!("RESULT {}", values.join(" "));
+}
+
+fn parse_transport(name: &str) -> Option<Transport> {
+    match name.trim() {
+        "udp" => Some(Transport::Udp),
+        "tcp" => Some(Transport::Tcp),
+        "tls" => Some(Transport::Tls),
+        _ => None,
+    }
+}
+
+fn transport_name(transport: Transport) -> &'static str {
+    match transport {
+        Transport::Udp => "UDP",
+        Transport::Tcp => "TCP",
+        Transport::Tls => "TLS",
+    }
+}
+
 fn main() {
-    for (program, package) in [("kamailio", "kamailio"), ("sipp", "sip-tester")] {
+    if let Ok(task) = std::env::var("LOAD_CHILD") {
+        return child(&task);
+    }
+    for (program, package) in [
+        ("kamailio", "kamailio"),
+        ("sipp", "sip-tester"),
+        ("stunnel", "stunnel4"),
+    ] {
         let found = std::process::Command::new("sh")
             .args(["-c", &format!("command -v {program}")])
             .stdout(std::process::Stdio::null())
@@ -233,23 +423,57 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
+    let transports: Vec<Transport> = std::env::var("LOAD_TRANSPORTS")
+        .unwrap_or_else(|_| "udp,tcp,tls".into())
+        .split(',')
+        .filter_map(parse_transport)
+        .collect();
     println!(
-        "| N | ours reg/s | sipp reg/s | ours/sipp | p50 ms | p99 ms | CPU s per 1000 refreshes | bytes per binding | retransmissions |"
+        "| transport | N | ours reg/s | sipp reg/s | ours/sipp | p50 ms | p99 ms | CPU s per 1000 refreshes | bytes per binding | retransmissions |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for n in sizes {
-        let ours = run_ours(n);
-        let sipp = run_sipp(n);
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &transport in &transports {
+        for &n in &sizes {
+            let task = format!("ours:{}:{n}", transport_name(transport).to_lowercase());
+            let o = in_child(&task);
+            let ours = Ours {
+                rate: o[0],
+                p50_ms: o[1],
+                p99_ms: o[2],
+                cpu_per_1000_refreshes: o[3],
+                bytes_per_binding: o[4],
+                retransmissions: o[5] as u64,
+            };
+            let sipp = run_sipp(n, transport);
+            let name = match transport {
+                Transport::Tls => "TLS (sipp: TCP via stunnel)",
+                other => transport_name(other),
+            };
+            println!(
+                "| {name} | {n} | {:.0} | {:.0} | {:.2} | {:.1} | {:.1} | {:.3} | {:.0} | {} |",
+                ours.rate,
+                sipp,
+                ours.rate / sipp,
+                ours.p50_ms,
+                ours.p99_ms,
+                ours.cpu_per_1000_refreshes,
+                ours.bytes_per_binding,
+                ours.retransmissions,
+            );
+        }
+    }
+    println!();
+    println!("| transport | resident bytes per engine (1 name) | a connection costs |");
+    println!("|---|---:|---:|");
+    let udp = in_child("memory:udp")[0];
+    println!("| UDP | {udp:.0} | (no connection) |");
+    for transport in [Transport::Tcp, Transport::Tls] {
+        let task = format!("memory:{}", transport_name(transport).to_lowercase());
+        let bytes = in_child(&task)[0];
         println!(
-            "| {n} | {:.0} | {:.0} | {:.2} | {:.1} | {:.1} | {:.3} | {:.0} | {} |",
-            ours.rate,
-            sipp,
-            ours.rate / sipp,
-            ours.p50_ms,
-            ours.p99_ms,
-            ours.cpu_per_1000_refreshes,
-            ours.bytes_per_binding,
-            ours.retransmissions,
+            "| {} | {bytes:.0} | {:.0} bytes |",
+            transport_name(transport),
+            bytes - udp
         );
     }
 }

@@ -91,8 +91,6 @@ pub enum ApiError {
     ProfileNotFound,
     /// The profile is enabled by a live handle.
     ProfileInUse,
-    /// The transport is not implemented.
-    TransportNotSupported,
     /// An internal failure: the engine's I/O driver died (the text says why).
     Internal(String),
     /// TLS settings that cannot be used (unreadable PEM, a bad certificate or key).
@@ -254,7 +252,7 @@ impl PhoneEngine {
             params.local_port,
         );
         let endpoint =
-            Endpoint::open(bind, "lanscape-sip-events", deliver).map_err(|e| match e {
+            Endpoint::open(bind, "lanscape-sip-events", false, deliver).map_err(|e| match e {
                 EndpointError::Socket(e) => ApiError::Socket(e),
                 EndpointError::Thread(e) => ApiError::ThreadCreation(e),
             })?;

@@ -241,6 +241,7 @@ pub fn open_registry(observer: Arc<dyn ProfileObserver>) -> Result<RegistryHandl
         let endpoint = Endpoint::open(
             SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
             "lanscape-sip-profiles",
+            true,
             on_endpoint_event,
         )
         .map_err(|e| match e {

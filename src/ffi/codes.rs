@@ -139,7 +139,6 @@ impl From<&ApiError> for TELEPHONY_RETURN_VALUE {
             ApiError::Closed | ApiError::InvalidHandle => SipInvalidHandle,
             ApiError::ProfileNotFound => SipProfileNotFound,
             ApiError::ProfileInUse => SipProfileInUse,
-            ApiError::TransportNotSupported => SipTransportNotSupported,
             ApiError::Internal(_) => SipInternalError,
             ApiError::Tls(_) => SipTlsError,
         }

@@ -94,7 +94,6 @@ pub(crate) fn api(e: ApiError) -> Failure {
         ApiError::InvalidHandle => "no such handle".into(),
         ApiError::ProfileNotFound => "no profile has this id".into(),
         ApiError::ProfileInUse => "the profile is enabled through a live handle".into(),
-        ApiError::TransportNotSupported => "only UDP is implemented".into(),
         ApiError::Internal(why) => format!("internal error: {why}"),
         ApiError::Tls(why) => format!("TLS settings: {why}"),
     };

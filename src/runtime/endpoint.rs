@@ -101,10 +101,13 @@ pub enum EndpointError {
 }
 
 impl Endpoint {
-    /// Binds `local` and starts the driver; `deliver` runs on a thread of the endpoint.
+    /// Binds `local` and starts the driver; `deliver` runs on a thread of the endpoint. With
+    /// `lifecycle`, it also hears [`EndpointEvent::Started`] and [`EndpointEvent::Stopping`]
+    /// (one per binding added or stopped: an API that has no use for them saves the hop).
     pub fn open(
         local: SocketAddr,
         thread_name: &str,
+        lifecycle: bool,
         deliver: impl FnMut(EndpointEvent) + Send + 'static,
     ) -> Result<Endpoint, EndpointError> {
         let service = ServiceGuard::acquire().map_err(EndpointError::Thread)?;
@@ -136,6 +139,7 @@ impl Endpoint {
             conn_events,
             tls: HashMap::new(),
             stream_bind: None,
+            lifecycle,
         };
         let task = service.handle().spawn(driver.run(receiver, conn_receiver));
         let abort = task.abort_handle();
@@ -331,6 +335,7 @@ struct Driver {
     conn_events: tmpsc::UnboundedSender<ConnEvent>,
     tls: HashMap<u64, Arc<rustls::ClientConfig>>,
     stream_bind: Option<SocketAddr>,
+    lifecycle: bool,
 }
 
 impl Drop for Driver {
@@ -482,8 +487,9 @@ impl Driver {
                     self.connections.remove(&target); // closes it gracefully
                     continue;
                 }
-                endpoint::Event::Started(id) => EndpointEvent::Started(id),
-                endpoint::Event::Stopping(id) => EndpointEvent::Stopping(id),
+                endpoint::Event::Started(id) if self.lifecycle => EndpointEvent::Started(id),
+                endpoint::Event::Stopping(id) if self.lifecycle => EndpointEvent::Stopping(id),
+                endpoint::Event::Started(_) | endpoint::Event::Stopping(_) => continue,
                 endpoint::Event::Binding { id, event } => EndpointEvent::Binding { id, event },
                 endpoint::Event::Log { level, message } => EndpointEvent::Log { level, message },
             };
