@@ -158,6 +158,90 @@ fn tls_refuses_a_certificate_for_another_name() {
 }
 
 #[test]
+fn tls_presents_the_client_certificate_a_registrar_requires() {
+    let pki = TestPki::new(&["registrar.test"]);
+    let registrar = Registrar::start_on(
+        "127.0.0.1:0".parse().unwrap(),
+        Listen::Tls(pki.server_config_requiring_client_certificates()),
+        |_, _| Action::Register,
+    );
+    for with_certificate in [false, true] {
+        let (engine, events) = engine(1);
+        let logs = Logs::capture(engine, false);
+        transport(engine, SipTransportTls);
+        trust_only(engine, &pki.ca_pem);
+        domain(engine, "registrar.test");
+        if with_certificate {
+            let (chain, key) = (cstr(&pki.client_cert_pem), cstr(&pki.client_key_pem));
+            assert_eq!(
+                unsafe { SetSipTlsClientCertificate(engine, chain.as_ptr(), key.as_ptr()) },
+                SipSuccess
+            );
+        }
+        assert_eq!(Enable::to(&registrar, "alice").call(engine), SipSuccess);
+        // Without one the server refuses the handshake (TLS 1.3: with an alert after it).
+        let outcome = if with_certificate {
+            SipRegisterSuccess
+        } else {
+            SipTlsError
+        };
+        assert!(
+            events.wait_for(outcome, 1, WAIT),
+            "{:?} {:?}",
+            events.events(),
+            logs.all()
+        );
+        assert_eq!(StopSipTelephony(engine), SipSuccess);
+    }
+    assert_eq!(
+        registrar.registers().len(),
+        2,
+        "only the certified client got through (register, unregister)"
+    );
+    // A key that is no PEM is refused at once.
+    let (engine, _) = engine(1);
+    let (chain, junk) = (cstr(&pki.client_cert_pem), cstr("no key here"));
+    assert_eq!(
+        unsafe { SetSipTlsClientCertificate(engine, chain.as_ptr(), junk.as_ptr()) },
+        SipTlsError
+    );
+    StopSipTelephony(engine);
+}
+
+#[test]
+fn tcp_connections_leave_from_the_chosen_local_port() {
+    let registrar = Registrar::start_on("127.0.0.1:0".parse().unwrap(), Listen::Tcp, |_, _| {
+        Action::Register
+    });
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (engine, events) = engine(1);
+    assert_eq!(
+        SetSipRegisterTransport(engine, SipTransportTcp as u32, u32::from(port)),
+        SipSuccess
+    );
+    assert_eq!(
+        SetSipRegisterTransport(engine, SipTransportUdp as u32, 1),
+        SipBadParameter,
+        "UDP uses the engine's own port"
+    );
+    assert_eq!(SetSipRegisterTransport(engine, 7, 0), SipBadParameter);
+    // The TCP choice stands after the refused calls.
+    assert_eq!(Enable::to(&registrar, "alice").call(engine), SipSuccess);
+    assert!(events.wait_for(SipRegisterSuccess, 1, WAIT));
+    let reg = &registrar.registers()[0];
+    assert_eq!(reg.from.port(), port);
+    assert_eq!(
+        reg.contact_uri(),
+        format!("sip:alice@127.0.0.1:{port};transport=tcp")
+    );
+    StopSipTelephony(engine);
+}
+
+#[test]
 fn ipv6_loopback_on_every_transport() {
     if std::net::UdpSocket::bind("[::1]:0").is_err() {
         panic!("this machine has no IPv6 loopback; the library must be tested on one");

@@ -39,13 +39,15 @@ pub fn target(
 ) -> Target {
     let bare = |h: &str| h.trim_start_matches('[').trim_end_matches(']').to_string();
     let is_address = |h: &str| bare(h).parse::<IpAddr>().is_ok();
-    let tls = (transport == Transport::Tls).then(|| TlsTarget {
-        server_name: if !is_address(next_hop_host) || is_address(sip_domain) {
-            bare(next_hop_host)
-        } else {
-            bare(sip_domain)
-        },
-        settings: tls_settings,
+    let tls = (transport == Transport::Tls).then(|| {
+        Box::new(TlsTarget {
+            server_name: if !is_address(next_hop_host) || is_address(sip_domain) {
+                bare(next_hop_host)
+            } else {
+                bare(sip_domain)
+            },
+            settings: tls_settings,
+        })
     });
     Target {
         transport,

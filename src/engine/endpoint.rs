@@ -194,12 +194,16 @@ impl Endpoint {
 
     /// The next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        let next = self.transmits.pop_front();
+        shrink_after_burst(&mut self.transmits);
+        next
     }
 
     /// The next event, in the order things happened.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let next = self.events.pop_front();
+        shrink_after_burst(&mut self.events);
+        next
     }
 
     /// When [`Endpoint::handle_timeout`] must next be called.
@@ -671,6 +675,14 @@ impl Endpoint {
 
     fn log(&mut self, level: LogLevel, message: String) {
         self.events.push_back(Event::Log { level, message });
+    }
+}
+
+/// Gives back the room a burst needed (adding 100,000 bindings queues an event each) once
+/// the queue is drained, so that it does not stay in the process's memory.
+fn shrink_after_burst<T>(queue: &mut VecDeque<T>) {
+    if queue.is_empty() && queue.capacity() > 1024 {
+        queue.shrink_to(64);
     }
 }
 

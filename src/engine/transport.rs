@@ -69,8 +69,9 @@ pub struct Target {
     pub transport: Transport,
     /// The next hop's address.
     pub addr: SocketAddr,
-    /// With [`Transport::Tls`]: how to verify the server.
-    pub tls: Option<TlsTarget>,
+    /// With [`Transport::Tls`]: how to verify the server (boxed: most targets have none,
+    /// and a target sits in every binding and every event about a connection).
+    pub tls: Option<Box<TlsTarget>>,
 }
 
 impl Target {

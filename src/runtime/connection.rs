@@ -103,12 +103,10 @@ async fn run(
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp))
         .await
         .map_err(|_| Failure::Tls("the handshake timed out".into()))?
-        .map_err(
-            |e| match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                Some(tls) => Failure::Tls(tls.to_string()),
-                None => Failure::Transport(format!("during the TLS handshake: {e}")),
-            },
-        )?;
+        .map_err(|e| {
+            tls_error(&e)
+                .unwrap_or_else(|| Failure::Transport(format!("during the TLS handshake: {e}")))
+        })?;
     pump(stream, target, outgoing, events, generation).await
 }
 
@@ -119,7 +117,10 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
     events: &tmpsc::UnboundedSender<ConnEvent>,
     generation: u64,
 ) -> Result<(), Failure> {
-    let transport = |e: std::io::Error| Failure::Transport(e.to_string());
+    // A TLS alert after the handshake (e.g. a TLS 1.3 server refusing our certificate)
+    // shows up here, and is a TLS failure too.
+    let transport =
+        |e: std::io::Error| tls_error(&e).unwrap_or_else(|| Failure::Transport(e.to_string()));
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -143,4 +144,11 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
             },
         }
     }
+}
+
+/// The TLS failure an I/O error carries, if it carries one.
+fn tls_error(e: &std::io::Error) -> Option<Failure> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .map(|tls| Failure::Tls(tls.to_string()))
 }

@@ -18,6 +18,10 @@ pub struct TestPki {
     pub cert_pem: String,
     /// The server's private key.
     pub key_pem: String,
+    /// A client certificate signed by the same CA.
+    pub client_cert_pem: String,
+    /// The client certificate's private key.
+    pub client_key_pem: String,
 }
 
 impl TestPki {
@@ -41,28 +45,63 @@ impl TestPki {
         );
         let key = KeyPair::generate().expect("server key");
         let cert = server.signed_by(&key, &ca).expect("server certificate");
+        let mut client =
+            CertificateParams::new(vec!["client.test".to_string()]).expect("client parameters");
+        client
+            .distinguished_name
+            .push(DnType::CommonName, "client.test");
+        client.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let client_key = KeyPair::generate().expect("client key");
+        let client_cert = client
+            .signed_by(&client_key, &ca)
+            .expect("client certificate");
         TestPki {
             ca_pem: ca.pem(),
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
+            client_cert_pem: client_cert.pem(),
+            client_key_pem: client_key.serialize_pem(),
         }
     }
 
     /// A rustls server configuration presenting the server certificate.
     pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        self.build_server_config(false)
+    }
+
+    /// Like [`TestPki::server_config`], also requiring a client certificate from this CA.
+    pub fn server_config_requiring_client_certificates(&self) -> Arc<rustls::ServerConfig> {
+        self.build_server_config(true)
+    }
+
+    fn build_server_config(&self, require_clients: bool) -> Arc<rustls::ServerConfig> {
         let chain: Vec<CertificateDer<'static>> =
             CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
                 .collect::<Result<_, _>>()
                 .expect("certificate PEM");
         let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).expect("key PEM");
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .expect("server certificate and key");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions");
+        let builder = if require_clients {
+            let mut roots = rustls::RootCertStore::empty();
+            for ca in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
+                roots.add(ca.expect("CA PEM")).expect("CA certificate");
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .expect("client verifier");
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let config = builder
+            .with_single_cert(chain, key)
+            .expect("server certificate and key");
         Arc::new(config)
     }
 
