@@ -23,6 +23,17 @@ fn enable(kam: &Kamailio, names: &'static str) -> Enable {
     }
 }
 
+/// Stops the engine (which unregisters every name first) and checks that Kamailio holds
+/// nothing of it any more.
+fn stop_leaving_nothing(engine: SIPHANDLE, kam: &Kamailio) {
+    assert_eq!(StopSipTelephony(engine), SipSuccess);
+    assert!(
+        kam.contacts().is_empty(),
+        "left behind: {:?}",
+        kam.contacts()
+    );
+}
+
 fn local_port(engine: SIPHANDLE) -> u32 {
     let mut port = 0;
     assert_eq!(unsafe { GetLocalSipPort(engine, &mut port) }, SipSuccess);
@@ -62,12 +73,7 @@ fn digest_registers_many_names(algorithm: &'static str) {
         contacts.iter().all(|(_, _, e)| (290..=300).contains(e)),
         "{contacts:?}"
     );
-    assert_eq!(StopSipTelephony(engine), SipSuccess);
-    assert!(
-        kam.contacts().is_empty(),
-        "left behind: {:?}",
-        kam.contacts()
-    );
+    stop_leaving_nothing(engine, &kam);
 }
 
 #[test]
@@ -143,8 +149,7 @@ fn kamailio_answering_wrong_credentials_with_403_is_an_authorization_error() {
     );
     assert_eq!(events.count(SipRegisterAuthorizationError), 1);
     assert_eq!(kam.contacts().len(), 1);
-    assert_eq!(StopSipTelephony(engine), SipSuccess);
-    assert!(kam.contacts().is_empty());
+    stop_leaving_nothing(engine, &kam);
 }
 
 #[test]
@@ -169,8 +174,7 @@ fn kamailio_min_expires_above_ours_is_423_then_registered() {
     let contacts = kam.contacts();
     assert_eq!(contacts.len(), 1);
     assert!((890..=900).contains(&contacts[0].2), "{contacts:?}");
-    StopSipTelephony(engine);
-    assert!(kam.contacts().is_empty());
+    stop_leaving_nothing(engine, &kam);
 }
 
 #[test]
@@ -210,8 +214,7 @@ fn kamailio_as_outbound_proxy_to_a_second_registrar() {
         "bound at the registrar behind the proxy"
     );
     assert!(proxy.contacts().is_empty(), "the proxy only relayed");
-    StopSipTelephony(engine);
-    assert!(registrar.contacts().is_empty());
+    stop_leaving_nothing(engine, &registrar);
 }
 
 #[test]
@@ -258,12 +261,7 @@ fn kamailio_killed_and_restarted_every_binding_recovers() {
         "each outage reported once per name: {:?}",
         events.events()
     );
-    assert_eq!(StopSipTelephony(engine), SipSuccess);
-    assert!(
-        kam.contacts().is_empty(),
-        "nothing left behind: {:?}",
-        kam.contacts()
-    );
+    stop_leaving_nothing(engine, &kam);
 }
 
 /// An engine set up for `kam` on `transport`, trusting only its CA.
@@ -314,12 +312,7 @@ fn kamailio_digest_registration_over_tcp_and_over_tls() {
                 "{param}: {contacts:?}"
             );
         }
-        assert_eq!(StopSipTelephony(engine), SipSuccess);
-        assert!(
-            kam.contacts().is_empty(),
-            "left behind: {:?}",
-            kam.contacts()
-        );
+        stop_leaving_nothing(engine, &kam);
     }
 }
 
@@ -416,11 +409,6 @@ fn kamailio_killed_and_restarted_under_tcp_and_tls_bindings() {
         let aors: Vec<String> = kam.contacts().into_iter().map(|(a, _, _)| a).collect();
         assert_eq!(aors, ["r1", "r2", "r3", "r4"]);
         assert_eq!(events.count(SipRegisterError), 4, "{:?}", events.events());
-        assert_eq!(StopSipTelephony(engine), SipSuccess);
-        assert!(
-            kam.contacts().is_empty(),
-            "nothing left behind: {:?}",
-            kam.contacts()
-        );
+        stop_leaving_nothing(engine, &kam);
     }
 }

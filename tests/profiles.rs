@@ -93,31 +93,14 @@ fn create_aor(
     aor: &str,
     password: Option<&str>,
 ) -> u32 {
-    let user = aor.split('@').next().unwrap();
-    let aor = cstr(aor);
-    let target = cstr(&format!("127.0.0.1:{}", registrar.port()));
-    let auth_user = cstr(user);
-    let pass = password.map(cstr);
-    let mut id = 0;
-    let rc = unsafe {
-        SipProfileCreate(
-            registry,
-            aor.as_ptr(),
-            target.as_ptr(),
-            std::ptr::null(),
-            if pass.is_some() {
-                auth_user.as_ptr()
-            } else {
-                std::ptr::null()
-            },
-            pass.as_ref().map_or(std::ptr::null(), |p| p.as_ptr()),
-            300,
-            SIP_TRANSPORT::SipTransportUdp as u32,
-            &mut id,
-        )
-    };
-    assert_eq!(rc, SipSuccess);
-    id
+    let target = format!("127.0.0.1:{}", registrar.port());
+    create_profile(
+        registry,
+        aor,
+        &target,
+        password,
+        SIP_TRANSPORT::SipTransportUdp,
+    )
 }
 
 fn retrieve(registry: SIPREGISTRY, id: u32) -> SIPPROFILE {
@@ -598,26 +581,15 @@ fn profiles_register_over_tcp_and_over_tls() {
         let registrar = Registrar::start_on("127.0.0.1:0".parse().unwrap(), listen, |_, _| {
             Action::Register
         });
-        let aor = cstr(&format!("{user}@tls.test"));
-        let target = cstr(&format!("127.0.0.1:{}", registrar.port()));
-        let mut id = 0;
-        let null = std::ptr::null();
-        assert_eq!(
-            unsafe {
-                SipProfileCreate(
-                    registry,
-                    aor.as_ptr(),
-                    target.as_ptr(),
-                    null,
-                    null,
-                    null,
-                    300,
-                    transport as u32,
-                    &mut id,
-                )
-            },
-            SipSuccess
+        let target = format!("127.0.0.1:{}", registrar.port());
+        let id = create_profile(
+            registry,
+            &format!("{user}@tls.test"),
+            &target,
+            None,
+            transport,
         );
+        let null = std::ptr::null();
         if transport == SIP_TRANSPORT::SipTransportTls {
             let ca = cstr(&pki.ca_pem);
             assert_eq!(
@@ -649,27 +621,11 @@ fn profiles_register_over_tcp_and_over_tls() {
         Listen::Tls(pki.server_config()),
         |_, _| Action::Register,
     );
-    let (aor, target) = (
-        cstr("untrusting@tls.test"),
-        cstr(&format!("127.0.0.1:{}", registrar.port())),
-    );
-    let mut id = 0;
+    let target = format!("127.0.0.1:{}", registrar.port());
+    let tls = SIP_TRANSPORT::SipTransportTls;
+    let id = create_profile(registry, "untrusting@tls.test", &target, None, tls);
     let null = std::ptr::null();
     unsafe {
-        assert_eq!(
-            SipProfileCreate(
-                registry,
-                aor.as_ptr(),
-                target.as_ptr(),
-                null,
-                null,
-                null,
-                300,
-                2,
-                &mut id
-            ),
-            SipSuccess
-        );
         assert_eq!(
             SipProfileSetTls(registry, id, null, 0, null, null),
             SipSuccess

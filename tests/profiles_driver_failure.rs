@@ -46,29 +46,20 @@ fn wait_for(note: Note) -> bool {
 }
 
 fn enabled_profile(registry: SIPREGISTRY, registrar: &Registrar, user: &str) -> (u32, SIPPROFILE) {
-    let (aor, target) = (
-        cstr(&format!("{user}@127.0.0.1")),
-        cstr(&format!("127.0.0.1:{}", registrar.port())),
+    let target = format!("127.0.0.1:{}", registrar.port());
+    let aor = format!("{user}@127.0.0.1");
+    let id = create_profile(
+        registry,
+        &aor,
+        &target,
+        None,
+        SIP_TRANSPORT::SipTransportUdp,
     );
-    let (mut id, mut profile) = (0, 0);
-    let null = std::ptr::null();
-    unsafe {
-        assert_eq!(
-            SipProfileCreate(
-                registry,
-                aor.as_ptr(),
-                target.as_ptr(),
-                null,
-                null,
-                null,
-                300,
-                0,
-                &mut id
-            ),
-            SipSuccess
-        );
-        assert_eq!(SipProfileRetrieve(registry, id, &mut profile), SipSuccess);
-    }
+    let mut profile = 0;
+    assert_eq!(
+        unsafe { SipProfileRetrieve(registry, id, &mut profile) },
+        SipSuccess
+    );
     assert_eq!(SipProfileEnable(profile), SipSuccess);
     assert!(wait_for(Note::State(id, SipProfileRegistered)));
     (id, profile)

@@ -31,29 +31,14 @@ fn first_open_starts_the_service_and_last_close_stops_it() {
             );
         }
         assert!(service_running());
-        let (aor, target) = (
-            cstr("life@127.0.0.1"),
-            cstr(&format!("127.0.0.1:{}", registrar.port())),
+        let target = format!("127.0.0.1:{}", registrar.port());
+        let udp = SIP_TRANSPORT::SipTransportUdp;
+        let id = create_profile(a, "life@127.0.0.1", &target, None, udp);
+        let mut profile = 0;
+        assert_eq!(
+            unsafe { SipProfileRetrieve(b, id, &mut profile) },
+            SipSuccess
         );
-        let (mut id, mut profile) = (0, 0);
-        unsafe {
-            let null = std::ptr::null();
-            assert_eq!(
-                SipProfileCreate(
-                    a,
-                    aor.as_ptr(),
-                    target.as_ptr(),
-                    null,
-                    null,
-                    null,
-                    300,
-                    0,
-                    &mut id
-                ),
-                SipSuccess
-            );
-            assert_eq!(SipProfileRetrieve(b, id, &mut profile), SipSuccess);
-        }
         assert_eq!(SipProfileEnable(profile), SipSuccess);
         assert!(registrar.wait_for(WAIT, |_| !registrar_has_none(&registrar)));
         assert_eq!(SipRegistryClose(a), SipSuccess);

@@ -741,19 +741,23 @@ impl Binding {
     }
 }
 
+/// Entropy for tests: 1, 2, 3, … (branches, tags and jitter are then predictable).
+#[cfg(test)]
+pub(crate) struct Counter(pub(crate) u64);
+
+#[cfg(test)]
+impl Entropy for Counter {
+    fn next_u64(&mut self) -> u64 {
+        self.0 += 1;
+        self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::digest::Credential;
     use crate::engine::message::ContactInfo;
-
-    struct Counter(u64);
-    impl Entropy for Counter {
-        fn next_u64(&mut self) -> u64 {
-            self.0 += 1;
-            self.0
-        }
-    }
 
     fn config() -> BindingConfig {
         let mut credentials = CredentialStore::default();

@@ -689,16 +689,9 @@ fn shrink_after_burst<T>(queue: &mut VecDeque<T>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::binding::Counter;
     use crate::engine::digest::Credential;
     use crate::engine::transaction::DEFAULT_TIMEOUT;
-
-    struct Counter(u64);
-    impl Entropy for Counter {
-        fn next_u64(&mut self) -> u64 {
-            self.0 += 1;
-            self.0
-        }
-    }
 
     const HOP: &str = "127.0.0.1:5060";
     const OTHER_HOP: &str = "127.0.0.1:5070";

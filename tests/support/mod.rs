@@ -269,3 +269,39 @@ pub fn engine_on(ip: &str) -> (SIPHANDLE, Arc<Recorder>) {
     assert_eq!(rc, TELEPHONY_RETURN_VALUE::SipSuccess);
     (handle, recorder)
 }
+
+/// `SipProfileCreate` without an outbound proxy, expiring after 300 s: `password` makes the
+/// AOR's user the auth user. Asserts success and returns the new profile's id.
+pub fn create_profile(
+    registry: u64,
+    aor: &str,
+    registrar: &str,
+    password: Option<&str>,
+    transport: lanscape_sip::ffi::profiles::SIP_TRANSPORT,
+) -> u32 {
+    use lanscape_sip::ffi::profiles::SipProfileCreate;
+    let user = cstr(aor.split('@').next().unwrap_or_default());
+    let (aor, registrar) = (cstr(aor), cstr(registrar));
+    let password = password.map(cstr);
+    let null = std::ptr::null();
+    let (auth_user, password) = match &password {
+        Some(p) => (user.as_ptr(), p.as_ptr()),
+        None => (null, null),
+    };
+    let mut id = 0;
+    let rc = unsafe {
+        SipProfileCreate(
+            registry,
+            aor.as_ptr(),
+            registrar.as_ptr(),
+            null,
+            auth_user,
+            password,
+            300,
+            transport as u32,
+            &mut id,
+        )
+    };
+    assert_eq!(rc, TELEPHONY_RETURN_VALUE::SipSuccess);
+    id
+}
