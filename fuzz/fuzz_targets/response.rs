@@ -35,6 +35,7 @@ fn config() -> BindingConfig {
         refresh_interval: Duration::from_secs(300),
         timeout: Duration::from_secs(8),
         nat_detect: true,
+        transport: lanscape_sip::engine::transport::Transport::Udp,
         credentials: Arc::new(credentials),
         user_agent: "fuzz".into(),
         retry_base: Duration::from_secs(1),
