@@ -58,10 +58,11 @@ pub fn target(
 
 /// The Route header value for an outbound proxy (loose routing, RFC 3261 §16.12).
 pub fn proxy_route(host: &str, port: u16, transport: Transport) -> String {
-    match transport.uri_param() {
-        Some(t) => format!("<sip:{}:{port};transport={t};lr>", uri_host(host)),
-        None => format!("<sip:{}:{port};lr>", uri_host(host)),
-    }
+    format!(
+        "<sip:{}:{port}{};lr>",
+        uri_host(host),
+        transport.uri_suffix()
+    )
 }
 
 /// A host is an IP literal (IPv6 with or without brackets) or a DNS name.

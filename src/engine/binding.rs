@@ -673,10 +673,8 @@ impl Binding {
     }
 
     fn contact_uri(&self, addr: SocketAddr) -> String {
-        match self.config.transport.uri_param() {
-            Some(t) => format!("sip:{}@{};transport={t}", self.config.user, host_port(addr)),
-            None => format!("sip:{}@{}", self.config.user, host_port(addr)),
-        }
+        let (user, suffix) = (&self.config.user, self.config.transport.uri_suffix());
+        format!("sip:{user}@{}{suffix}", host_port(addr))
     }
 
     /// A failed attempt: schedule a retry (or end, when unregistering).

@@ -27,12 +27,13 @@ impl Transport {
         }
     }
 
-    /// The `transport` URI parameter to add to a Contact, if any.
-    pub fn uri_param(self) -> Option<&'static str> {
+    /// What a URI naming us or a next hop on this transport carries after host and port:
+    /// nothing for UDP (the default), else the `transport` parameter.
+    pub fn uri_suffix(self) -> &'static str {
         match self {
-            Transport::Udp => None,
-            Transport::Tcp => Some("tcp"),
-            Transport::Tls => Some("tls"),
+            Transport::Udp => "",
+            Transport::Tcp => ";transport=tcp",
+            Transport::Tls => ";transport=tls",
         }
     }
 
