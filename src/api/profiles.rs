@@ -421,11 +421,12 @@ pub fn enable_profile(handle: ProfileHandle) -> Result<(), ApiError> {
     if let Some(config) = tls {
         endpoint.set_tls(u64::from(profile), config)?;
     }
-    endpoint.add(vec![spec.clone()])?;
+    let id = spec.id;
+    endpoint.add(vec![spec])?;
     entry.lock().enabled = true;
-    shared.bindings.insert(spec.id, profile);
+    shared.bindings.insert(id, profile);
     if let Some(p) = shared.profiles.get_mut(&profile) {
-        p.binding = Some(spec.id);
+        p.binding = Some(id);
     }
     Ok(())
 }
