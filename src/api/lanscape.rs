@@ -3,14 +3,14 @@
 //! [`Endpoint`]. Knows nothing about C; the `ffi` layer maps its results to codes.
 
 use crate::api::address::{
-    is_host, proxy_route, registration_request_uri, resolve, source_ip_towards, target, user_agent,
-    valid_port,
+    aor_uri, parse_host, parse_names, proxy_route, registration_request_uri, resolve,
+    source_ip_towards, target, user_agent, valid_port,
 };
 use crate::engine::binding::{BindingConfig, BindingEvent, BindingState, Failure};
 use crate::engine::digest::{Credential, CredentialStore};
-use crate::engine::message::uri_host;
 use crate::engine::transaction::DEFAULT_TIMEOUT;
 use crate::engine::transport::Transport;
+use crate::engine::uri::Host;
 use crate::runtime::tls::{self, TlsSettings};
 use crate::runtime::{
     BindingId, BindingSpec, DriverFailed, Endpoint, EndpointError, EndpointEvent, LogLevel,
@@ -152,9 +152,9 @@ struct Label {
 
 #[derive(Default)]
 struct Settings {
-    domain: Option<String>,
+    domain: Option<Host>,
     /// Outbound proxy host and port (0: the transport's default).
-    proxy: Option<(String, u32)>,
+    proxy: Option<(Host, u32)>,
     /// Transport of registrations, and the local port of TCP/TLS connections (0: any).
     transport: Transport,
     stream_port: u16,
@@ -302,11 +302,7 @@ impl PhoneEngine {
 
     /// Sets the SIP domain used in the address of record.
     pub fn set_domain(&self, domain: &str) -> Result<(), ApiError> {
-        let domain = domain.trim();
-        if domain.is_empty() || !is_host(domain) {
-            return Err(ApiError::BadParameter("domain"));
-        }
-        self.settings.lock().domain = Some(domain.to_string());
+        self.settings.lock().domain = Some(parse_host(domain, "domain")?);
         Ok(())
     }
 
@@ -317,12 +313,9 @@ impl PhoneEngine {
 
     /// Configures the outbound proxy (port 0 means 5060).
     pub fn set_proxy(&self, address: &str, port: u32) -> Result<(), ApiError> {
-        let address = address.trim();
-        if address.is_empty() || !is_host(address) {
-            return Err(ApiError::BadParameter("proxy address"));
-        }
+        let host = parse_host(address, "proxy address")?;
         valid_port(port, Transport::Udp).ok_or(ApiError::BadParameter("proxy port"))?;
-        self.settings.lock().proxy = Some((address.to_string(), port));
+        self.settings.lock().proxy = Some((host, port));
         Ok(())
     }
 
@@ -424,10 +417,7 @@ impl PhoneEngine {
         if p.register_phone_lines && names.len() != self.params.phone_lines as usize {
             return Err(ApiError::BadNameList("one name per phone line is required"));
         }
-        let server = p.server_address.trim();
-        if server.is_empty() || !is_host(server) {
-            return Err(ApiError::BadParameter("registration server address"));
-        }
+        let server = parse_host(&p.server_address, "registration server address")?;
         let (domain, proxy, credentials, transport, stream_port, tls_version, tls) = {
             let s = self.settings.lock();
             (
@@ -442,7 +432,7 @@ impl PhoneEngine {
         };
         let server_port =
             valid_port(p.server_port, transport).ok_or(ApiError::BadParameter("server port"))?;
-        let aor_domain = domain.as_deref().unwrap_or(server).to_string();
+        let aor_domain = domain.clone().unwrap_or_else(|| server.clone());
         let route;
         let next_hop = if p.through_proxy {
             let (proxy_host, proxy_port) = proxy.ok_or(ApiError::ProxyNotEnabled)?;
@@ -456,8 +446,8 @@ impl PhoneEngine {
             target(transport, &proxy_host, addr, &aor_domain, tls_version)
         } else {
             route = None;
-            let addr = resolve(server, server_port, self.local)?;
-            target(transport, server, addr, &aor_domain, tls_version)
+            let addr = resolve(&server, server_port, self.local)?;
+            target(transport, &server, addr, &aor_domain, tls_version)
         };
         if let Some(tls) = tls {
             let config = tls::client_config(&tls).map_err(ApiError::Tls)?;
@@ -468,7 +458,7 @@ impl PhoneEngine {
             0 => self.local.port(),
             port => port,
         };
-        let request_uri = registration_request_uri(&aor_domain, server, server_port);
+        let request_uri = registration_request_uri(&aor_domain, &server, server_port);
         let timeout = match p.timeout_ms {
             0 => DEFAULT_TIMEOUT,
             ms => Duration::from_millis(u64::from(ms)),
@@ -504,7 +494,7 @@ impl PhoneEngine {
                     next_hop: next_hop.clone(),
                     config: BindingConfig {
                         user: name.clone(),
-                        aor: format!("sip:{name}@{}", uri_host(&aor_domain)),
+                        aor: aor_uri(name, &aor_domain),
                         request_uri: request_uri.clone(),
                         local: SocketAddr::new(contact_ip, contact_port),
                         transport,
@@ -636,48 +626,5 @@ fn notification_kind(event: &BindingEvent) -> NotificationKind {
         BindingEvent::Failed(Failure::IntervalRejected) => NotificationKind::RegisterIntervalError,
         BindingEvent::Failed(Failure::Tls(_)) => NotificationKind::TlsError,
         BindingEvent::Failed(_) => NotificationKind::RegisterError,
-    }
-}
-
-/// Splits the comma-separated list; each name must be a valid SIP user part.
-pub fn parse_names(list: &str) -> Result<Vec<String>, ApiError> {
-    let names: Vec<String> = list
-        .split(',')
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .map(str::to_string)
-        .collect();
-    if names.is_empty() {
-        return Err(ApiError::BadNameList("no name"));
-    }
-    // RFC 3261 user: unreserved / escaped / user-unreserved (minus the ',' separator).
-    let valid = |n: &str| {
-        n.len() <= 256
-            && n.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.!~*'()%&=+$;?/".contains(c))
-    };
-    if !names.iter().all(|n| valid(n)) {
-        return Err(ApiError::BadNameList("a name is not a valid SIP user part"));
-    }
-    Ok(names)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_trimmed_and_validated() {
-        assert_eq!(
-            parse_names(" alice , bob,,alice ").unwrap(),
-            ["alice", "bob", "alice"]
-        );
-        assert!(matches!(parse_names(" , "), Err(ApiError::BadNameList(_))));
-        assert!(matches!(parse_names("a b"), Err(ApiError::BadNameList(_))));
-        assert!(matches!(parse_names("a@b"), Err(ApiError::BadNameList(_))));
-        assert!(matches!(
-            parse_names("a\r\nVia: x"),
-            Err(ApiError::BadNameList(_))
-        ));
     }
 }

@@ -15,11 +15,11 @@
 
 use crate::api::ApiError;
 use crate::api::address::{
-    is_host, proxy_route, registration_request_uri, resolve, source_ip_towards, target, user_agent,
+    aor_uri, parse_aor, parse_server, proxy_route, registration_request_uri, resolve,
+    source_ip_towards, target, user_agent,
 };
 use crate::engine::binding::{BindingConfig, BindingEvent, Failure};
 use crate::engine::digest::{Credential, CredentialStore};
-use crate::engine::message::uri_host;
 use crate::engine::transaction::DEFAULT_TIMEOUT;
 use crate::handles::{HandleTable, RawHandle};
 use crate::runtime::tls::{self, TlsSettings};
@@ -585,11 +585,10 @@ fn on_endpoint_event(event: EndpointEvent) {
 }
 
 fn validate(s: &ProfileSettings) -> Result<(), ApiError> {
-    split_aor(&s.aor).ok_or(ApiError::BadParameter("aor"))?;
-    let port = s.transport.default_port();
-    split_host_port(&s.registrar, port).ok_or(ApiError::BadParameter("registrar"))?;
+    parse_aor(&s.aor)?;
+    parse_server(&s.registrar, "registrar")?;
     if let Some(proxy) = &s.outbound_proxy {
-        split_host_port(proxy, port).ok_or(ApiError::BadParameter("outbound proxy"))?;
+        parse_server(proxy, "outbound proxy")?;
     }
     if s.expires == 0 {
         return Err(ApiError::IntervalError);
@@ -603,62 +602,35 @@ fn validate(s: &ProfileSettings) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// `[sip:]user@domain` -> (user, domain).
-fn split_aor(aor: &str) -> Option<(&str, &str)> {
-    let aor = aor.trim();
-    let aor = aor.strip_prefix("sip:").unwrap_or(aor);
-    let (user, domain) = aor.split_once('@')?;
-    crate::api::lanscape::parse_names(user)
-        .ok()
-        .filter(|n| n.len() == 1 && n[0] == user)?;
-    is_host(domain).then_some((user, domain))
-}
-
-/// `[sip:]host[:port]` (IPv6 in brackets) -> (host, port), `default_port` when none.
-fn split_host_port(s: &str, default_port: u16) -> Option<(String, u16)> {
-    let s = s.trim();
-    let s = s.strip_prefix("sip:").unwrap_or(s);
-    let (host, port) = match s.strip_prefix('[') {
-        Some(v6) => {
-            let (h, rest) = v6.split_once(']')?;
-            (h, rest.strip_prefix(':'))
-        }
-        None => match s.rsplit_once(':') {
-            Some((h, p)) if !h.contains(':') => (h, Some(p)),
-            _ => (s, None),
-        },
-    };
-    let port = match port {
-        Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0)?,
-        None => default_port,
-    };
-    is_host(host).then(|| (host.to_string(), port))
-}
-
 /// The binding of a profile; over TLS the profile's TLS settings go by its id.
 fn binding_spec(
     s: &ProfileSettings,
     profile: ProfileId,
     local: SocketAddr,
 ) -> Result<BindingSpec, ApiError> {
-    let (user, domain) = split_aor(&s.aor).ok_or(ApiError::BadParameter("aor"))?;
-    let default_port = s.transport.default_port();
-    let (registrar, registrar_port) =
-        split_host_port(&s.registrar, default_port).ok_or(ApiError::BadParameter("registrar"))?;
+    let (user, domain) = parse_aor(&s.aor)?;
+    let registrar = parse_server(&s.registrar, "registrar")?;
+    let registrar_port = registrar.port_or_default(s.transport);
     let (next_hop, route) = match &s.outbound_proxy {
         Some(proxy) => {
-            let (host, port) = split_host_port(proxy, default_port)
-                .ok_or(ApiError::BadParameter("outbound proxy"))?;
-            let addr = resolve(&host, port, local)?;
-            let route = proxy_route(&host, port, s.transport);
+            let proxy = parse_server(proxy, "outbound proxy")?;
+            let port = proxy.port_or_default(s.transport);
+            let addr = resolve(&proxy.host, port, local)?;
+            let route = proxy_route(&proxy.host, port, s.transport);
             (
-                target(s.transport, &host, addr, domain, u64::from(profile)),
+                target(s.transport, &proxy.host, addr, &domain, u64::from(profile)),
                 Some(route),
             )
         }
         None => {
-            let addr = resolve(&registrar, registrar_port, local)?;
-            let hop = target(s.transport, &registrar, addr, domain, u64::from(profile));
+            let addr = resolve(&registrar.host, registrar_port, local)?;
+            let hop = target(
+                s.transport,
+                &registrar.host,
+                addr,
+                &domain,
+                u64::from(profile),
+            );
             (hop, None)
         }
     };
@@ -666,14 +638,14 @@ fn binding_spec(
     if let Some(credential) = &s.credential {
         credentials.insert(credential.clone());
     }
-    let request_uri = registration_request_uri(domain, &registrar, registrar_port);
+    let request_uri = registration_request_uri(&domain, &registrar.host, registrar_port);
     let contact = SocketAddr::new(source_ip_towards(local, next_hop.addr), local.port());
     Ok(BindingSpec {
         id: BindingId(0),
         next_hop,
         config: BindingConfig {
-            user: user.to_string(),
-            aor: format!("sip:{user}@{}", uri_host(domain)),
+            aor: aor_uri(&user, &domain),
+            user,
             request_uri,
             local: contact,
             transport: s.transport,
@@ -693,33 +665,6 @@ fn binding_spec(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addresses_of_profiles() {
-        assert_eq!(
-            split_aor("sip:alice@example.com"),
-            Some(("alice", "example.com"))
-        );
-        assert_eq!(split_aor("bob@127.0.0.1"), Some(("bob", "127.0.0.1")));
-        for bad in ["alice", "@example.com", "a b@x", "alice@", "alice@bad host"] {
-            assert_eq!(split_aor(bad), None, "{bad}");
-        }
-        assert_eq!(
-            split_host_port("127.0.0.1:5070", 5060),
-            Some(("127.0.0.1".into(), 5070))
-        );
-        assert_eq!(
-            split_host_port("sip:[::1]:5080", 5060),
-            Some(("::1".into(), 5080))
-        );
-        assert_eq!(
-            split_host_port("example.com", 5061),
-            Some(("example.com".into(), 5061))
-        );
-        for bad in ["", "host:0", "host:99999", "[::1", "a b"] {
-            assert_eq!(split_host_port(bad, 5060), None, "{bad}");
-        }
-    }
 
     #[test]
     fn settings_never_show_the_password() {

@@ -14,9 +14,10 @@
 //! jittered exponential backoff and reported once.
 
 use crate::engine::digest::{self, AnswerInput, Challenge, ChallengeKind, CredentialStore};
-use crate::engine::message::{self, ResponseInfo, host_port};
+use crate::engine::message::{self, ResponseInfo};
 use crate::engine::transaction::{ClientTransaction, TxTimer};
 use crate::engine::transport::Transport;
+use crate::engine::uri::{Host, HostPort, SipUri};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -581,9 +582,9 @@ impl Binding {
         addr: SocketAddr,
     ) -> Option<&'r message::ContactInfo> {
         response.contacts.iter().find(|c| {
-            c.user.as_deref() == Some(self.config.user.as_str())
-                && c.host.parse::<std::net::IpAddr>().ok() == Some(addr.ip())
-                && c.port.unwrap_or(5060) == addr.port()
+            c.uri.user.as_deref() == Some(self.config.user.as_str())
+                && c.uri.host_port.host == Host::Ip(addr.ip())
+                && c.uri.port_or_default() == addr.port()
         })
     }
 
@@ -673,8 +674,14 @@ impl Binding {
     }
 
     fn contact_uri(&self, addr: SocketAddr) -> String {
-        let (user, suffix) = (&self.config.user, self.config.transport.uri_suffix());
-        format!("sip:{user}@{}{suffix}", host_port(addr))
+        let transport = self.config.transport;
+        SipUri {
+            secure: false,
+            user: Some(self.config.user.clone()),
+            host_port: HostPort::from(addr),
+            transport: transport.is_stream().then_some(transport),
+        }
+        .to_string()
     }
 
     /// A failed attempt: schedule a retry (or end, when unregistering).
@@ -815,9 +822,9 @@ mod tests {
             .parse()
             .unwrap();
         let contact = header(request, "Contact");
-        let uri = &contact[contact.find('<').unwrap() + 5..contact.find('>').unwrap()];
-        let (_, hostport) = uri.split_once('@').unwrap();
-        let (host, port) = hostport.rsplit_once(':').unwrap();
+        let uri =
+            SipUri::parse(&contact[contact.find('<').unwrap() + 1..contact.find('>').unwrap()])
+                .unwrap();
         let removing = header(request, "Expires") == "0";
         ResponseInfo {
             status,
@@ -831,9 +838,10 @@ mod tests {
                 vec![]
             } else {
                 vec![ContactInfo {
-                    user: Some("alice".into()),
-                    host: host.into(),
-                    port: Some(port.parse().unwrap()),
+                    uri: SipUri {
+                        user: Some("alice".into()),
+                        ..uri
+                    },
                     expires: Some(3600),
                 }]
             },

@@ -9,6 +9,7 @@
 
 use crate::engine::digest::ChallengeKind;
 use crate::engine::transport::Transport;
+use crate::engine::uri::{HostPort, SipUri, parse_ip};
 use rsip::prelude::*;
 use std::net::{IpAddr, SocketAddr};
 
@@ -50,29 +51,13 @@ pub struct RegisterRequest<'a> {
     pub user_agent: &'a str,
 }
 
-/// Formats a socket address for SIP (IPv6 in brackets).
-pub fn host_port(addr: SocketAddr) -> String {
-    match addr.ip() {
-        IpAddr::V4(ip) => format!("{}:{}", ip, addr.port()),
-        IpAddr::V6(ip) => format!("[{}]:{}", ip, addr.port()),
-    }
-}
-
-/// Formats a host for a SIP URI (IPv6 in brackets).
-pub fn uri_host(host: &str) -> String {
-    match host.parse::<IpAddr>() {
-        Ok(IpAddr::V6(ip)) => format!("[{ip}]"),
-        _ => host.to_string(),
-    }
-}
-
 /// Why a REGISTER could not be built.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildError(pub String);
 
 /// Serializes a REGISTER request with rsip.
 pub fn build_register(req: &RegisterRequest<'_>) -> Result<Vec<u8>, BuildError> {
-    if parse_sip_uri(req.request_uri).is_none() {
+    if SipUri::parse(req.request_uri).is_none() {
         return Err(BuildError(format!("bad Request-URI {}", req.request_uri)));
     }
     let mut headers = rsip::Headers::default();
@@ -80,7 +65,7 @@ pub fn build_register(req: &RegisterRequest<'_>) -> Result<Vec<u8>, BuildError> 
         rsip::headers::Via::new(format!(
             "SIP/2.0/{} {};rport;branch={}",
             req.transport.via_name(),
-            host_port(req.sent_by),
+            HostPort::from(req.sent_by),
             req.branch
         ))
         .into(),
@@ -111,12 +96,8 @@ pub fn build_register(req: &RegisterRequest<'_>) -> Result<Vec<u8>, BuildError> 
 /// One binding listed in a response's Contact header(s).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContactInfo {
-    /// User part of the contact URI.
-    pub user: Option<String>,
-    /// Host part, without brackets.
-    pub host: String,
-    /// Port, if given.
-    pub port: Option<u16>,
+    /// The contact URI.
+    pub uri: SipUri,
     /// The `expires` parameter, if given.
     pub expires: Option<u32>,
 }
@@ -269,12 +250,7 @@ fn parse_bounded(bytes: &[u8]) -> Result<ResponseInfo, ParseError> {
         .filter(|b| !b.is_empty())
         .map(str::to_string)
         .ok_or(ParseError::MissingHeader("Via branch"))?;
-    let received = param("received").and_then(|r| {
-        r.trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .ok()
-    });
+    let received = param("received").and_then(parse_ip);
     let rport = param("rport").and_then(|p| p.parse::<u16>().ok());
     let (cseq, cseq_method) = cseq.ok_or(ParseError::MissingHeader("CSeq"))?;
     Ok(ResponseInfo {
@@ -323,72 +299,12 @@ fn parse_contact(entry: &str) -> Option<ContactInfo> {
         // Without brackets, parameters after the URI belong to the header (RFC 3261 §20).
         None => entry.split_once(';').map_or((entry, ""), |(u, p)| (u, p)),
     };
-    let uri = parse_sip_uri(uri.trim())?;
+    let uri = SipUri::parse(uri.trim())?;
     let expires = parse_params(params)
         .into_iter()
         .find(|(n, _)| n.eq_ignore_ascii_case("expires"))
         .and_then(|(_, v)| v?.parse().ok());
-    Some(ContactInfo {
-        user: uri.user.map(str::to_string),
-        host: uri.host.to_string(),
-        port: uri.port,
-        expires,
-    })
-}
-
-/// The parts of a `sip:`/`sips:` URI a registration client compares.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SipUri<'a> {
-    /// User part, if any.
-    pub user: Option<&'a str>,
-    /// Host, without IPv6 brackets.
-    pub host: &'a str,
-    /// Port, if given.
-    pub port: Option<u16>,
-}
-
-/// Parses `sip:[user[:password]@]host[:port][;params][?headers]`, IPv6 hosts in brackets.
-pub fn parse_sip_uri(uri: &str) -> Option<SipUri<'_>> {
-    let rest = uri
-        .strip_prefix("sip:")
-        .or_else(|| uri.strip_prefix("sips:"))
-        .or_else(|| uri.strip_prefix("SIP:"))
-        .or_else(|| uri.strip_prefix("SIPS:"))?;
-    let end = rest.find([';', '?']).unwrap_or(rest.len());
-    let rest = &rest[..end];
-    let (user, hostport) = match rest.rfind('@') {
-        Some(at) => (Some(rest[..at].split(':').next()?), &rest[at + 1..]),
-        None => (None, rest),
-    };
-    let (host, port) = split_host_port(hostport)?;
-    if host.is_empty() {
-        return None;
-    }
-    Some(SipUri { user, host, port })
-}
-
-/// Splits `host[:port]` or `[v6][:port]`.
-fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
-    let (host, port) = if let Some(v6) = s.strip_prefix('[') {
-        let close = v6.find(']')?;
-        let after = &v6[close + 1..];
-        let port = match after.strip_prefix(':') {
-            Some(p) => Some(p),
-            None if after.is_empty() => None,
-            None => return None,
-        };
-        (&v6[..close], port)
-    } else {
-        match s.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (s, None),
-        }
-    };
-    let port = match port {
-        Some(p) => Some(p.trim().parse::<u16>().ok()?),
-        None => None,
-    };
-    Some((host.trim(), port))
+    Some(ContactInfo { uri, expires })
 }
 
 /// Parses `SIP/2.0/UDP host[:port];params` into its parameters.
@@ -399,7 +315,7 @@ fn parse_via_params(via: &str) -> Option<Vec<(String, Option<String>)>> {
     if !protocol.to_ascii_uppercase().starts_with("SIP/2.0/") {
         return None;
     }
-    split_host_port(sent_by.trim())?;
+    HostPort::parse(sent_by.trim())?;
     Some(
         parse_params(parts.next().unwrap_or(""))
             .into_iter()
@@ -521,9 +437,12 @@ mod tests {
         assert_eq!(r.expires, Some(300));
         assert_eq!(r.contacts.len(), 3);
         assert_eq!(r.contacts[0].expires, Some(120));
-        assert_eq!(r.contacts[0].port, Some(5070));
-        assert_eq!(r.contacts[1].host, "2001:db8::1");
-        assert_eq!(r.contacts[2].port, None);
+        assert_eq!(r.contacts[0].uri.host_port.port, Some(5070));
+        assert_eq!(
+            r.contacts[1].uri.host_port.to_string(),
+            "[2001:db8::1]:5062"
+        );
+        assert_eq!(r.contacts[2].uri.host_port.port, None);
     }
 
     #[test]
@@ -541,7 +460,7 @@ mod tests {
         assert_eq!(r.call_id, "abc");
         assert_eq!(r.branch, "z9hG4bKx");
         assert_eq!(r.challenges.len(), 2);
-        assert_eq!(r.contacts[0].user.as_deref(), Some("bob"));
+        assert_eq!(r.contacts[0].uri.user.as_deref(), Some("bob"));
         assert_eq!(r.rport, None);
     }
 
@@ -595,37 +514,13 @@ mod tests {
         assert_eq!(
             r.contacts[0],
             ContactInfo {
-                user: Some("alice".into()),
-                host: "2001:db8::9".into(),
-                port: Some(6000),
+                uri: SipUri::parse("sip:alice@[2001:db8::9]:6000;transport=udp").unwrap(),
                 expires: Some(30)
             }
         );
+        assert_eq!(r.contacts[0].uri.transport, Some(Transport::Udp));
         assert_eq!(r.contacts[1].expires, Some(10));
-        assert_eq!(r.contacts[1].host, "example.com");
-    }
-
-    #[test]
-    fn sip_uris() {
-        assert_eq!(
-            parse_sip_uri("sip:a:pw@[::1]:5062;lr?x=y"),
-            Some(SipUri {
-                user: Some("a"),
-                host: "::1",
-                port: Some(5062)
-            })
-        );
-        assert_eq!(
-            parse_sip_uri("sips:example.com"),
-            Some(SipUri {
-                user: None,
-                host: "example.com",
-                port: None
-            })
-        );
-        for bad in ["tel:123", "sip:", "sip:a@[::1", "sip:h:99999", "sip:[::1]x"] {
-            assert_eq!(parse_sip_uri(bad), None, "{bad}");
-        }
+        assert_eq!(r.contacts[1].uri.host_port.to_string(), "example.com");
     }
 
     #[test]

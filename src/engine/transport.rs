@@ -37,6 +37,13 @@ impl Transport {
         }
     }
 
+    /// The transport a URI's `transport` parameter names (any case), if it is one of ours.
+    pub fn from_param(value: &str) -> Option<Transport> {
+        [Transport::Udp, Transport::Tcp, Transport::Tls]
+            .into_iter()
+            .find(|t| t.via_name().eq_ignore_ascii_case(value))
+    }
+
     /// Whether the transport is a byte stream (TCP or TLS): reliable, connection based.
     pub fn is_stream(self) -> bool {
         !matches!(self, Transport::Udp)

@@ -2,6 +2,7 @@
 
 use super::codes::TELEPHONY_RETURN_VALUE::{self, *};
 use super::{bad, entry, read_bool, read_opt_str, read_str, read_transport};
+use crate::api::address::parse_local_ip;
 use crate::api::{ApiError, PhoneEngine, RegisterServerParams, StartParams};
 use crate::engine::binding::BindingState;
 use crate::handles::HandleTable;
@@ -9,7 +10,6 @@ use crate::runtime::LogLevel;
 use once_cell::sync::Lazy;
 use parking_lot::Mutex;
 use std::ffi::{CString, c_char, c_void};
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -121,17 +121,8 @@ pub unsafe extern "C" fn StartSipTelephony(
             return Err(bad("engine_out is NULL"));
         }
         let phone_name = unsafe { read_opt_str(phone_name, "phone_name") }?.unwrap_or_default();
-        let local_ip = match unsafe { read_opt_str(local_ip_address, "local_ip_address") }? {
-            None => None,
-            Some(s) if s.trim().is_empty() => None,
-            Some(s) => Some(
-                s.trim()
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .parse::<IpAddr>()
-                    .map_err(|_| bad("local_ip_address is not an IP address"))?,
-            ),
-        };
+        let local_ip = unsafe { read_opt_str(local_ip_address, "local_ip_address") }?;
+        let local_ip = parse_local_ip(local_ip.as_deref()).map_err(api)?;
         let local_port =
             u16::try_from(local_sip_port).map_err(|_| bad("local_sip_port is above 65535"))?;
         let engine = PhoneEngine::start(StartParams {

@@ -1,0 +1,350 @@
+//! Addresses, in one place for every layer: a [`Host`] (IP literal or DNS name), a
+//! [`HostPort`] and a [`SipUri`] (RFC 3261 §19.1.1; IPv6 in brackets, the default port of
+//! each transport, the `transport` parameter, `sips`).
+//!
+//! Parsing is strict about what a client relies on (hosts, ports, brackets) and bounded
+//! by the length of its input; what it does not understand in a URI (other parameters,
+//! headers) it skips.
+
+use crate::engine::transport::Transport;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+/// Longest DNS name accepted (RFC 1035 §2.3.4).
+const MAX_NAME: usize = 253;
+
+/// A host: an IP address or a DNS name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Host {
+    /// An IPv4 or IPv6 literal.
+    Ip(IpAddr),
+    /// A DNS name, lower case (names compare case-insensitively).
+    Name(String),
+}
+
+impl Host {
+    /// Reads an IP literal (IPv6 with or without brackets) or a DNS name.
+    pub fn parse(s: &str) -> Option<Host> {
+        if let Some(ip) = parse_ip(s) {
+            return Some(Host::Ip(ip));
+        }
+        let valid = s.len() <= MAX_NAME
+            && s.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        valid.then(|| Host::Name(s.to_ascii_lowercase()))
+    }
+
+    /// The IP address, when the host is one.
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            Host::Ip(ip) => Some(*ip),
+            Host::Name(_) => None,
+        }
+    }
+
+    /// The host without IPv6 brackets: the form of a TLS server name or a DNS query.
+    pub fn bare(&self) -> String {
+        match self {
+            Host::Ip(ip) => ip.to_string(),
+            Host::Name(name) => name.clone(),
+        }
+    }
+}
+
+/// Written as in a URI: IPv6 in brackets.
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
+            Host::Ip(IpAddr::V4(ip)) => write!(f, "{ip}"),
+            Host::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+impl From<IpAddr> for Host {
+    fn from(ip: IpAddr) -> Self {
+        Host::Ip(ip)
+    }
+}
+
+/// An IP literal, IPv6 with or without brackets.
+pub fn parse_ip(s: &str) -> Option<IpAddr> {
+    let bare = match s.strip_prefix('[') {
+        Some(inner) => inner.strip_suffix(']')?,
+        None => s,
+    };
+    bare.parse().ok()
+}
+
+/// `host[:port]`; the port is `None` when not given, which RFC 3263 distinguishes from the
+/// default port (an explicit port skips SRV).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostPort {
+    /// The host.
+    pub host: Host,
+    /// The port, if given (never 0).
+    pub port: Option<u16>,
+}
+
+impl HostPort {
+    /// Reads `host[:port]`, `[v6][:port]` or a bare IPv6 address (which has no port).
+    pub fn parse(s: &str) -> Option<HostPort> {
+        let (host, port) = match s.strip_prefix('[') {
+            Some(v6) => {
+                let (inner, after) = v6.split_once(']')?;
+                let port = match after {
+                    "" => None,
+                    _ => Some(after.strip_prefix(':')?),
+                };
+                (Host::Ip(IpAddr::V6(inner.parse().ok()?)), port)
+            }
+            None => match s.split_once(':') {
+                // More than one colon: a bare IPv6 address, without a port.
+                Some((_, rest)) if rest.contains(':') => (Host::Ip(s.parse().ok()?), None),
+                Some((host, port)) => (Host::parse(host)?, Some(port)),
+                None => (Host::parse(s)?, None),
+            },
+        };
+        let port = match port {
+            Some(p) => Some(parse_port(p)?),
+            None => None,
+        };
+        Some(HostPort { host, port })
+    }
+
+    /// The port, or the default port of `transport` (5060, 5061 for TLS).
+    pub fn port_or_default(&self, transport: Transport) -> u16 {
+        self.port.unwrap_or(transport.default_port())
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.host)?;
+        match self.port {
+            Some(port) => write!(f, ":{port}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl From<SocketAddr> for HostPort {
+    fn from(addr: SocketAddr) -> Self {
+        HostPort {
+            host: Host::Ip(addr.ip()),
+            port: Some(addr.port()),
+        }
+    }
+}
+
+/// A port of 1 to 65535, in decimal digits only.
+fn parse_port(s: &str) -> Option<u16> {
+    if s.is_empty() || s.len() > 5 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok().filter(|p| *p != 0)
+}
+
+/// A `sip:` or `sips:` URI, with what a registration client reads of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipUri {
+    /// `sips:` (TLS on every hop, RFC 3261 §19.1).
+    pub secure: bool,
+    /// The user part, if any (a password after it is dropped).
+    pub user: Option<String>,
+    /// Host and port.
+    pub host_port: HostPort,
+    /// The `transport` parameter, when it names one this library has.
+    pub transport: Option<Transport>,
+}
+
+impl SipUri {
+    /// Reads `sip[s]:[user[:password]@]host[:port][;params][?headers]` (the scheme in any
+    /// case, RFC 3261 §19.1.4).
+    pub fn parse(s: &str) -> Option<SipUri> {
+        let (scheme, rest) = s.split_once(':')?;
+        let secure = if scheme.eq_ignore_ascii_case("sip") {
+            false
+        } else if scheme.eq_ignore_ascii_case("sips") {
+            true
+        } else {
+            return None;
+        };
+        let (rest, _headers) = rest.split_once('?').unwrap_or((rest, ""));
+        // The user part may hold ';' (RFC 3261 user-unreserved); parameters follow the host.
+        let (user, host_and_params) = match rest.rfind('@') {
+            Some(at) => {
+                let user = rest[..at].split(':').next().unwrap_or_default();
+                if user.is_empty() {
+                    return None;
+                }
+                (Some(user.to_string()), &rest[at + 1..])
+            }
+            None => (None, rest),
+        };
+        let mut parts = host_and_params.split(';');
+        let host_port = HostPort::parse(parts.next()?.trim())?;
+        let transport = parts.find_map(|param| {
+            let (name, value) = param.split_once('=')?;
+            name.trim()
+                .eq_ignore_ascii_case("transport")
+                .then(|| Transport::from_param(value.trim()))
+                .flatten()
+        });
+        Some(SipUri {
+            secure,
+            user,
+            host_port,
+            transport,
+        })
+    }
+
+    /// A `sip:` URI of a host and port, no user.
+    pub fn of_host(host_port: HostPort) -> SipUri {
+        SipUri {
+            secure: false,
+            user: None,
+            host_port,
+            transport: None,
+        }
+    }
+
+    /// The transport requests to this URI use: the `transport` parameter, else TLS for
+    /// `sips:`, else UDP (RFC 3263 §4.1, when no NAPTR record says otherwise).
+    pub fn transport_or_default(&self) -> Transport {
+        match (self.transport, self.secure) {
+            (Some(t), _) => t,
+            (None, true) => Transport::Tls,
+            (None, false) => Transport::Udp,
+        }
+    }
+
+    /// The port requests to this URI go to: the explicit one, else the transport's default.
+    pub fn port_or_default(&self) -> u16 {
+        self.host_port.port_or_default(self.transport_or_default())
+    }
+}
+
+/// Written with the user, host, port and `transport` parameter it has.
+impl fmt::Display for SipUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.secure { "sips:" } else { "sip:" })?;
+        if let Some(user) = &self.user {
+            write!(f, "{user}@")?;
+        }
+        write!(f, "{}", self.host_port)?;
+        match self.transport {
+            Some(t) => f.write_str(t.uri_suffix()),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hp(s: &str) -> Option<String> {
+        HostPort::parse(s).map(|h| h.to_string())
+    }
+
+    #[test]
+    fn hosts() {
+        for (input, shown) in [
+            ("127.0.0.1", "127.0.0.1"),
+            ("::1", "[::1]"),
+            ("[::1]", "[::1]"),
+            ("Sip.Example.COM", "sip.example.com"),
+            ("localhost", "localhost"),
+        ] {
+            assert_eq!(Host::parse(input).unwrap().to_string(), shown, "{input}");
+        }
+        for bad in [
+            "", "a..b", "a b", "x;y", "h\r\n", "[::1", "::1]", "[1.2.3.4",
+        ] {
+            assert_eq!(Host::parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(Host::parse(&"a".repeat(254)), None);
+        assert_eq!(Host::parse("[2001:db8::1]").unwrap().bare(), "2001:db8::1");
+    }
+
+    #[test]
+    fn host_ports() {
+        assert_eq!(hp("example.com").as_deref(), Some("example.com"));
+        assert_eq!(hp("example.com:5070").as_deref(), Some("example.com:5070"));
+        assert_eq!(hp("10.0.0.1:1").as_deref(), Some("10.0.0.1:1"));
+        assert_eq!(hp("[::1]:5080").as_deref(), Some("[::1]:5080"));
+        assert_eq!(hp("[::1]").as_deref(), Some("[::1]"));
+        assert_eq!(hp("2001:db8::1").as_deref(), Some("[2001:db8::1]"));
+        for bad in [
+            "",
+            ":5060",
+            "host:",
+            "host:0",
+            "host:65536",
+            "host:+5",
+            "host: 5",
+            "[::1",
+            "[::1]x",
+            "[::1]:",
+            "[example.com]",
+            "a b",
+            "1.2.3.4:5:6",
+        ] {
+            assert_eq!(hp(bad), None, "{bad:?}");
+        }
+        let tls = HostPort::parse("example.com").unwrap();
+        assert_eq!(tls.port_or_default(Transport::Tls), 5061);
+        assert_eq!(tls.port_or_default(Transport::Tcp), 5060);
+        let addr: SocketAddr = "[2001:db8::2]:5062".parse().unwrap();
+        assert_eq!(HostPort::from(addr).to_string(), "[2001:db8::2]:5062");
+    }
+
+    #[test]
+    fn sip_uris() {
+        let uri =
+            SipUri::parse("sip:alice:secret@[2001:db8::1]:5070;transport=TCP;lr?x=y").unwrap();
+        assert_eq!(uri.user.as_deref(), Some("alice"));
+        assert_eq!(uri.host_port.to_string(), "[2001:db8::1]:5070");
+        assert_eq!(uri.transport, Some(Transport::Tcp));
+        assert_eq!(
+            uri.to_string(),
+            "sip:alice@[2001:db8::1]:5070;transport=tcp"
+        );
+
+        let sips = SipUri::parse("SIPS:example.com").unwrap();
+        assert!(sips.secure);
+        assert_eq!(sips.transport_or_default(), Transport::Tls);
+        assert_eq!(sips.port_or_default(), 5061);
+        assert_eq!(
+            SipUri::parse("sip:example.com").unwrap().port_or_default(),
+            5060
+        );
+
+        // ';' is allowed in a user part; parameters start after the host.
+        let odd = SipUri::parse("sip:a;b@host;transport=tls").unwrap();
+        assert_eq!(odd.user.as_deref(), Some("a;b"));
+        assert_eq!(odd.transport, Some(Transport::Tls));
+        assert_eq!(
+            SipUri::parse("sip:h;transport=sctp").unwrap().transport,
+            None
+        );
+        for bad in [
+            "",
+            "sip:",
+            "tel:+1555",
+            "sip:@host",
+            "sip:user@",
+            "sip:[::1",
+            "http://x",
+        ] {
+            assert_eq!(SipUri::parse(bad), None, "{bad:?}");
+        }
+    }
+}
