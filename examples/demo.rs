@@ -18,7 +18,9 @@ unsafe extern "C" fn on_notification(
     line: i32,
     _user: *mut c_void,
 ) {
+    // SAFETY: the library passes NUL-terminated strings, valid during the callback.
     let text = unsafe { CStr::from_ptr(TelephonyReturnValueText(event as i32)) };
+    // SAFETY: the library passes NUL-terminated strings, valid during the callback.
     let name = unsafe { CStr::from_ptr(name) };
     println!(
         "  event: {:<30} name={:<6} line={line}",
@@ -36,6 +38,7 @@ unsafe extern "C" fn on_log(
     if level <= 2 {
         println!(
             "  log[{level}]: {}",
+            // SAFETY: the library passes NUL-terminated strings, valid during the callback.
             unsafe { CStr::from_ptr(message) }.to_string_lossy()
         );
     }
@@ -43,6 +46,7 @@ unsafe extern "C" fn on_log(
 
 fn check(what: &str, rc: TELEPHONY_RETURN_VALUE) {
     if rc != TELEPHONY_RETURN_VALUE::SipSuccess {
+        // SAFETY: the last-error text is NUL-terminated, valid until the next call.
         let detail = unsafe { CStr::from_ptr(GetLastSipErrorText()) };
         eprintln!("{what} failed: {rc:?} ({})", detail.to_string_lossy());
         std::process::exit(1);
@@ -90,17 +94,21 @@ fn main() {
 
     let mut engine: SIPHANDLE = 0;
     let (phone, any) = (c("lanscape demo"), std::ptr::null());
+    // SAFETY: C strings and out-pointers are live locals (or NULL).
     check("StartSipTelephony", unsafe {
         StartSipTelephony(phone.as_ptr(), 3, 0, any, &mut engine)
     });
+    // SAFETY: C strings and out-pointers are live locals (or NULL).
     check("SetNotificationCallback", unsafe {
         SetNotificationCallback(engine, Some(on_notification), std::ptr::null_mut())
     });
+    // SAFETY: C strings and out-pointers are live locals (or NULL).
     check("SetLogCallback", unsafe {
         SetLogCallback(engine, Some(on_log), std::ptr::null_mut())
     });
     if let Some((realm, user, password)) = &credentials {
         let (realm, user, password) = (c(realm), c(user), c(password));
+        // SAFETY: C strings and out-pointers are live locals (or NULL).
         check("AddAuthorizationCredentials", unsafe {
             AddAuthorizationCredentials(engine, realm.as_ptr(), user.as_ptr(), password.as_ptr())
         });
@@ -108,6 +116,7 @@ fn main() {
     let interval = if embedded.is_some() { 2 } else { 60 };
     println!("registering {names:?} with {server}:{port}, refresh every {interval} s");
     let (names_c, server_c) = (c(&names), c(&server));
+    // SAFETY: C strings and out-pointers are live locals (or NULL).
     check("EnableSipRegisterServer", unsafe {
         EnableSipRegisterServer(
             engine,

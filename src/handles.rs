@@ -1,6 +1,8 @@
 //! Handles as index plus generation in a table (used by both APIs): a stale, double-freed or forged handle is
 //! looked up and found wanting, never dereferenced.
 
+#![forbid(unsafe_code)]
+
 use std::sync::Arc;
 
 /// Bits of a handle: low 32 = slot index + 1 (so 0 is never valid), high 32 = generation.

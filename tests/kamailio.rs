@@ -36,6 +36,7 @@ fn stop_leaving_nothing(engine: SIPHANDLE, kam: &Kamailio) {
 
 fn local_port(engine: SIPHANDLE) -> u32 {
     let mut port = 0;
+    // SAFETY: C strings and out-pointers are live locals (or NULL).
     assert_eq!(unsafe { GetLocalSipPort(engine, &mut port) }, SipSuccess);
     port
 }
@@ -194,6 +195,7 @@ fn kamailio_as_outbound_proxy_to_a_second_registrar() {
     domain(engine, "b.test");
     let addr = cstr("127.0.0.1");
     assert_eq!(
+        // SAFETY: C strings and out-pointers are live locals (or NULL).
         unsafe { EnableSipProxyServer(engine, addr.as_ptr(), u32::from(proxy.port)) },
         SipSuccess
     );

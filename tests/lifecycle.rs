@@ -39,7 +39,8 @@ fn last_engine_stopped_joins_every_library_thread() {
         assert!(service::is_running(), "b still uses the service");
         assert_eq!(StopSipTelephony(b), SipSuccess);
         assert!(!service::is_running());
-        assert!(library_threads().is_empty(), "{:?}", library_threads());
+        let left = threads_left_after_join();
+        assert!(left.is_empty(), "{left:?}");
         assert_eq!(service::live_threads(), 0);
     }
 }

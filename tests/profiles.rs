@@ -60,6 +60,7 @@ unsafe extern "C" fn on_state(
     state: SIP_PROFILE_STATE,
     user: *mut c_void,
 ) {
+    // SAFETY: user_data is what this test registered; it outlives the engine.
     unsafe { &*(user as *const Observer) }.push(Note::State(id, state));
 }
 
@@ -69,6 +70,7 @@ unsafe extern "C" fn on_error(
     error: TELEPHONY_RETURN_VALUE,
     user: *mut c_void,
 ) {
+    // SAFETY: user_data is what this test registered; it outlives the engine.
     unsafe { &*(user as *const Observer) }.push(Note::Error(id, error));
 }
 
@@ -77,6 +79,7 @@ fn open() -> (SIPREGISTRY, Arc<Observer>) {
     let mut registry = 0;
     let user = Arc::as_ptr(&observer) as *mut c_void;
     assert_eq!(
+        // SAFETY: C strings and out-pointers are live locals (or NULL).
         unsafe { SipRegistryOpen(Some(on_state), Some(on_error), user, &mut registry) },
         SipSuccess
     );
@@ -106,6 +109,7 @@ fn create_aor(
 fn retrieve(registry: SIPREGISTRY, id: u32) -> SIPPROFILE {
     let mut handle = 0;
     assert_eq!(
+        // SAFETY: C strings and out-pointers are live locals (or NULL).
         unsafe { SipProfileRetrieve(registry, id, &mut handle) },
         SipSuccess
     );
@@ -127,6 +131,7 @@ fn settle(registry: SIPREGISTRY, observer: &Observer, registrar: &Registrar) {
 fn state(handle: SIPPROFILE) -> SIP_PROFILE_STATE {
     let mut state = SipProfileUnregistering;
     assert_eq!(
+        // SAFETY: C strings and out-pointers are live locals (or NULL).
         unsafe { SipProfileGetState(handle, &mut state) },
         SipSuccess
     );
@@ -251,6 +256,7 @@ fn an_enabled_profile_in_use_cannot_be_removed() {
     assert_eq!(SipProfileRemove(registry, id), SipSuccess);
     let mut handle = 0;
     assert_eq!(
+        // SAFETY: C strings and out-pointers are live locals (or NULL).
         unsafe { SipProfileRetrieve(registry, id, &mut handle) },
         SipProfileNotFound
     );
@@ -282,6 +288,7 @@ fn profile_settings_are_checked() {
     let try_create = |aor: &str, target: &str, expires: u32, transport: u32| {
         let (aor, target) = (cstr(aor), cstr(target));
         let mut id = 0;
+        // SAFETY: C strings and out-pointers are live locals (or NULL).
         unsafe {
             SipProfileCreate(
                 registry,
@@ -313,6 +320,7 @@ fn profile_settings_are_checked() {
     let id = create(registry, &registrar, "p7", None);
     let aor = cstr("x@127.0.0.1");
     let mut out = 0;
+    // SAFETY: C strings and out-pointers are live locals (or NULL).
     unsafe {
         assert_eq!(
             SipProfileCreate(
@@ -354,6 +362,7 @@ fn stale_and_forged_registry_and_profile_handles() {
     for h in [registry, 0, u64::MAX, 0xdead_beef_0000_0001] {
         assert_eq!(SipRegistryClose(h), SipInvalidHandle);
         assert_eq!(
+            // SAFETY: C strings and out-pointers are live locals (or NULL).
             unsafe { SipProfileRetrieve(h, id, &mut out) },
             SipInvalidHandle
         );
@@ -363,6 +372,7 @@ fn stale_and_forged_registry_and_profile_handles() {
         assert_eq!(SipProfileEnable(h), SipInvalidHandle);
         assert_eq!(SipProfileDisable(h), SipInvalidHandle);
         assert_eq!(SipProfileRelease(h), SipInvalidHandle);
+        // SAFETY: C strings and out-pointers are live locals (or NULL).
         assert_eq!(unsafe { SipProfileGetState(h, &mut st) }, SipInvalidHandle);
     }
     SipRegistryClose(alive);
@@ -432,6 +442,7 @@ unsafe extern "C" fn on_state_ordered(
     state: SIP_PROFILE_STATE,
     user: *mut c_void,
 ) {
+    // SAFETY: user_data is what this test registered; it outlives the engine.
     let ordered = unsafe { &*(user as *const Ordered) };
     // A caller holding its own lock around SipProfileEnable must not deadlock here: were
     // this the caller's thread, the lock would never come (recorded, not hung on).
@@ -450,6 +461,7 @@ unsafe extern "C" fn on_state_ordered(
     };
     let handle = ordered.handles.lock().unwrap()[&id];
     let mut read = SipProfileRegistering;
+    // SAFETY: C strings and out-pointers are live locals (or NULL).
     assert_eq!(unsafe { SipProfileGetState(handle, &mut read) }, SipSuccess);
     ordered
         .seen
@@ -467,6 +479,7 @@ fn enable_and_disable_under_concurrent_load_notify_in_order_on_the_event_thread(
     let mut registry = 0;
     let user = Arc::as_ptr(&ordered) as *mut c_void;
     assert_eq!(
+        // SAFETY: C strings and out-pointers are live locals (or NULL).
         unsafe { SipRegistryOpen(Some(on_state_ordered), None, user, &mut registry) },
         SipSuccess
     );
@@ -593,6 +606,7 @@ fn profiles_register_over_tcp_and_over_tls() {
         if transport == SIP_TRANSPORT::SipTransportTls {
             let ca = cstr(&pki.ca_pem);
             assert_eq!(
+                // SAFETY: C strings and out-pointers are live locals (or NULL).
                 unsafe { SipProfileSetTls(registry, id, ca.as_ptr(), 0, null, null) },
                 SipSuccess
             );
@@ -625,6 +639,7 @@ fn profiles_register_over_tcp_and_over_tls() {
     let tls = SIP_TRANSPORT::SipTransportTls;
     let id = create_profile(registry, "untrusting@tls.test", &target, None, tls);
     let null = std::ptr::null();
+    // SAFETY: C strings and out-pointers are live locals (or NULL).
     unsafe {
         assert_eq!(
             SipProfileSetTls(registry, id, null, 0, null, null),

@@ -57,6 +57,7 @@ fn enabled_profile(registry: SIPREGISTRY, registrar: &Registrar, user: &str) -> 
     );
     let mut profile = 0;
     assert_eq!(
+        // SAFETY: C strings and out-pointers are live locals (or NULL).
         unsafe { SipProfileRetrieve(registry, id, &mut profile) },
         SipSuccess
     );
@@ -69,6 +70,7 @@ fn enabled_profile(registry: SIPREGISTRY, registrar: &Registrar, user: &str) -> 
 fn a_failed_service_is_reported_and_the_next_registry_starts_a_new_one() {
     let registrar = Registrar::accepting();
     let mut registry = 0;
+    // SAFETY: C strings and out-pointers are live locals (or NULL).
     let open = |registry: &mut SIPREGISTRY| unsafe {
         SipRegistryOpen(
             Some(on_state),

@@ -18,8 +18,10 @@ fn first_open_starts_the_service_and_last_close_stops_it() {
             !service_running() && !service::is_running(),
             "round {round}"
         );
-        assert!(library_threads().is_empty(), "{:?}", library_threads());
+        let left = threads_left_after_join();
+        assert!(left.is_empty(), "{left:?}");
         let (mut a, mut b) = (0, 0);
+        // SAFETY: C strings and out-pointers are live locals (or NULL).
         unsafe {
             assert_eq!(
                 SipRegistryOpen(None, None, std::ptr::null_mut(), &mut a),
@@ -36,6 +38,7 @@ fn first_open_starts_the_service_and_last_close_stops_it() {
         let id = create_profile(a, "life@127.0.0.1", &target, None, udp);
         let mut profile = 0;
         assert_eq!(
+            // SAFETY: C strings and out-pointers are live locals (or NULL).
             unsafe { SipProfileRetrieve(b, id, &mut profile) },
             SipSuccess
         );
@@ -45,7 +48,8 @@ fn first_open_starts_the_service_and_last_close_stops_it() {
         assert!(service_running(), "b is still open");
         assert_eq!(SipRegistryClose(b), SipSuccess);
         assert!(!service_running() && !service::is_running());
-        assert!(library_threads().is_empty(), "{:?}", library_threads());
+        let left = threads_left_after_join();
+        assert!(left.is_empty(), "{left:?}");
         assert!(
             registrar_has_none(&registrar),
             "unregistered by the last close"

@@ -44,6 +44,7 @@ fn registers_and_sends_a_well_formed_register() {
     );
     let mut local_port = 0u32;
     assert_eq!(
+        // SAFETY: C strings and out-pointers are live locals (or NULL).
         unsafe { GetLocalSipPort(engine, &mut local_port) },
         SipSuccess
     );
@@ -55,6 +56,7 @@ fn registers_and_sends_a_well_formed_register() {
     let mut state = SIP_REGISTRATION_STATE::SipStateUnregistered;
     let name = cstr("alice");
     assert_eq!(
+        // SAFETY: C strings and out-pointers are live locals (or NULL).
         unsafe { GetSipRegistrationState(engine, name.as_ptr(), &mut state) },
         SipSuccess
     );
@@ -159,6 +161,7 @@ fn per_line_names_carry_their_line_and_must_match_the_line_count() {
     got.sort();
     assert_eq!(got, [("l0".to_string(), 0), ("l1".to_string(), 1)]);
     let mut lines = 0;
+    // SAFETY: C strings and out-pointers are live locals (or NULL).
     assert_eq!(unsafe { GetNumPhoneLines(engine, &mut lines) }, SipSuccess);
     assert_eq!(lines, 3);
     StopSipTelephony(engine);
@@ -388,6 +391,7 @@ fn forbidden_answering_our_credentials_is_an_authorization_error_until_they_chan
     let mut state = SIP_REGISTRATION_STATE::SipStateRegistered;
     let name = cstr("alice");
     assert_eq!(
+        // SAFETY: C strings and out-pointers are live locals (or NULL).
         unsafe { GetSipRegistrationState(engine, name.as_ptr(), &mut state) },
         SipSuccess
     );
@@ -415,6 +419,7 @@ fn nat_detection_removes_the_old_contact_before_adding_the_public_one() {
     let regs = registrar.registers();
     assert_eq!(regs.len(), 3, "{regs:#?}");
     let mut port = 0;
+    // SAFETY: C strings and out-pointers are live locals (or NULL).
     unsafe { GetLocalSipPort(engine, &mut port) };
     let private = format!("sip:alice@127.0.0.1:{port}");
     assert_eq!(regs[0].contact_uri(), private);
@@ -476,6 +481,7 @@ fn unresolvable_names_and_bad_parameters_are_refused_at_once() {
     assert_eq!(enable.call(engine), SipProxyNotEnabled);
     let proxy = cstr("127.0.0.1");
     assert_eq!(
+        // SAFETY: C strings and out-pointers are live locals (or NULL).
         unsafe { EnableSipProxyServer(engine, proxy.as_ptr(), 5060) },
         SipSuccess
     );
@@ -492,6 +498,7 @@ fn unresolvable_names_and_bad_parameters_are_refused_at_once() {
     enable.timeout_ms = 600_001;
     assert_eq!(enable.call(engine), SipBadParameter);
     let server = cstr("127.0.0.1");
+    // SAFETY: C strings and out-pointers are live locals (or NULL).
     let rc = unsafe {
         EnableSipRegisterServer(
             engine,
@@ -508,6 +515,7 @@ fn unresolvable_names_and_bad_parameters_are_refused_at_once() {
     };
     assert_eq!(rc, SipRegisterBadNameList);
     let names = cstr("alice");
+    // SAFETY: C strings and out-pointers are live locals (or NULL).
     let rc = unsafe {
         EnableSipRegisterServer(
             engine,
@@ -524,8 +532,10 @@ fn unresolvable_names_and_bad_parameters_are_refused_at_once() {
     };
     assert_eq!(rc, SipBadParameter);
     let bad_utf8 = [0xffu8, 0xfe, 0];
+    // SAFETY: the last-error text is NUL-terminated, valid until the next call.
     let rc = unsafe { EnableSipDomain(engine, bad_utf8.as_ptr().cast()) };
     assert_eq!(rc, SipBadParameter);
+    // SAFETY: the last-error text is NUL-terminated, valid until the next call.
     let text = unsafe { std::ffi::CStr::from_ptr(lanscape_sip::ffi::GetLastSipErrorText()) };
     assert!(text.to_str().unwrap().contains("UTF-8"));
     assert!(
@@ -541,10 +551,12 @@ fn registers_through_the_outbound_proxy_with_a_route() {
     let (engine, events) = engine(1);
     let (addr, domain) = (cstr("127.0.0.1"), cstr("example.com"));
     assert_eq!(
+        // SAFETY: C strings and out-pointers are live locals (or NULL).
         unsafe { EnableSipProxyServer(engine, addr.as_ptr(), proxy.port()) },
         SipSuccess
     );
     assert_eq!(
+        // SAFETY: C strings and out-pointers are live locals (or NULL).
         unsafe { EnableSipDomain(engine, domain.as_ptr()) },
         SipSuccess
     );
@@ -578,6 +590,7 @@ fn disable_unregisters_with_expires_zero() {
     let name = cstr("alice");
     let mut state = SIP_REGISTRATION_STATE::SipStateRegistered;
     assert_eq!(
+        // SAFETY: C strings and out-pointers are live locals (or NULL).
         unsafe { GetSipRegistrationState(engine, name.as_ptr(), &mut state) },
         SipRegisterNameUnknown
     );
@@ -635,6 +648,7 @@ fn stale_and_forged_handles_are_invalid_everywhere() {
         0xdead_beef_0000_0001,
     ] {
         assert_eq!(StopSipTelephony(h), SipInvalidHandle, "{h:#x}");
+        // SAFETY: C strings and out-pointers are live locals (or NULL).
         let codes: [TELEPHONY_RETURN_VALUE; 14] = unsafe {
             [
                 SetNotificationCallback(h, None, std::ptr::null_mut()),
@@ -666,6 +680,7 @@ fn stale_and_forged_handles_are_invalid_everywhere() {
 fn null_pointers_and_ranges_are_bad_parameters() {
     let ip = cstr("127.0.0.1");
     let mut h = 0;
+    // SAFETY: C strings and out-pointers are live locals (or NULL).
     unsafe {
         assert_eq!(
             StartSipTelephony(std::ptr::null(), 1, 0, ip.as_ptr(), std::ptr::null_mut()),
@@ -686,6 +701,7 @@ fn null_pointers_and_ranges_are_bad_parameters() {
         );
     }
     let (engine, _events) = engine(1);
+    // SAFETY: C strings and out-pointers are live locals (or NULL).
     unsafe {
         assert_eq!(
             GetNumPhoneLines(engine, std::ptr::null_mut()),
@@ -719,6 +735,7 @@ fn a_port_in_use_is_a_socket_error() {
     let port = u32::from(taken.local_addr().unwrap().port());
     let ip = cstr("127.0.0.1");
     let mut h = 0;
+    // SAFETY: C strings and out-pointers are live locals (or NULL).
     let rc = unsafe { StartSipTelephony(std::ptr::null(), 1, port, ip.as_ptr(), &mut h) };
     assert_eq!(rc, SipSocketError);
 }
@@ -835,6 +852,7 @@ fn keep_alives_are_crlf_to_the_registrar() {
     let (engine, _events) = engine(1);
     let names = cstr("alice");
     let server = cstr("127.0.0.1");
+    // SAFETY: C strings and out-pointers are live locals (or NULL).
     let rc = unsafe {
         EnableSipRegisterServer(
             engine,
@@ -881,8 +899,10 @@ unsafe extern "C" fn stop_from_callback(
     if event != SipRegisterSuccess {
         return;
     }
+    // SAFETY: user_data is what this test registered; it outlives the engine.
     let state = unsafe { &*(user as *const Reentrant) };
     let mut lines = 0;
+    // SAFETY: C strings and out-pointers are live locals (or NULL).
     let lines_rc = unsafe { GetNumPhoneLines(engine, &mut lines) };
     let stop_rc = StopSipTelephony(engine);
     *state.done.lock().unwrap() = Some((lines_rc, stop_rc, lines));
@@ -895,6 +915,7 @@ fn a_callback_may_call_the_api_and_even_stop_its_engine() {
     let ip = cstr("127.0.0.1");
     let mut engine = 0;
     assert_eq!(
+        // SAFETY: C strings and out-pointers are live locals (or NULL).
         unsafe { StartSipTelephony(std::ptr::null(), 2, 0, ip.as_ptr(), &mut engine) },
         SipSuccess
     );
@@ -904,6 +925,7 @@ fn a_callback_may_call_the_api_and_even_stop_its_engine() {
     });
     let user = &*state as *const Reentrant as *mut c_void;
     assert_eq!(
+        // SAFETY: C strings and out-pointers are live locals (or NULL).
         unsafe { SetNotificationCallback(engine, Some(stop_from_callback), user) },
         SipSuccess
     );
@@ -1038,8 +1060,10 @@ unsafe extern "C" fn read_state_in_callback(
     _line: i32,
     user: *mut c_void,
 ) {
+    // SAFETY: user_data is what this test registered; it outlives the engine.
     let probe = unsafe { &*(user as *const StateProbe) };
     let mut state = SIP_REGISTRATION_STATE::SipStateUnregistering;
+    // SAFETY: C strings and out-pointers are live locals (or NULL).
     let rc = unsafe { GetSipRegistrationState(engine, name, &mut state) };
     probe.seen.lock().unwrap().push((event, rc, state));
 }
@@ -1052,6 +1076,7 @@ fn a_state_read_inside_a_notification_reflects_it() {
     let probe = std::sync::Arc::new(StateProbe::default());
     let user = std::sync::Arc::as_ptr(&probe) as *mut c_void;
     assert_eq!(
+        // SAFETY: C strings and out-pointers are live locals (or NULL).
         unsafe { SetNotificationCallback(engine, Some(read_state_in_callback), user) },
         SipSuccess
     );
@@ -1125,6 +1150,7 @@ fn a_failed_io_driver_is_reported_and_later_calls_fail() {
         logs.all()
     );
     let last_error = || {
+        // SAFETY: the last-error text is NUL-terminated, valid until the next call.
         unsafe { std::ffi::CStr::from_ptr(GetLastSipErrorText()) }
             .to_string_lossy()
             .to_string()
@@ -1132,6 +1158,7 @@ fn a_failed_io_driver_is_reported_and_later_calls_fail() {
     let name = cstr("alice");
     let mut state = SIP_REGISTRATION_STATE::SipStateRegistered;
     assert_eq!(
+        // SAFETY: C strings and out-pointers are live locals (or NULL).
         unsafe { GetSipRegistrationState(engine, name.as_ptr(), &mut state) },
         SipInternalError
     );

@@ -174,6 +174,7 @@ fn tls_presents_the_client_certificate_a_registrar_requires() {
         if with_certificate {
             let (chain, key) = (cstr(&pki.client_cert_pem), cstr(&pki.client_key_pem));
             assert_eq!(
+                // SAFETY: C strings and out-pointers are live locals (or NULL).
                 unsafe { SetSipTlsClientCertificate(engine, chain.as_ptr(), key.as_ptr()) },
                 SipSuccess
             );
@@ -202,6 +203,7 @@ fn tls_presents_the_client_certificate_a_registrar_requires() {
     let (engine, _) = engine(1);
     let (chain, junk) = (cstr(&pki.client_cert_pem), cstr("no key here"));
     assert_eq!(
+        // SAFETY: C strings and out-pointers are live locals (or NULL).
         unsafe { SetSipTlsClientCertificate(engine, chain.as_ptr(), junk.as_ptr()) },
         SipTlsError
     );

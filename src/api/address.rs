@@ -69,7 +69,7 @@ pub fn proxy_route(host: &Host, port: u16, transport: Transport) -> String {
 /// A host parameter from the caller: an IP literal (IPv6 with or without brackets) or a
 /// DNS name, surrounding blanks ignored.
 pub fn parse_host(s: &str, what: &'static str) -> Result<Host, ApiError> {
-    Host::parse(s.trim()).ok_or(ApiError::BadParameter(what))
+    Host::parse(s.trim()).ok_or(ApiError::bad(what))
 }
 
 /// A server from the caller: `[sip:|sips:]host[:port]` (IPv6 in brackets); the port, when
@@ -81,14 +81,14 @@ pub fn parse_server(s: &str, what: &'static str) -> Result<HostPort, ApiError> {
         Some(_) => None, // a server has no user part
         None => HostPort::parse(s),
     };
-    parsed.ok_or(ApiError::BadParameter(what))
+    parsed.ok_or(ApiError::bad(what))
 }
 
 /// An address of record from the caller: `[sip:]user@domain` -> (user, domain). The user
 /// is a SIP user part as [`parse_names`] accepts it.
 pub fn parse_aor(s: &str) -> Result<(String, Host), ApiError> {
     let s = s.trim();
-    let bad = || ApiError::BadParameter("aor");
+    let bad = || ApiError::bad("aor");
     let uri = SipUri::parse(s)
         .or_else(|| SipUri::parse(&format!("sip:{s}")))
         .filter(|uri| !uri.secure && uri.host_port.port.is_none())
@@ -116,9 +116,9 @@ pub fn aor_uri(user: &str, domain: &Host) -> String {
 pub fn parse_local_ip(s: Option<&str>) -> Result<Option<IpAddr>, ApiError> {
     match s.map(str::trim) {
         None | Some("") => Ok(None),
-        Some(s) => parse_ip(s).map(Some).ok_or(ApiError::BadParameter(
-            "local IP address is not an IP address",
-        )),
+        Some(s) => parse_ip(s)
+            .map(Some)
+            .ok_or(ApiError::bad("local IP address is not an IP address")),
     }
 }
 
@@ -131,7 +131,7 @@ pub fn parse_names(list: &str) -> Result<Vec<String>, ApiError> {
         .map(str::to_string)
         .collect();
     if names.is_empty() {
-        return Err(ApiError::BadNameList("no name"));
+        return Err(ApiError::BadNameList("no name".into()));
     }
     // RFC 3261 user: unreserved / escaped / user-unreserved (minus the ',' separator).
     let valid = |n: &str| {
@@ -140,7 +140,9 @@ pub fn parse_names(list: &str) -> Result<Vec<String>, ApiError> {
                 .all(|c| c.is_ascii_alphanumeric() || "-_.!~*'()%&=+$;?/".contains(c))
     };
     if !names.iter().all(|n| valid(n)) {
-        return Err(ApiError::BadNameList("a name is not a valid SIP user part"));
+        return Err(ApiError::BadNameList(
+            "a name is not a valid SIP user part".into(),
+        ));
     }
     Ok(names)
 }

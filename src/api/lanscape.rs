@@ -2,6 +2,7 @@
 //! credentials, and the register server with its nine parameters, on top of one
 //! [`Endpoint`]. Knows nothing about C; the `ffi` layer maps its results to codes.
 
+use crate::api::ApiError;
 use crate::api::address::{
     aor_uri, parse_host, parse_names, proxy_route, registration_request_uri, resolve,
     source_ip_towards, target, user_agent, valid_port,
@@ -12,9 +13,7 @@ use crate::engine::transaction::DEFAULT_TIMEOUT;
 use crate::engine::transport::Transport;
 use crate::engine::uri::Host;
 use crate::runtime::tls::{self, TlsSettings};
-use crate::runtime::{
-    BindingId, BindingSpec, DriverFailed, Endpoint, EndpointError, EndpointEvent, LogLevel,
-};
+use crate::runtime::{BindingId, BindingSpec, DriverFailed, Endpoint, EndpointEvent, LogLevel};
 use parking_lot::Mutex;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -62,45 +61,6 @@ pub struct RegisterServerParams {
     pub timeout_ms: u32,
     /// Re-register with the public address seen by the registrar.
     pub nat_auto_detect: bool,
-}
-
-/// Why an engine call was refused.
-#[derive(Debug)]
-pub enum ApiError {
-    /// A parameter is out of range or malformed.
-    BadParameter(&'static str),
-    /// Registration through a proxy was asked for, but no proxy is configured.
-    ProxyNotEnabled,
-    /// The address does not resolve.
-    UnknownHost(String),
-    /// The name list is empty, malformed, or does not match the phone lines.
-    BadNameList(&'static str),
-    /// A proxy is used but no SIP domain is defined.
-    DomainNotDefined,
-    /// The update interval or expiry is zero.
-    IntervalError,
-    /// A thread could not be started.
-    ThreadCreation(std::io::Error),
-    /// The socket could not be bound.
-    Socket(std::io::Error),
-    /// The engine is shutting down.
-    Closed,
-    /// The handle is not (or no longer) valid.
-    InvalidHandle,
-    /// No profile has this id.
-    ProfileNotFound,
-    /// The profile is enabled by a live handle.
-    ProfileInUse,
-    /// An internal failure: the engine's I/O driver died (the text says why).
-    Internal(String),
-    /// TLS settings that cannot be used (unreadable PEM, a bad certificate or key).
-    Tls(String),
-}
-
-impl From<DriverFailed> for ApiError {
-    fn from(e: DriverFailed) -> Self {
-        ApiError::Internal(e.0)
-    }
 }
 
 /// What a notification reports.
@@ -184,10 +144,10 @@ impl PhoneEngine {
     /// Starts an engine: binds its socket and starts its threads.
     pub fn start(params: StartParams) -> Result<PhoneEngine, ApiError> {
         if params.phone_lines == 0 || params.phone_lines > MAX_PHONE_LINES {
-            return Err(ApiError::BadParameter("phone lines"));
+            return Err(ApiError::bad("phone lines"));
         }
         if params.phone_name.chars().any(char::is_control) {
-            return Err(ApiError::BadParameter("phone name"));
+            return Err(ApiError::bad("phone name"));
         }
         let listeners: Arc<Mutex<Listeners>> = Arc::default();
         let labels: Arc<Mutex<std::collections::HashMap<BindingId, Label>>> = Arc::default();
@@ -232,7 +192,7 @@ impl PhoneEngine {
                         let listener = listeners.lock().notify.clone();
                         if let (Some(label), Some(listener)) = (label, listener) {
                             listener(&Notification {
-                                kind: notification_kind(&event),
+                                kind: NotificationKind::from(&event),
                                 name: label.name,
                                 line: label.line,
                             });
@@ -251,11 +211,7 @@ impl PhoneEngine {
             params.local_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
             params.local_port,
         );
-        let endpoint =
-            Endpoint::open(bind, "lanscape-sip-events", false, deliver).map_err(|e| match e {
-                EndpointError::Socket(e) => ApiError::Socket(e),
-                EndpointError::Thread(e) => ApiError::ThreadCreation(e),
-            })?;
+        let endpoint = Endpoint::open(bind, "lanscape-sip-events", false, deliver)?;
         Ok(PhoneEngine {
             local: endpoint.local_addr(),
             endpoint: Mutex::new(Some(endpoint)),
@@ -314,7 +270,7 @@ impl PhoneEngine {
     /// Configures the outbound proxy (port 0 means 5060).
     pub fn set_proxy(&self, address: &str, port: u32) -> Result<(), ApiError> {
         let host = parse_host(address, "proxy address")?;
-        valid_port(port, Transport::Udp).ok_or(ApiError::BadParameter("proxy port"))?;
+        valid_port(port, Transport::Udp).ok_or(ApiError::bad("proxy port"))?;
         self.settings.lock().proxy = Some((host, port));
         Ok(())
     }
@@ -328,9 +284,9 @@ impl PhoneEngine {
     /// their TCP or TLS connections (0: any free port). The default is UDP from the
     /// engine's SIP port.
     pub fn set_transport(&self, transport: Transport, local_port: u32) -> Result<(), ApiError> {
-        let port = u16::try_from(local_port).map_err(|_| ApiError::BadParameter("local port"))?;
+        let port = u16::try_from(local_port).map_err(|_| ApiError::bad("local port"))?;
         if transport == Transport::Udp && port != 0 && port != self.local.port() {
-            return Err(ApiError::BadParameter(
+            return Err(ApiError::bad(
                 "the UDP port is the engine's own (StartSipTelephony)",
             ));
         }
@@ -345,9 +301,7 @@ impl PhoneEngine {
 
     /// Adds trust anchors for TLS (PEM text, or the path of a PEM file).
     pub fn add_tls_trust(&self, pem: &str) -> Result<(), ApiError> {
-        let certs = tls::read_pem(pem)
-            .and_then(|bytes| tls::parse_certificates(&bytes))
-            .map_err(ApiError::Tls)?;
+        let certs = tls::trust_anchors(pem).map_err(ApiError::Tls)?;
         self.update_tls(|t| t.extra_roots.extend(certs))
     }
 
@@ -359,12 +313,8 @@ impl PhoneEngine {
 
     /// Sets the TLS client certificate chain and key (PEM text or file paths).
     pub fn set_tls_client_certificate(&self, chain: &str, key: &str) -> Result<(), ApiError> {
-        let chain = tls::read_pem(chain)
-            .and_then(|bytes| tls::parse_certificates(&bytes))
-            .map_err(ApiError::Tls)?;
-        let key = zeroize::Zeroizing::new(tls::read_pem(key).map_err(ApiError::Tls)?);
-        let key = tls::parse_private_key(&key).map_err(ApiError::Tls)?;
-        self.update_tls(|t| t.client = Some((chain, key)))
+        let identity = tls::client_identity(chain, key).map_err(ApiError::Tls)?;
+        self.update_tls(|t| t.client = Some(identity))
     }
 
     fn update_tls(&self, change: impl FnOnce(&mut TlsSettings)) -> Result<(), ApiError> {
@@ -384,7 +334,7 @@ impl PhoneEngine {
                 .iter()
                 .any(|s| s.chars().any(char::is_control))
         {
-            return Err(ApiError::BadParameter("credentials"));
+            return Err(ApiError::bad("credentials"));
         }
         let snapshot = {
             let mut settings = self.settings.lock();
@@ -411,11 +361,13 @@ impl PhoneEngine {
             return Err(ApiError::IntervalError);
         }
         if p.timeout_ms > MAX_TIMEOUT_MS {
-            return Err(ApiError::BadParameter("timeout"));
+            return Err(ApiError::bad("timeout"));
         }
         let names = parse_names(&p.names)?;
         if p.register_phone_lines && names.len() != self.params.phone_lines as usize {
-            return Err(ApiError::BadNameList("one name per phone line is required"));
+            return Err(ApiError::BadNameList(
+                "one name per phone line is required".into(),
+            ));
         }
         let server = parse_host(&p.server_address, "registration server address")?;
         let (domain, proxy, credentials, transport, stream_port, tls_version, tls) = {
@@ -431,7 +383,7 @@ impl PhoneEngine {
             )
         };
         let server_port =
-            valid_port(p.server_port, transport).ok_or(ApiError::BadParameter("server port"))?;
+            valid_port(p.server_port, transport).ok_or(ApiError::bad("server port"))?;
         let aor_domain = domain.clone().unwrap_or_else(|| server.clone());
         let route;
         let next_hop = if p.through_proxy {
@@ -440,7 +392,7 @@ impl PhoneEngine {
                 return Err(ApiError::DomainNotDefined);
             }
             let proxy_port =
-                valid_port(proxy_port, transport).ok_or(ApiError::BadParameter("proxy port"))?;
+                valid_port(proxy_port, transport).ok_or(ApiError::bad("proxy port"))?;
             route = Some(proxy_route(&proxy_host, proxy_port, transport));
             let addr = resolve(&proxy_host, proxy_port, self.local)?;
             target(transport, &proxy_host, addr, &aor_domain, tls_version)
@@ -617,14 +569,20 @@ impl Drop for PhoneEngine {
     }
 }
 
-fn notification_kind(event: &BindingEvent) -> NotificationKind {
-    match event {
-        BindingEvent::Registered { .. } => NotificationKind::RegisterSuccess,
-        BindingEvent::Unregistered => NotificationKind::Unregistered,
-        BindingEvent::Failed(Failure::TimedOut) => NotificationKind::RegisterTimeOut,
-        BindingEvent::Failed(Failure::AuthRejected) => NotificationKind::RegisterAuthorizationError,
-        BindingEvent::Failed(Failure::IntervalRejected) => NotificationKind::RegisterIntervalError,
-        BindingEvent::Failed(Failure::Tls(_)) => NotificationKind::TlsError,
-        BindingEvent::Failed(_) => NotificationKind::RegisterError,
+impl From<&BindingEvent> for NotificationKind {
+    fn from(event: &BindingEvent) -> Self {
+        match event {
+            BindingEvent::Registered { .. } => NotificationKind::RegisterSuccess,
+            BindingEvent::Unregistered => NotificationKind::Unregistered,
+            BindingEvent::Failed(Failure::TimedOut) => NotificationKind::RegisterTimeOut,
+            BindingEvent::Failed(Failure::AuthRejected) => {
+                NotificationKind::RegisterAuthorizationError
+            }
+            BindingEvent::Failed(Failure::IntervalRejected) => {
+                NotificationKind::RegisterIntervalError
+            }
+            BindingEvent::Failed(Failure::Tls(_)) => NotificationKind::TlsError,
+            BindingEvent::Failed(_) => NotificationKind::RegisterError,
+        }
     }
 }

@@ -23,7 +23,7 @@ use crate::engine::digest::{Credential, CredentialStore};
 use crate::engine::transaction::DEFAULT_TIMEOUT;
 use crate::handles::{HandleTable, RawHandle};
 use crate::runtime::tls::{self, TlsSettings};
-use crate::runtime::{BindingId, BindingSpec, Endpoint, EndpointError, EndpointEvent};
+use crate::runtime::{BindingId, BindingSpec, Endpoint, EndpointEvent};
 use once_cell::sync::Lazy;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -84,6 +84,18 @@ pub enum ProfileError {
     Internal,
     /// The TLS handshake failed (certificate not trusted or not matching the SIP domain).
     Tls,
+}
+
+impl From<&Failure> for ProfileError {
+    fn from(failure: &Failure) -> Self {
+        match failure {
+            Failure::TimedOut => ProfileError::TimedOut,
+            Failure::AuthRejected => ProfileError::Authorization,
+            Failure::IntervalRejected => ProfileError::Interval,
+            Failure::Tls(_) => ProfileError::Tls,
+            _ => ProfileError::Rejected,
+        }
+    }
 }
 
 /// Receives a registry's notifications, on the service's event thread, with no lock held.
@@ -243,11 +255,7 @@ pub fn open_registry(observer: Arc<dyn ProfileObserver>) -> Result<RegistryHandl
             "lanscape-sip-profiles",
             true,
             on_endpoint_event,
-        )
-        .map_err(|e| match e {
-            EndpointError::Socket(e) => ApiError::Socket(e),
-            EndpointError::Thread(e) => ApiError::ThreadCreation(e),
-        })?;
+        )?;
         *service = Some(endpoint);
     }
     Ok(SHARED
@@ -322,6 +330,26 @@ pub fn create_profile(
         },
     );
     Ok(id)
+}
+
+/// TLS settings from the caller: trust anchors (PEM text or a PEM file's path), whether the
+/// system store is trusted too, and a client certificate chain and key.
+pub fn tls_settings(
+    trusted_pem: Option<&str>,
+    use_system_trust: bool,
+    client: Option<(&str, &str)>,
+) -> Result<TlsSettings, ApiError> {
+    Ok(TlsSettings {
+        system_roots: use_system_trust,
+        extra_roots: match trusted_pem {
+            Some(pem) => tls::trust_anchors(pem).map_err(ApiError::Tls)?,
+            None => Vec::new(),
+        },
+        client: match client {
+            Some((chain, key)) => Some(tls::client_identity(chain, key).map_err(ApiError::Tls)?),
+            None => None,
+        },
+    })
 }
 
 /// Sets the TLS settings of a profile (used from its next registration on).
@@ -558,14 +586,7 @@ fn on_endpoint_event(event: EndpointEvent) {
                 }
                 BindingEvent::Failed(failure) => {
                     if let Some(profile) = shared.shown_by(id) {
-                        let error = match failure {
-                            Failure::TimedOut => ProfileError::TimedOut,
-                            Failure::AuthRejected => ProfileError::Authorization,
-                            Failure::IntervalRejected => ProfileError::Interval,
-                            Failure::Tls(_) => ProfileError::Tls,
-                            _ => ProfileError::Rejected,
-                        };
-                        shared.report(profile, error, &mut notes);
+                        shared.report(profile, ProfileError::from(&failure), &mut notes);
                     }
                 }
                 BindingEvent::Unregistered => {
@@ -594,7 +615,7 @@ fn validate(s: &ProfileSettings) -> Result<(), ApiError> {
         return Err(ApiError::IntervalError);
     }
     if s.credential.as_ref().is_some_and(|c| c.username.is_empty()) {
-        return Err(ApiError::BadParameter("auth user"));
+        return Err(ApiError::bad("auth user"));
     }
     if s.transport == Transport::Tls {
         tls::client_config(&s.tls).map_err(ApiError::Tls)?;

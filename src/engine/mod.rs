@@ -2,6 +2,8 @@
 //! the client transaction and the registration binding. Nothing here opens a socket, reads
 //! a clock or draws random numbers; callers pass those in.
 
+#![forbid(unsafe_code)]
+
 pub mod binding;
 pub mod digest;
 pub mod endpoint;

@@ -2,6 +2,7 @@
 
 #![allow(non_camel_case_types)]
 
+use crate::api::profiles::ProfileError;
 use crate::api::{ApiError, NotificationKind};
 use std::ffi::c_char;
 
@@ -141,6 +142,7 @@ impl From<&ApiError> for TELEPHONY_RETURN_VALUE {
             ApiError::ProfileInUse => SipProfileInUse,
             ApiError::Internal(_) => SipInternalError,
             ApiError::Tls(_) => SipTlsError,
+            ApiError::NameUnknown(_) => SipRegisterNameUnknown,
         }
     }
 }
@@ -155,6 +157,19 @@ impl From<NotificationKind> for TELEPHONY_RETURN_VALUE {
             NotificationKind::RegisterAuthorizationError => SipRegisterAuthorizationError,
             NotificationKind::RegisterIntervalError => SipRegisterIntervalError,
             NotificationKind::TlsError => SipTlsError,
+        }
+    }
+}
+
+impl From<ProfileError> for TELEPHONY_RETURN_VALUE {
+    fn from(error: ProfileError) -> Self {
+        match error {
+            ProfileError::Rejected => SipRegisterError,
+            ProfileError::TimedOut => SipRegisterTimeOut,
+            ProfileError::Authorization => SipRegisterAuthorizationError,
+            ProfileError::Interval => SipRegisterIntervalError,
+            ProfileError::Internal => SipInternalError,
+            ProfileError::Tls => SipTlsError,
         }
     }
 }

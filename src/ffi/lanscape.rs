@@ -1,7 +1,7 @@
 //! LanScape-compatible entry points over [`PhoneEngine`].
 
-use super::codes::TELEPHONY_RETURN_VALUE::{self, *};
-use super::{bad, entry, read_bool, read_opt_str, read_str, read_transport};
+use super::codes::TELEPHONY_RETURN_VALUE;
+use super::{arg_opt_str, arg_str, entry, out_ptr, read_bool, read_transport};
 use crate::api::address::parse_local_ip;
 use crate::api::{ApiError, PhoneEngine, RegisterServerParams, StartParams};
 use crate::engine::binding::BindingState;
@@ -64,40 +64,16 @@ pub enum SIP_REGISTRATION_STATE {
 
 #[derive(Clone, Copy)]
 struct UserData(*mut c_void);
-// SAFETY: the pointer is the caller's; we only hand it back to the caller's callback.
+// SAFETY: the library never dereferences the pointer; it only hands it back to the
+// caller's callback, on whichever thread the documentation says.
 unsafe impl Send for UserData {}
+// SAFETY: as for Send: the pointer is opaque to the library and only copied.
 unsafe impl Sync for UserData {}
 
 static ENGINES: Lazy<Mutex<HandleTable<PhoneEngine>>> = Lazy::new(Mutex::default);
 
-type Failure = (TELEPHONY_RETURN_VALUE, String);
-
-fn engine(handle: SIPHANDLE) -> Result<Arc<PhoneEngine>, Failure> {
-    ENGINES.lock().get(handle).ok_or((
-        SipInvalidHandle,
-        format!("no engine with handle {handle:#x}"),
-    ))
-}
-
-pub(crate) fn api(e: ApiError) -> Failure {
-    let code = TELEPHONY_RETURN_VALUE::from(&e);
-    let text = match e {
-        ApiError::BadParameter(w) => format!("bad parameter: {w}"),
-        ApiError::ProxyNotEnabled => "no proxy is configured (EnableSipProxyServer)".into(),
-        ApiError::UnknownHost(h) => format!("cannot resolve {h}"),
-        ApiError::BadNameList(w) => format!("bad name list: {w}"),
-        ApiError::DomainNotDefined => "no SIP domain is defined (EnableSipDomain)".into(),
-        ApiError::IntervalError => "update interval and expire time must be above 0".into(),
-        ApiError::ThreadCreation(e) => format!("cannot start a thread: {e}"),
-        ApiError::Socket(e) => format!("cannot bind the SIP port: {e}"),
-        ApiError::Closed => "the engine is stopped".into(),
-        ApiError::InvalidHandle => "no such handle".into(),
-        ApiError::ProfileNotFound => "no profile has this id".into(),
-        ApiError::ProfileInUse => "the profile is enabled through a live handle".into(),
-        ApiError::Internal(why) => format!("internal error: {why}"),
-        ApiError::Tls(why) => format!("TLS settings: {why}"),
-    };
-    (code, text)
+fn engine(handle: SIPHANDLE) -> Result<Arc<PhoneEngine>, ApiError> {
+    ENGINES.lock().get(handle).ok_or(ApiError::InvalidHandle)
 }
 
 /// Starts an engine and writes its handle to `engine_out`.
@@ -117,23 +93,20 @@ pub unsafe extern "C" fn StartSipTelephony(
     engine_out: *mut SIPHANDLE,
 ) -> TELEPHONY_RETURN_VALUE {
     entry(|| {
-        if engine_out.is_null() {
-            return Err(bad("engine_out is NULL"));
-        }
-        let phone_name = unsafe { read_opt_str(phone_name, "phone_name") }?.unwrap_or_default();
-        let local_ip = unsafe { read_opt_str(local_ip_address, "local_ip_address") }?;
-        let local_ip = parse_local_ip(local_ip.as_deref()).map_err(api)?;
-        let local_port =
-            u16::try_from(local_sip_port).map_err(|_| bad("local_sip_port is above 65535"))?;
+        let engine_out = out_ptr!(engine_out)?;
+        let phone_name = arg_opt_str!(phone_name)?.unwrap_or_default();
+        let local_ip = arg_opt_str!(local_ip_address)?;
+        let local_ip = parse_local_ip(local_ip.as_deref())?;
+        let local_port = u16::try_from(local_sip_port)
+            .map_err(|_| ApiError::bad("local_sip_port is above 65535"))?;
         let engine = PhoneEngine::start(StartParams {
             phone_name,
             phone_lines,
             local_port,
             local_ip,
-        })
-        .map_err(api)?;
+        })?;
         let handle = ENGINES.lock().insert(Arc::new(engine));
-        unsafe { engine_out.write(handle) };
+        engine_out.write(handle);
         Ok(())
     })
 }
@@ -144,10 +117,10 @@ pub unsafe extern "C" fn StartSipTelephony(
 #[unsafe(no_mangle)]
 pub extern "C" fn StopSipTelephony(engine: SIPHANDLE) -> TELEPHONY_RETURN_VALUE {
     entry(|| {
-        let removed = ENGINES.lock().remove(engine).ok_or((
-            SipInvalidHandle,
-            format!("no engine with handle {engine:#x}"),
-        ))?;
+        let removed = ENGINES
+            .lock()
+            .remove(engine)
+            .ok_or(ApiError::InvalidHandle)?;
         removed.shutdown();
         Ok(())
     })
@@ -170,6 +143,8 @@ pub unsafe extern "C" fn SetNotificationCallback(
             Arc::new(move |n: &crate::api::Notification| {
                 let user = user;
                 let name = CString::new(n.name.as_str()).unwrap_or_default();
+                // SAFETY: `cb` is a valid function until replaced or the engine stops (this
+                // function's contract); `name` lives until it returns.
                 unsafe { cb(engine, n.kind.into(), name.as_ptr(), n.line, user.0) };
             }) as crate::api::NotificationListener
         }));
@@ -195,6 +170,8 @@ pub unsafe extern "C" fn SetLogCallback(
                 let user = user;
                 let text: String = message.chars().filter(|c| *c != '\0').collect();
                 let text = CString::new(text).unwrap_or_default();
+                // SAFETY: as in SetNotificationCallback: `cb` is valid until replaced or the
+                // engine stops; `text` lives until it returns.
                 unsafe { cb(engine, level as i32, text.as_ptr(), user.0) };
             }) as crate::api::LogListener
         }));
@@ -205,11 +182,7 @@ pub unsafe extern "C" fn SetLogCallback(
 /// Turns the trace of every SIP message sent and received (log level 5) on or off.
 #[unsafe(no_mangle)]
 pub extern "C" fn EnableSipTrace(engine: SIPHANDLE, enable: i32) -> TELEPHONY_RETURN_VALUE {
-    entry(|| {
-        self::engine(engine)?
-            .set_trace(read_bool(enable))
-            .map_err(api)
-    })
+    entry(|| self::engine(engine)?.set_trace(read_bool(enable)))
 }
 
 /// Writes the number of phone lines the engine was started with.
@@ -223,10 +196,8 @@ pub unsafe extern "C" fn GetNumPhoneLines(
 ) -> TELEPHONY_RETURN_VALUE {
     entry(|| {
         let e = self::engine(engine)?;
-        if lines_out.is_null() {
-            return Err(bad("lines_out is NULL"));
-        }
-        unsafe { lines_out.write(e.params().phone_lines) };
+        let lines_out = out_ptr!(lines_out)?;
+        lines_out.write(e.params().phone_lines);
         Ok(())
     })
 }
@@ -242,10 +213,8 @@ pub unsafe extern "C" fn GetLocalSipPort(
 ) -> TELEPHONY_RETURN_VALUE {
     entry(|| {
         let e = self::engine(engine)?;
-        if port_out.is_null() {
-            return Err(bad("port_out is NULL"));
-        }
-        unsafe { port_out.write(u32::from(e.local_addr().port())) };
+        let port_out = out_ptr!(port_out)?;
+        port_out.write(u32::from(e.local_addr().port()));
         Ok(())
     })
 }
@@ -261,8 +230,8 @@ pub unsafe extern "C" fn EnableSipDomain(
 ) -> TELEPHONY_RETURN_VALUE {
     entry(|| {
         let e = self::engine(engine)?;
-        let domain = unsafe { read_str(domain, "domain") }?;
-        e.set_domain(&domain).map_err(api)
+        let domain = arg_str!(domain)?;
+        e.set_domain(&domain)
     })
 }
 
@@ -287,8 +256,8 @@ pub unsafe extern "C" fn EnableSipProxyServer(
 ) -> TELEPHONY_RETURN_VALUE {
     entry(|| {
         let e = self::engine(engine)?;
-        let address = unsafe { read_str(address, "address") }?;
-        e.set_proxy(&address, port).map_err(api)
+        let address = arg_str!(address)?;
+        e.set_proxy(&address, port)
     })
 }
 
@@ -315,17 +284,17 @@ pub unsafe extern "C" fn AddAuthorizationCredentials(
 ) -> TELEPHONY_RETURN_VALUE {
     entry(|| {
         let e = self::engine(engine)?;
-        let realm = unsafe { read_opt_str(realm, "realm") }?.unwrap_or_default();
-        let user = unsafe { read_str(user, "user") }?;
-        let password = zeroize::Zeroizing::new(unsafe { read_str(password, "password") }?);
-        e.add_credentials(&realm, &user, &password).map_err(api)
+        let realm = arg_opt_str!(realm)?.unwrap_or_default();
+        let user = arg_str!(user)?;
+        let password = zeroize::Zeroizing::new(arg_str!(password)?);
+        e.add_credentials(&realm, &user, &password)
     })
 }
 
 /// Forgets every credential.
 #[unsafe(no_mangle)]
 pub extern "C" fn ClearAuthorizationCredentials(engine: SIPHANDLE) -> TELEPHONY_RETURN_VALUE {
-    entry(|| self::engine(engine)?.clear_credentials().map_err(api))
+    entry(|| self::engine(engine)?.clear_credentials())
 }
 
 /// Chooses the transport of registrations enabled from now on (`transport` is a
@@ -343,7 +312,6 @@ pub extern "C" fn SetSipRegisterTransport(
     entry(|| {
         let e = self::engine(engine)?;
         e.set_transport(read_transport(transport)?, local_port)
-            .map_err(api)
     })
 }
 
@@ -362,8 +330,8 @@ pub unsafe extern "C" fn AddSipTlsTrustedCertificates(
 ) -> TELEPHONY_RETURN_VALUE {
     entry(|| {
         let e = self::engine(engine)?;
-        let pem = unsafe { read_str(pem, "pem") }?;
-        e.add_tls_trust(&pem).map_err(api)
+        let pem = arg_str!(pem)?;
+        e.add_tls_trust(&pem)
     })
 }
 
@@ -373,11 +341,7 @@ pub extern "C" fn EnableSipTlsSystemTrust(
     engine: SIPHANDLE,
     enable: i32,
 ) -> TELEPHONY_RETURN_VALUE {
-    entry(|| {
-        self::engine(engine)?
-            .set_tls_system_trust(read_bool(enable))
-            .map_err(api)
-    })
+    entry(|| self::engine(engine)?.set_tls_system_trust(read_bool(enable)))
 }
 
 /// Sets the TLS client certificate chain and its private key (each PEM text or the path of
@@ -393,9 +357,9 @@ pub unsafe extern "C" fn SetSipTlsClientCertificate(
 ) -> TELEPHONY_RETURN_VALUE {
     entry(|| {
         let e = self::engine(engine)?;
-        let chain = unsafe { read_str(certificate_chain, "certificate_chain") }?;
-        let key = zeroize::Zeroizing::new(unsafe { read_str(private_key, "private_key") }?);
-        e.set_tls_client_certificate(&chain, &key).map_err(api)
+        let chain = arg_str!(certificate_chain)?;
+        let key = zeroize::Zeroizing::new(arg_str!(private_key)?);
+        e.set_tls_client_certificate(&chain, &key)
     })
 }
 
@@ -429,10 +393,11 @@ pub unsafe extern "C" fn EnableSipRegisterServer(
 ) -> TELEPHONY_RETURN_VALUE {
     entry(|| {
         let e = self::engine(engine)?;
-        let names = unsafe { read_str(names_to_register, "names_to_register") }
-            .map_err(|(_, t)| (SipRegisterBadNameList, t))?;
-        let server =
-            unsafe { read_str(registration_server_address, "registration_server_address") }?;
+        let names = arg_str!(names_to_register).map_err(|e| match e {
+            ApiError::BadParameter(why) => ApiError::BadNameList(why),
+            other => other,
+        })?;
+        let server = arg_str!(registration_server_address)?;
         e.enable_register_server(&RegisterServerParams {
             names,
             register_phone_lines: read_bool(register_phone_lines),
@@ -444,14 +409,13 @@ pub unsafe extern "C" fn EnableSipRegisterServer(
             timeout_ms: time_out_ms,
             nat_auto_detect: read_bool(register_nat_auto_detect_enabled),
         })
-        .map_err(api)
     })
 }
 
 /// Unregisters every name (Expires: 0); `SipUnregistered` notifications follow.
 #[unsafe(no_mangle)]
 pub extern "C" fn DisableSipRegisterServer(engine: SIPHANDLE) -> TELEPHONY_RETURN_VALUE {
-    entry(|| self::engine(engine)?.disable_register_server().map_err(api))
+    entry(|| self::engine(engine)?.disable_register_server())
 }
 
 /// Writes the registration state of `name` (`SipRegisterNameUnknown` if not registered
@@ -468,14 +432,11 @@ pub unsafe extern "C" fn GetSipRegistrationState(
 ) -> TELEPHONY_RETURN_VALUE {
     entry(|| {
         let e = self::engine(engine)?;
-        let name = unsafe { read_str(name, "name") }?;
-        if state_out.is_null() {
-            return Err(bad("state_out is NULL"));
-        }
+        let name = arg_str!(name)?;
+        let state_out = out_ptr!(state_out)?;
         let state = e
-            .registration_state(name.trim())
-            .map_err(api)?
-            .ok_or((SipRegisterNameUnknown, format!("{name} is not registered")))?;
+            .registration_state(name.trim())?
+            .ok_or(ApiError::NameUnknown(name))?;
         let state = match state {
             BindingState::Unregistered => SIP_REGISTRATION_STATE::SipStateUnregistered,
             BindingState::Registering => SIP_REGISTRATION_STATE::SipStateRegistering,
@@ -483,7 +444,7 @@ pub unsafe extern "C" fn GetSipRegistrationState(
             BindingState::Unregistering => SIP_REGISTRATION_STATE::SipStateUnregistering,
             BindingState::WaitingToRetry => SIP_REGISTRATION_STATE::SipStateRetryWait,
         };
-        unsafe { state_out.write(state) };
+        state_out.write(state);
         Ok(())
     })
 }
@@ -498,17 +459,17 @@ pub extern "C" fn EnableKeepAliveTransmissions(
     entry(|| {
         let e = self::engine(engine)?;
         if interval_seconds > 86_400 {
-            return Err(bad("interval_seconds is above 86400"));
+            return Err(ApiError::bad("interval_seconds is above 86400"));
         }
         let interval = (interval_seconds > 0).then(|| Duration::from_secs(interval_seconds.into()));
-        e.set_keepalive(interval).map_err(api)
+        e.set_keepalive(interval)
     })
 }
 
 /// Sends one CRLF keep-alive to the registrar or proxy now.
 #[unsafe(no_mangle)]
 pub extern "C" fn SendSipKeepAlive(engine: SIPHANDLE) -> TELEPHONY_RETURN_VALUE {
-    entry(|| self::engine(engine)?.send_keepalive().map_err(api))
+    entry(|| self::engine(engine)?.send_keepalive())
 }
 
 /// Makes the I/O driver of an engine panic, to test that its failure is reported (test

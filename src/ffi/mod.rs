@@ -8,8 +8,10 @@ pub mod profiles;
 
 pub use codes::TELEPHONY_RETURN_VALUE;
 
+use crate::api::ApiError;
+use crate::engine::transport::Transport;
 use std::cell::RefCell;
-use std::ffi::{CStr, CString, c_char};
+use std::ffi::{CString, c_char};
 
 /// ABI version of this library; bumped on any incompatible change of the C ABI.
 pub const LANSCAPE_SIP_ABI_VERSION: u32 = 1;
@@ -28,18 +30,17 @@ fn set_last_error(text: &str) {
     LAST_ERROR.with(|e| *e.borrow_mut() = CString::new(clean).unwrap_or_default());
 }
 
-/// Runs an entry point: panics become `SipInternalError`, errors set the last-error text.
-pub(crate) fn entry(
-    f: impl FnOnce() -> Result<(), (TELEPHONY_RETURN_VALUE, String)>,
-) -> TELEPHONY_RETURN_VALUE {
+/// Runs an entry point: panics become `SipInternalError`; an error is mapped to its code
+/// (the one table in [`codes`]) and its text kept for `GetLastSipErrorText`.
+pub(crate) fn entry(f: impl FnOnce() -> Result<(), ApiError>) -> TELEPHONY_RETURN_VALUE {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(Ok(())) => {
             set_last_error("");
             TELEPHONY_RETURN_VALUE::SipSuccess
         }
-        Ok(Err((code, text))) => {
-            set_last_error(&text);
-            code
+        Ok(Err(e)) => {
+            set_last_error(&e.to_string());
+            TELEPHONY_RETURN_VALUE::from(&e)
         }
         Err(_) => {
             set_last_error("internal error (caught panic)");
@@ -48,60 +49,95 @@ pub(crate) fn entry(
     }
 }
 
-/// Shorthand for a bad parameter error.
-pub(crate) fn bad(what: &str) -> (TELEPHONY_RETURN_VALUE, String) {
-    (TELEPHONY_RETURN_VALUE::SipBadParameter, what.to_string())
+/// Reads a string argument (copied): `Err` when NULL, longer than [`MAX_INPUT_STRING`] or
+/// not UTF-8. Its text names the parameter.
+macro_rules! arg_str {
+    ($ptr:ident) => {
+        // SAFETY: each entry point's `# Safety` section requires its string arguments to be
+        // NULL or NUL-terminated and readable for the duration of the call; `read_str`
+        // checks NULL and bounds its scan for the terminator.
+        unsafe { $crate::ffi::read_str($ptr, stringify!($ptr)) }
+    };
+}
+
+/// Like [`arg_str!`], NULL reads as `None`.
+macro_rules! arg_opt_str {
+    ($ptr:ident) => {
+        match $ptr.is_null() {
+            true => Ok(None),
+            false => $crate::ffi::arg_str!($ptr).map(Some),
+        }
+    };
+}
+
+/// An out-parameter: `Err` when NULL, else an [`Out`] to write the result to once the
+/// call has succeeded. Checked before any work, so a NULL changes nothing.
+macro_rules! out_ptr {
+    ($ptr:ident) => {
+        match $ptr.is_null() {
+            true => Err($crate::api::ApiError::bad(concat!(
+                stringify!($ptr),
+                " is NULL"
+            ))),
+            // SAFETY: not NULL (checked above); each entry point's `# Safety` section
+            // requires its out-parameters to be NULL or valid, aligned and writable for
+            // the duration of the call.
+            false => Ok(unsafe { $crate::ffi::Out::new($ptr) }),
+        }
+    };
+}
+
+pub(crate) use {arg_opt_str, arg_str, out_ptr};
+
+/// A caller's out-parameter known to be writable (made by [`out_ptr!`] only).
+pub(crate) struct Out<T>(*mut T);
+
+impl<T> Out<T> {
+    /// # Safety
+    /// `ptr` is valid, aligned and writable for a `T` for the duration of the call.
+    pub(crate) unsafe fn new(ptr: *mut T) -> Out<T> {
+        Out(ptr)
+    }
+
+    /// Writes the result.
+    pub(crate) fn write(self, value: T) {
+        // SAFETY: `Out::new`'s contract: the pointer is valid, aligned and writable.
+        unsafe { self.0.write(value) }
+    }
 }
 
 /// Reads a NUL-terminated UTF-8 string the caller owns (copied; NULL refused).
 ///
 /// # Safety
 /// `ptr` is NULL or points to a NUL-terminated string readable for the call's duration.
-pub(crate) unsafe fn read_str(
-    ptr: *const c_char,
-    what: &str,
-) -> Result<String, (TELEPHONY_RETURN_VALUE, String)> {
+pub(crate) unsafe fn read_str(ptr: *const c_char, what: &str) -> Result<String, ApiError> {
     if ptr.is_null() {
-        return Err(bad(&format!("{what} is NULL")));
+        return Err(ApiError::bad(format!("{what} is NULL")));
     }
-    // Bounded scan for the terminator, so an unterminated buffer is not read without end.
+    // SAFETY: `ptr` is not NULL and, by this function's contract, NUL-terminated; the scan
+    // stops after MAX_INPUT_STRING + 1 bytes, so an unterminated buffer is not read without
+    // end.
     let len = unsafe { libc::strnlen(ptr, MAX_INPUT_STRING + 1) };
     if len > MAX_INPUT_STRING {
-        return Err(bad(&format!(
+        return Err(ApiError::bad(format!(
             "{what} is longer than {MAX_INPUT_STRING} bytes"
         )));
     }
-    let cstr = unsafe { CStr::from_ptr(ptr) };
-    cstr.to_str()
+    // SAFETY: a terminator lies within the first `len + 1` bytes (strnlen found it), all
+    // readable by this function's contract.
+    let bytes = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) };
+    std::str::from_utf8(bytes)
         .map(str::to_string)
-        .map_err(|_| bad(&format!("{what} is not UTF-8")))
-}
-
-/// Like [`read_str`], NULL reads as `None`.
-///
-/// # Safety
-/// As for [`read_str`].
-pub(crate) unsafe fn read_opt_str(
-    ptr: *const c_char,
-    what: &str,
-) -> Result<Option<String>, (TELEPHONY_RETURN_VALUE, String)> {
-    if ptr.is_null() {
-        Ok(None)
-    } else {
-        unsafe { read_str(ptr, what) }.map(Some)
-    }
+        .map_err(|_| ApiError::bad(format!("{what} is not UTF-8")))
 }
 
 /// Reads a `SIP_TRANSPORT` passed as an integer (an out-of-range enum is refused, not UB).
-pub(crate) fn read_transport(
-    value: u32,
-) -> Result<crate::engine::transport::Transport, (TELEPHONY_RETURN_VALUE, String)> {
-    use crate::engine::transport::Transport;
+pub(crate) fn read_transport(value: u32) -> Result<Transport, ApiError> {
     match value {
         0 => Ok(Transport::Udp),
         1 => Ok(Transport::Tcp),
         2 => Ok(Transport::Tls),
-        _ => Err(bad("transport is not a SIP_TRANSPORT")),
+        _ => Err(ApiError::bad("transport is not a SIP_TRANSPORT")),
     }
 }
 

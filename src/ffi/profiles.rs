@@ -1,13 +1,13 @@
 //! Profile registry entry points over [`crate::api::profiles`].
 
-use super::codes::TELEPHONY_RETURN_VALUE::{self, *};
-use super::lanscape::api;
-use super::{bad, entry, read_bool, read_opt_str, read_str, read_transport};
+use super::codes::TELEPHONY_RETURN_VALUE;
+use super::{arg_opt_str, arg_str, entry, out_ptr, read_bool, read_transport};
+use crate::api::ApiError;
 use crate::api::profiles::{
     self, ProfileError, ProfileId, ProfileObserver, ProfileSettings, ProfileState,
 };
 use crate::engine::digest::Credential;
-use crate::runtime::tls::{self, TlsSettings};
+use crate::runtime::tls::TlsSettings;
 use std::ffi::{c_char, c_void};
 use std::sync::{Arc, OnceLock};
 
@@ -87,8 +87,10 @@ struct CObserver {
     user: *mut c_void,
 }
 
-// SAFETY: the user pointer is only handed back to the caller's callbacks.
+// SAFETY: the library never dereferences the user pointer; it only hands it back to the
+// caller's callbacks, which the caller made callable from the service's event thread.
 unsafe impl Send for CObserver {}
+// SAFETY: as for Send: the pointer is opaque to the library and only copied.
 unsafe impl Sync for CObserver {}
 
 impl ProfileObserver for CObserver {
@@ -96,6 +98,8 @@ impl ProfileObserver for CObserver {
         let (Some(cb), Some(&registry)) = (self.on_state, self.registry.get()) else {
             return;
         };
+        // SAFETY: `cb` stays valid until the registry is closed (SipRegistryOpen's
+        // contract), and observers are called only while it is open.
         unsafe { cb(registry, profile, state.into(), self.user) };
     }
 
@@ -103,15 +107,8 @@ impl ProfileObserver for CObserver {
         let (Some(cb), Some(&registry)) = (self.on_error, self.registry.get()) else {
             return;
         };
-        let code = match error {
-            ProfileError::Rejected => SipRegisterError,
-            ProfileError::TimedOut => SipRegisterTimeOut,
-            ProfileError::Authorization => SipRegisterAuthorizationError,
-            ProfileError::Interval => SipRegisterIntervalError,
-            ProfileError::Internal => SipInternalError,
-            ProfileError::Tls => SipTlsError,
-        };
-        unsafe { cb(registry, profile, code, self.user) };
+        // SAFETY: as in `state_changed`.
+        unsafe { cb(registry, profile, error.into(), self.user) };
     }
 }
 
@@ -128,18 +125,16 @@ pub unsafe extern "C" fn SipRegistryOpen(
     registry_out: *mut SIPREGISTRY,
 ) -> TELEPHONY_RETURN_VALUE {
     entry(|| {
-        if registry_out.is_null() {
-            return Err(bad("registry_out is NULL"));
-        }
+        let registry_out = out_ptr!(registry_out)?;
         let observer = Arc::new(CObserver {
             registry: OnceLock::new(),
             on_state,
             on_error,
             user: user_data,
         });
-        let handle = profiles::open_registry(observer.clone()).map_err(api)?;
+        let handle = profiles::open_registry(observer.clone())?;
         let _ = observer.registry.set(handle);
-        unsafe { registry_out.write(handle) };
+        registry_out.write(handle);
         Ok(())
     })
 }
@@ -149,7 +144,7 @@ pub unsafe extern "C" fn SipRegistryOpen(
 /// and joins its threads.
 #[unsafe(no_mangle)]
 pub extern "C" fn SipRegistryClose(registry: SIPREGISTRY) -> TELEPHONY_RETURN_VALUE {
-    entry(|| profiles::close_registry(registry).map_err(api))
+    entry(|| profiles::close_registry(registry))
 }
 
 /// Creates a profile and writes its id. `aor` is `user@domain`; `registrar` and
@@ -172,17 +167,15 @@ pub unsafe extern "C" fn SipProfileCreate(
     profile_id_out: *mut u32,
 ) -> TELEPHONY_RETURN_VALUE {
     entry(|| {
-        if profile_id_out.is_null() {
-            return Err(bad("profile_id_out is NULL"));
-        }
+        let profile_id_out = out_ptr!(profile_id_out)?;
         let transport = read_transport(transport)?;
         let settings = ProfileSettings {
-            aor: unsafe { read_str(aor, "aor") }?,
-            registrar: unsafe { read_str(registrar, "registrar") }?,
-            outbound_proxy: unsafe { read_opt_str(outbound_proxy, "outbound_proxy") }?,
+            aor: arg_str!(aor)?,
+            registrar: arg_str!(registrar)?,
+            outbound_proxy: arg_opt_str!(outbound_proxy)?,
             credential: match (
-                unsafe { read_opt_str(auth_user, "auth_user") }?,
-                zeroize::Zeroizing::new(unsafe { read_opt_str(password, "password") }?),
+                arg_opt_str!(auth_user)?,
+                zeroize::Zeroizing::new(arg_opt_str!(password)?),
             ) {
                 (Some(user), pw) if pw.is_some() => Some(Credential::new(
                     "",
@@ -190,14 +183,14 @@ pub unsafe extern "C" fn SipProfileCreate(
                     pw.as_deref().unwrap_or_default(),
                 )),
                 (None, pw) if pw.is_none() => None,
-                _ => return Err(bad("auth_user and password go together")),
+                _ => return Err(ApiError::bad("auth_user and password go together")),
             },
             expires: expires_seconds,
             transport,
             tls: TlsSettings::default(),
         };
-        let id = profiles::create_profile(registry, settings).map_err(api)?;
-        unsafe { profile_id_out.write(id) };
+        let id = profiles::create_profile(registry, settings)?;
+        profile_id_out.write(id);
         Ok(())
     })
 }
@@ -220,30 +213,21 @@ pub unsafe extern "C" fn SipProfileSetTls(
     client_key: *const c_char,
 ) -> TELEPHONY_RETURN_VALUE {
     entry(|| {
-        let tls_error = |e: String| (SipTlsError, e);
-        let mut settings = TlsSettings {
-            system_roots: read_bool(use_system_trust),
-            ..TlsSettings::default()
-        };
-        if let Some(pem) = unsafe { read_opt_str(trusted_pem, "trusted_pem") }? {
-            settings.extra_roots = tls::read_pem(&pem)
-                .and_then(|b| tls::parse_certificates(&b))
-                .map_err(tls_error)?;
-        }
-        let chain = unsafe { read_opt_str(client_certificate, "client_certificate") }?;
-        let key = zeroize::Zeroizing::new(unsafe { read_opt_str(client_key, "client_key") }?);
-        settings.client = match (chain, key.as_deref()) {
-            (Some(chain), Some(key)) => {
-                let chain = tls::read_pem(&chain)
-                    .and_then(|b| tls::parse_certificates(&b))
-                    .map_err(tls_error)?;
-                let key = zeroize::Zeroizing::new(tls::read_pem(key).map_err(tls_error)?);
-                Some((chain, tls::parse_private_key(&key).map_err(tls_error)?))
-            }
+        let trusted_pem = arg_opt_str!(trusted_pem)?;
+        let chain = arg_opt_str!(client_certificate)?;
+        let key = zeroize::Zeroizing::new(arg_opt_str!(client_key)?);
+        let client = match (chain.as_deref(), key.as_deref()) {
+            (Some(chain), Some(key)) => Some((chain, key)),
             (None, None) => None,
-            _ => return Err(bad("client_certificate and client_key go together")),
+            _ => {
+                return Err(ApiError::bad(
+                    "client_certificate and client_key go together",
+                ));
+            }
         };
-        profiles::set_profile_tls(registry, profile_id, settings).map_err(api)
+        let settings =
+            profiles::tls_settings(trusted_pem.as_deref(), read_bool(use_system_trust), client)?;
+        profiles::set_profile_tls(registry, profile_id, settings)
     })
 }
 
@@ -258,11 +242,9 @@ pub unsafe extern "C" fn SipProfileRetrieve(
     profile_out: *mut SIPPROFILE,
 ) -> TELEPHONY_RETURN_VALUE {
     entry(|| {
-        if profile_out.is_null() {
-            return Err(bad("profile_out is NULL"));
-        }
-        let handle = profiles::retrieve_profile(registry, profile_id).map_err(api)?;
-        unsafe { profile_out.write(handle) };
+        let profile_out = out_ptr!(profile_out)?;
+        let handle = profiles::retrieve_profile(registry, profile_id)?;
+        profile_out.write(handle);
         Ok(())
     })
 }
@@ -271,19 +253,19 @@ pub unsafe extern "C" fn SipProfileRetrieve(
 /// enabled profile no other handle keeps enabled is unregistered.
 #[unsafe(no_mangle)]
 pub extern "C" fn SipProfileRelease(profile: SIPPROFILE) -> TELEPHONY_RETURN_VALUE {
-    entry(|| profiles::release_profile(profile).map_err(api))
+    entry(|| profiles::release_profile(profile))
 }
 
 /// Enables the profile: it registers (unless already registered, which notifies nothing).
 #[unsafe(no_mangle)]
 pub extern "C" fn SipProfileEnable(profile: SIPPROFILE) -> TELEPHONY_RETURN_VALUE {
-    entry(|| profiles::enable_profile(profile).map_err(api))
+    entry(|| profiles::enable_profile(profile))
 }
 
 /// Disables the profile through this handle; it unregisters when no handle keeps it enabled.
 #[unsafe(no_mangle)]
 pub extern "C" fn SipProfileDisable(profile: SIPPROFILE) -> TELEPHONY_RETURN_VALUE {
-    entry(|| profiles::disable_profile(profile).map_err(api))
+    entry(|| profiles::disable_profile(profile))
 }
 
 /// Writes the profile's state.
@@ -296,11 +278,9 @@ pub unsafe extern "C" fn SipProfileGetState(
     state_out: *mut SIP_PROFILE_STATE,
 ) -> TELEPHONY_RETURN_VALUE {
     entry(|| {
-        if state_out.is_null() {
-            return Err(bad("state_out is NULL"));
-        }
-        let (_, state) = profiles::profile_state(profile).map_err(api)?;
-        unsafe { state_out.write(state.into()) };
+        let state_out = out_ptr!(state_out)?;
+        let (_, state) = profiles::profile_state(profile)?;
+        state_out.write(state.into());
         Ok(())
     })
 }
@@ -311,5 +291,5 @@ pub extern "C" fn SipProfileRemove(
     registry: SIPREGISTRY,
     profile_id: u32,
 ) -> TELEPHONY_RETURN_VALUE {
-    entry(|| profiles::remove_profile(registry, profile_id).map_err(api))
+    entry(|| profiles::remove_profile(registry, profile_id))
 }

@@ -2,6 +2,8 @@
 //! (UDP socket, TCP and TLS connections), TLS settings, and the threads that deliver events
 //! to user callbacks.
 
+#![forbid(unsafe_code)]
+
 pub mod connection;
 pub mod dispatch;
 pub mod endpoint;

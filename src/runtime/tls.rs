@@ -19,7 +19,7 @@ pub struct TlsSettings {
     /// Trust anchors added by the application.
     pub extra_roots: Vec<CertificateDer<'static>>,
     /// Client certificate chain and key, if the server asks for one.
-    pub client: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    pub client: Option<ClientIdentity>,
 }
 
 impl Default for TlsSettings {
@@ -45,9 +45,25 @@ impl Clone for TlsSettings {
     }
 }
 
+/// A client certificate chain and its private key.
+pub type ClientIdentity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+/// Trust anchors from PEM text or a PEM file's path (at least one certificate).
+pub fn trust_anchors(pem_or_path: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    parse_certificates(&read_pem(pem_or_path)?)
+}
+
+/// A client certificate chain and key, each PEM text or a PEM file's path. The key's PEM
+/// text is wiped after use.
+pub fn client_identity(chain: &str, key: &str) -> Result<ClientIdentity, String> {
+    let chain = parse_certificates(&read_pem(chain)?)?;
+    let key = zeroize::Zeroizing::new(read_pem(key)?);
+    Ok((chain, parse_private_key(&key)?))
+}
+
 /// PEM text, or the path of a PEM file: text that starts with `-----BEGIN` is taken as it
 /// is, anything else is read as a file (at most 4 MiB).
-pub fn read_pem(source: &str) -> Result<Vec<u8>, String> {
+fn read_pem(source: &str) -> Result<Vec<u8>, String> {
     if source.trim_start().starts_with("-----BEGIN") {
         return Ok(source.as_bytes().to_vec());
     }
@@ -64,7 +80,7 @@ pub fn read_pem(source: &str) -> Result<Vec<u8>, String> {
 }
 
 /// Every certificate of a PEM bundle (at least one).
-pub fn parse_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+fn parse_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("bad PEM certificate: {e}"))?;
@@ -75,7 +91,7 @@ pub fn parse_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, St
 }
 
 /// The private key of a PEM file (PKCS#8, PKCS#1 or SEC1).
-pub fn parse_private_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
+fn parse_private_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
     PrivateKeyDer::from_pem_slice(pem).map_err(|e| format!("bad PEM private key: {e}"))
 }
 

@@ -72,7 +72,9 @@ pub unsafe extern "C" fn record(
     line: i32,
     user: *mut c_void,
 ) {
+    // SAFETY: user_data is what this test registered; it outlives the engine.
     let recorder = unsafe { &*(user as *const Recorder) };
+    // SAFETY: the library passes NUL-terminated strings, valid during the callback.
     let name = unsafe { CStr::from_ptr(name) }
         .to_string_lossy()
         .to_string();
@@ -93,9 +95,11 @@ pub fn engine(lines: u32) -> (SIPHANDLE, Arc<Recorder>) {
     let mut handle: SIPHANDLE = 0;
     let ip = cstr("127.0.0.1");
     let name = cstr("test phone");
+    // SAFETY: C strings and out-pointers are live locals (or NULL).
     let rc = unsafe { StartSipTelephony(name.as_ptr(), lines, 0, ip.as_ptr(), &mut handle) };
     assert_eq!(rc, TELEPHONY_RETURN_VALUE::SipSuccess);
     let recorder = Recorder::new();
+    // SAFETY: C strings and out-pointers are live locals (or NULL).
     let rc = unsafe { SetNotificationCallback(handle, Some(record), recorder.as_user_data()) };
     assert_eq!(rc, TELEPHONY_RETURN_VALUE::SipSuccess);
     (handle, recorder)
@@ -132,6 +136,7 @@ impl Enable {
     pub fn call(&self, engine: SIPHANDLE) -> TELEPHONY_RETURN_VALUE {
         let names = cstr(self.names);
         let server = cstr(&self.server);
+        // SAFETY: C strings and out-pointers are live locals (or NULL).
         unsafe {
             EnableSipRegisterServer(
                 engine,
@@ -161,6 +166,7 @@ impl Logs {
         let logs = Arc::new(Logs::default());
         let user = Arc::as_ptr(&logs) as *mut c_void;
         assert_eq!(
+            // SAFETY: C strings and out-pointers are live locals (or NULL).
             unsafe { SetLogCallback(engine, Some(Self::callback), user) },
             TELEPHONY_RETURN_VALUE::SipSuccess
         );
@@ -172,7 +178,9 @@ impl Logs {
     }
 
     unsafe extern "C" fn callback(_: SIPHANDLE, level: i32, msg: *const c_char, user: *mut c_void) {
+        // SAFETY: user_data is what this test registered; it outlives the engine.
         let logs = unsafe { &*(user as *const Logs) };
+        // SAFETY: the library passes NUL-terminated strings, valid during the callback.
         let text = unsafe { CStr::from_ptr(msg) }.to_string_lossy().to_string();
         logs.0.lock().unwrap().push((level, text));
     }
@@ -197,6 +205,20 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The library's threads left after it joined them: a joined thread can stay listed in
+/// /proc for a moment after `pthread_join` returns (the kernel wakes the joiner before it
+/// removes the task), so this waits up to a second for the list to drain.
+pub fn threads_left_after_join() -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let left = library_threads();
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Threads of this process whose name the library gave them.
 pub fn library_threads() -> Vec<String> {
     std::fs::read_dir("/proc/self/task")
@@ -210,6 +232,7 @@ pub fn library_threads() -> Vec<String> {
 /// Adds digest credentials to `engine`, asserting the call succeeds.
 pub fn credentials(engine: SIPHANDLE, realm: &str, user: &str, password: &str) {
     let (realm, user, password) = (cstr(realm), cstr(user), cstr(password));
+    // SAFETY: C strings and out-pointers are live locals (or NULL).
     let rc = unsafe {
         AddAuthorizationCredentials(engine, realm.as_ptr(), user.as_ptr(), password.as_ptr())
     };
@@ -240,6 +263,7 @@ pub fn transport(engine: SIPHANDLE, transport: lanscape_sip::ffi::profiles::SIP_
 pub fn trust_only(engine: SIPHANDLE, ca_pem: &str) {
     let pem = cstr(ca_pem);
     assert_eq!(
+        // SAFETY: C strings and out-pointers are live locals (or NULL).
         unsafe { AddSipTlsTrustedCertificates(engine, pem.as_ptr()) },
         TELEPHONY_RETURN_VALUE::SipSuccess
     );
@@ -253,6 +277,7 @@ pub fn trust_only(engine: SIPHANDLE, ca_pem: &str) {
 pub fn domain(engine: SIPHANDLE, name: &str) {
     let name = cstr(name);
     assert_eq!(
+        // SAFETY: C strings and out-pointers are live locals (or NULL).
         unsafe { EnableSipDomain(engine, name.as_ptr()) },
         TELEPHONY_RETURN_VALUE::SipSuccess
     );
@@ -262,9 +287,11 @@ pub fn domain(engine: SIPHANDLE, name: &str) {
 pub fn engine_on(ip: &str) -> (SIPHANDLE, Arc<Recorder>) {
     let mut handle: SIPHANDLE = 0;
     let ip = cstr(ip);
+    // SAFETY: C strings and out-pointers are live locals (or NULL).
     let rc = unsafe { StartSipTelephony(std::ptr::null(), 1, 0, ip.as_ptr(), &mut handle) };
     assert_eq!(rc, TELEPHONY_RETURN_VALUE::SipSuccess);
     let recorder = Recorder::new();
+    // SAFETY: C strings and out-pointers are live locals (or NULL).
     let rc = unsafe { SetNotificationCallback(handle, Some(record), recorder.as_user_data()) };
     assert_eq!(rc, TELEPHONY_RETURN_VALUE::SipSuccess);
     (handle, recorder)
@@ -289,6 +316,7 @@ pub fn create_profile(
         None => (null, null),
     };
     let mut id = 0;
+    // SAFETY: C strings and out-pointers are live locals (or NULL).
     let rc = unsafe {
         SipProfileCreate(
             registry,
