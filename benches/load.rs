@@ -29,7 +29,7 @@ use support::kamailio::{Kamailio, KamailioConfig};
 /// after every name registered, short enough to measure a whole refresh round.
 const REFRESH_S: u32 = 20;
 /// Transactions sipp may have in flight, as many as the engine allows per hop.
-const SIPP_CONCURRENCY: usize = lanscape_sip::runtime::MAX_IN_FLIGHT_PER_HOP;
+const SIPP_CONCURRENCY: usize = lanscape_sip::testkit::hooks::MAX_IN_FLIGHT_PER_HOP;
 
 struct Ours {
     rate: f64,

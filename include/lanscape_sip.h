@@ -18,11 +18,6 @@
 #include <stdint.h>
 
 /*
- Most transactions in flight towards one next hop, by default.
- */
-#define MAX_IN_FLIGHT_PER_HOP 256
-
-/*
  ABI version of this library; bumped on any incompatible change of the C ABI.
  */
 #define LANSCAPE_SIP_ABI_VERSION 1

@@ -9,9 +9,15 @@
 #![warn(missing_docs)]
 
 pub mod api;
+// The engine is internal; the test tools (benches, fuzz targets) reach it through the
+// `testkit` feature, which the shipped library is built without.
+#[cfg(feature = "testkit")]
+#[doc(hidden)]
 pub mod engine;
+#[cfg(not(feature = "testkit"))]
+mod engine;
 pub mod ffi;
-pub mod handles;
-pub mod runtime;
+mod handles;
+mod runtime;
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -5,13 +5,13 @@ mod support;
 
 use lanscape_sip::ffi::TELEPHONY_RETURN_VALUE::*;
 use lanscape_sip::ffi::lanscape::*;
-use lanscape_sip::runtime::service;
+use lanscape_sip::testkit::hooks;
 use support::*;
 
 #[test]
 fn last_engine_stopped_joins_every_library_thread() {
     for round in 0..3 {
-        assert!(!service::is_running(), "round {round}");
+        assert!(!hooks::io_service_running(), "round {round}");
         assert!(
             library_threads().is_empty(),
             "round {round}: {:?}",
@@ -20,7 +20,7 @@ fn last_engine_stopped_joins_every_library_thread() {
         let registrar = Registrar::accepting();
         let (a, events_a) = engine(1);
         let (b, events_b) = engine(1);
-        assert!(service::is_running());
+        assert!(hooks::io_service_running());
         assert_eq!(Enable::to(&registrar, "a").call(a), SipSuccess);
         assert_eq!(Enable::to(&registrar, "b").call(b), SipSuccess);
         assert!(events_a.wait_for(SipRegisterSuccess, 1, WAIT));
@@ -36,11 +36,11 @@ fn last_engine_stopped_joins_every_library_thread() {
             "{threads:?}"
         );
         assert_eq!(StopSipTelephony(a), SipSuccess);
-        assert!(service::is_running(), "b still uses the service");
+        assert!(hooks::io_service_running(), "b still uses the service");
         assert_eq!(StopSipTelephony(b), SipSuccess);
-        assert!(!service::is_running());
+        assert!(!hooks::io_service_running());
         let left = threads_left_after_join();
         assert!(left.is_empty(), "{left:?}");
-        assert_eq!(service::live_threads(), 0);
+        assert_eq!(hooks::io_threads_alive(), 0);
     }
 }

@@ -4,10 +4,10 @@
 
 mod support;
 
-use lanscape_sip::api::profiles::inject_driver_panic;
 use lanscape_sip::ffi::TELEPHONY_RETURN_VALUE::{self, *};
 use lanscape_sip::ffi::profiles::SIP_PROFILE_STATE::{self, *};
 use lanscape_sip::ffi::profiles::*;
+use lanscape_sip::testkit::hooks::break_profile_service_driver;
 use std::ffi::c_void;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -81,7 +81,7 @@ fn a_failed_service_is_reported_and_the_next_registry_starts_a_new_one() {
     };
     assert_eq!(open(&mut registry), SipSuccess);
     let (id, profile) = enabled_profile(registry, &registrar, "dead");
-    inject_driver_panic();
+    break_profile_service_driver();
     assert!(
         wait_for(Note::Error(id, SipInternalError)),
         "{:?}",

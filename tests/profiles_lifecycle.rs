@@ -4,10 +4,9 @@
 
 mod support;
 
-use lanscape_sip::api::profiles::service_running;
 use lanscape_sip::ffi::TELEPHONY_RETURN_VALUE::*;
 use lanscape_sip::ffi::profiles::*;
-use lanscape_sip::runtime::service;
+use lanscape_sip::testkit::hooks;
 use support::*;
 
 #[test]
@@ -15,7 +14,7 @@ fn first_open_starts_the_service_and_last_close_stops_it() {
     let registrar = Registrar::accepting();
     for round in 0..2 {
         assert!(
-            !service_running() && !service::is_running(),
+            !hooks::profile_service_running() && !hooks::io_service_running(),
             "round {round}"
         );
         let left = threads_left_after_join();
@@ -32,7 +31,7 @@ fn first_open_starts_the_service_and_last_close_stops_it() {
                 SipSuccess
             );
         }
-        assert!(service_running());
+        assert!(hooks::profile_service_running());
         let target = format!("127.0.0.1:{}", registrar.port());
         let udp = SIP_TRANSPORT::SipTransportUdp;
         let id = create_profile(a, "life@127.0.0.1", &target, None, udp);
@@ -45,9 +44,9 @@ fn first_open_starts_the_service_and_last_close_stops_it() {
         assert_eq!(SipProfileEnable(profile), SipSuccess);
         assert!(registrar.wait_for(WAIT, |_| !registrar_has_none(&registrar)));
         assert_eq!(SipRegistryClose(a), SipSuccess);
-        assert!(service_running(), "b is still open");
+        assert!(hooks::profile_service_running(), "b is still open");
         assert_eq!(SipRegistryClose(b), SipSuccess);
-        assert!(!service_running() && !service::is_running());
+        assert!(!hooks::profile_service_running() && !hooks::io_service_running());
         let left = threads_left_after_join();
         assert!(left.is_empty(), "{left:?}");
         assert!(

@@ -1005,7 +1005,7 @@ fn many_challenged_names_register_and_unregister_together() {
 
 #[test]
 fn many_names_are_paced_by_the_in_flight_limit() {
-    use lanscape_sip::runtime::MAX_IN_FLIGHT_PER_HOP;
+    use lanscape_sip::testkit::hooks::MAX_IN_FLIGHT_PER_HOP;
     let registrar = Registrar::start(|_, _| Action::Ignore);
     let (engine, events) = engine(1);
     let names: Vec<String> = (0..600).map(|i| format!("pace{i}")).collect();
@@ -1135,7 +1135,7 @@ fn a_failed_io_driver_is_reported_and_later_calls_fail() {
     let logs = Logs::capture(engine, false);
     assert_eq!(Enable::to(&registrar, "alice,bob").call(engine), SipSuccess);
     assert!(events.wait_for(SipRegisterSuccess, 2, WAIT));
-    assert!(lanscape_sip::ffi::lanscape::inject_driver_panic(engine));
+    assert!(lanscape_sip::testkit::hooks::break_engine_driver(engine));
     // Every name hears that it is no longer kept registered; the log says why.
     assert!(
         events.wait_for(SipRegisterError, 2, WAIT),

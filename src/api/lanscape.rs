@@ -21,11 +21,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Longest accepted `TimeOutMs` (ten minutes).
-pub const MAX_TIMEOUT_MS: u32 = 600_000;
+pub(crate) const MAX_TIMEOUT_MS: u32 = 600_000;
 /// Most phone lines an engine may have.
-pub const MAX_PHONE_LINES: u32 = 100_000;
+pub(crate) const MAX_PHONE_LINES: u32 = 100_000;
 /// How long destroying an engine waits at most for the registrar to confirm unregistration.
-pub const MAX_UNREGISTER_WAIT: Duration = Duration::from_secs(4);
+pub(crate) const MAX_UNREGISTER_WAIT: Duration = Duration::from_secs(4);
 
 /// How an engine is started.
 #[derive(Debug, Clone)]
@@ -518,7 +518,7 @@ impl PhoneEngine {
 
     /// Makes the engine's I/O driver panic, to test that its failure is reported.
     #[cfg(feature = "testkit")]
-    pub fn inject_driver_panic(&self) {
+    pub(crate) fn inject_driver_panic(&self) {
         if let Some(e) = self.endpoint.lock().as_ref() {
             e.inject_driver_panic();
         }

@@ -2,7 +2,7 @@
 
 #![forbid(unsafe_code)]
 
-pub mod address;
+pub(crate) mod address;
 mod error;
 pub mod lanscape;
 pub mod profiles;
@@ -12,3 +12,10 @@ pub use lanscape::{
     LogListener, Notification, NotificationKind, NotificationListener, PhoneEngine,
     RegisterServerParams, StartParams,
 };
+
+// Engine and runtime types the Rust API names in its signatures.
+pub use crate::engine::binding::BindingState;
+pub use crate::engine::digest::Credential;
+pub use crate::engine::transport::Transport;
+pub use crate::runtime::tls::TlsSettings;
+pub use crate::runtime::{EndpointStats, LogLevel};

@@ -34,7 +34,7 @@ use std::time::Duration;
 /// Identifies a profile for the life of the process (never 0).
 pub type ProfileId = u32;
 
-pub use crate::engine::transport::Transport;
+use crate::engine::transport::Transport;
 
 /// The settings of a profile.
 #[derive(Debug, Clone)]
@@ -514,14 +514,15 @@ pub fn remove_profile(registry: RegistryHandle, profile: ProfileId) -> Result<()
 
 /// Makes the service's I/O driver panic, to test that its failure is reported.
 #[cfg(feature = "testkit")]
-pub fn inject_driver_panic() {
+pub(crate) fn inject_driver_panic() {
     if let Some(e) = SERVICE.lock().as_ref() {
         e.inject_driver_panic();
     }
 }
 
 /// Whether the shared service is running (for tests of the start/stop rule).
-pub fn service_running() -> bool {
+#[cfg(feature = "testkit")]
+pub(crate) fn service_running() -> bool {
     SERVICE.lock().is_some()
 }
 

@@ -240,29 +240,16 @@ impl Binding {
         }
     }
 
-    /// Settings in use.
-    pub fn config(&self) -> &BindingConfig {
-        &self.config
-    }
-
-    /// The Call-ID, stable for the binding's life.
+    /// The Call-ID, stable for the binding's life (for the fuzz target's responses).
+    #[cfg(feature = "testkit")]
     pub fn call_id(&self) -> &str {
         &self.call_id
     }
 
-    /// The CSeq number of the latest request.
+    /// The CSeq number of the latest request (for the fuzz target's responses).
+    #[cfg(feature = "testkit")]
     pub fn cseq(&self) -> u32 {
         self.cseq
-    }
-
-    /// The contact address currently registered or being registered.
-    pub fn contact(&self) -> SocketAddr {
-        self.contact
-    }
-
-    /// The expiry now asked of the registrar (raised by a 423).
-    pub fn expires(&self) -> u32 {
-        self.expires
     }
 
     /// The branch of the transaction in flight, which responses must match.
@@ -270,14 +257,6 @@ impl Binding {
         match &self.phase {
             Phase::InFlight(_, tx) => Some(tx.branch()),
             _ => None,
-        }
-    }
-
-    /// Transmissions of the transaction in flight (for diagnostics and tests).
-    pub fn transmissions(&self) -> u32 {
-        match &self.phase {
-            Phase::InFlight(_, tx) => tx.transmissions(),
-            _ => 0,
         }
     }
 

@@ -320,16 +320,6 @@ impl CredentialStore {
         self.entries.clear();
     }
 
-    /// Number of stored credentials.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Whether no credential is stored.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// The credential for `realm`: an exact match first, then a wildcard one.
     pub fn find(&self, realm: &str) -> Option<&Credential> {
         self.entries

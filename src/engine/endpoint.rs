@@ -28,12 +28,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Most transactions in flight towards one next hop, by default.
-pub const MAX_IN_FLIGHT_PER_HOP: usize = 256;
+pub(crate) const MAX_IN_FLIGHT_PER_HOP: usize = 256;
 
 /// How long a TCP or TLS connection no binding uses any more stays open (as PJSIP keeps an
 /// idle transport): a binding enabled again meanwhile reuses it, and the peer is not cut
 /// off in the middle of its own last steps.
-pub const STREAM_IDLE: Duration = Duration::from_secs(32);
+pub(crate) const STREAM_IDLE: Duration = Duration::from_secs(32);
 
 /// Identifies a binding within its endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -223,11 +223,13 @@ impl Endpoint {
     }
 
     /// The published state of a binding (`None`: unknown or ended).
+    #[cfg(test)]
     pub fn state(&self, id: BindingId) -> Option<BindingState> {
         self.bindings.get(&id).and_then(|s| s.state)
     }
 
     /// Transactions in flight towards `hop`.
+    #[cfg(test)]
     pub fn in_flight(&self, hop: &Target) -> usize {
         self.in_flight.get(hop).copied().unwrap_or(0)
     }

@@ -14,11 +14,11 @@ use rsip::prelude::*;
 use std::net::{IpAddr, SocketAddr};
 
 /// Largest message accepted (the UDP payload limit).
-pub const MAX_MESSAGE_BYTES: usize = 65_535;
+pub(crate) const MAX_MESSAGE_BYTES: usize = 65_535;
 /// Most header lines accepted in one message.
-pub const MAX_HEADERS: usize = 128;
+pub(crate) const MAX_HEADERS: usize = 128;
 /// Longest header line accepted, in bytes.
-pub const MAX_HEADER_LINE: usize = 4_096;
+pub(crate) const MAX_HEADER_LINE: usize = 4_096;
 
 /// The parts of a REGISTER that change from one request to the next.
 #[derive(Debug, Clone)]

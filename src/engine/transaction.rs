@@ -10,11 +10,11 @@
 use std::time::{Duration, Instant};
 
 /// RFC 3261 T1: round-trip estimate, first retransmission interval.
-pub const T1: Duration = Duration::from_millis(500);
+pub(crate) const T1: Duration = Duration::from_millis(500);
 /// RFC 3261 T2: largest retransmission interval for non-INVITE requests.
-pub const T2: Duration = Duration::from_secs(4);
+pub(crate) const T2: Duration = Duration::from_secs(4);
 /// Timer F by default: 64 * T1.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(32);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(32);
 
 /// Where the transaction is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,11 +83,13 @@ impl ClientTransaction {
     }
 
     /// Current state.
+    #[cfg(test)]
     pub fn state(&self) -> TxState {
         self.state
     }
 
     /// How many times the request was sent, first transmission included.
+    #[cfg(test)]
     pub fn transmissions(&self) -> u32 {
         self.transmissions
     }

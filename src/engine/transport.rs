@@ -170,6 +170,7 @@ impl StreamFramer {
     }
 
     /// Bytes buffered and not yet framed.
+    #[cfg(test)]
     pub fn buffered(&self) -> usize {
         self.buf.len()
     }

@@ -39,14 +39,6 @@ impl Host {
         valid.then(|| Host::Name(s.to_ascii_lowercase()))
     }
 
-    /// The IP address, when the host is one.
-    pub fn ip(&self) -> Option<IpAddr> {
-        match self {
-            Host::Ip(ip) => Some(*ip),
-            Host::Name(_) => None,
-        }
-    }
-
     /// The host without IPv6 brackets: the form of a TLS server name or a DNS query.
     pub fn bare(&self) -> String {
         match self {

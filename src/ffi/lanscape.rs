@@ -475,7 +475,7 @@ pub extern "C" fn SendSipKeepAlive(engine: SIPHANDLE) -> TELEPHONY_RETURN_VALUE 
 /// Makes the I/O driver of an engine panic, to test that its failure is reported (test
 /// tool, not part of the C ABI).
 #[cfg(feature = "testkit")]
-pub fn inject_driver_panic(engine: SIPHANDLE) -> bool {
+pub(crate) fn inject_driver_panic(engine: SIPHANDLE) -> bool {
     self::engine(engine)
         .map(|e| e.inject_driver_panic())
         .is_ok()

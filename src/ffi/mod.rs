@@ -18,7 +18,7 @@ pub const LANSCAPE_SIP_ABI_VERSION: u32 = 1;
 
 /// Longest string accepted from the caller, in bytes (a gateway's name list may hold tens
 /// of thousands of names).
-pub const MAX_INPUT_STRING: usize = 8 * 1024 * 1024;
+pub(crate) const MAX_INPUT_STRING: usize = 8 * 1024 * 1024;
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
@@ -166,4 +166,26 @@ pub extern "C" fn TelephonyReturnValueText(code: i32) -> *const c_char {
 #[unsafe(no_mangle)]
 pub extern "C" fn GetLastSipErrorText() -> *const c_char {
     LAST_ERROR.with(|e| e.borrow().as_ptr())
+}
+
+#[cfg(test)]
+mod tests {
+    /// The header users include is the one cbindgen generates from this module now.
+    #[test]
+    fn committed_header_is_the_generated_one() {
+        let generated = include_str!(concat!(env!("OUT_DIR"), "/lanscape_sip.h"));
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/include/lanscape_sip.h");
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        if committed == generated {
+            return;
+        }
+        if std::env::var_os("UPDATE_HEADER").is_some() {
+            std::fs::write(path, generated).expect("include/lanscape_sip.h is writable");
+            return;
+        }
+        panic!(
+            "include/lanscape_sip.h differs from what cbindgen generates from src/ffi: \
+             run `UPDATE_HEADER=1 cargo test --lib header` and commit the header"
+        );
+    }
 }

@@ -14,7 +14,7 @@ use tokio::net::TcpSocket;
 use tokio::sync::mpsc as tmpsc;
 
 /// How long a connection may take to open, TLS handshake included.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a connection reports to its driver; `u64` is the connection's generation, so that
 /// news of a connection replaced since is told apart.

@@ -10,7 +10,5 @@ pub mod endpoint;
 pub mod service;
 pub mod tls;
 
-pub use crate::engine::endpoint::{
-    BindingId, BindingSpec, EndpointStats, LogLevel, MAX_IN_FLIGHT_PER_HOP,
-};
+pub use crate::engine::endpoint::{BindingId, BindingSpec, EndpointStats, LogLevel};
 pub use endpoint::{DriverFailed, Endpoint, EndpointError, EndpointEvent};

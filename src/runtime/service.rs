@@ -114,11 +114,13 @@ fn reap_orphans() {
 }
 
 /// Whether the service is running (for tests of the start/stop rule).
+#[cfg(feature = "testkit")]
 pub fn is_running() -> bool {
     SERVICE.lock().is_some()
 }
 
 /// Threads of this library still alive: the service thread and unjoined orphans.
+#[cfg(feature = "testkit")]
 pub fn live_threads() -> usize {
     usize::from(is_running()) + ORPHANS.lock().len()
 }

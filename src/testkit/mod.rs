@@ -3,5 +3,6 @@
 
 #![forbid(unsafe_code)]
 
+pub mod hooks;
 pub mod pki;
 pub mod registrar;
