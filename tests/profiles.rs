@@ -60,7 +60,7 @@ unsafe extern "C" fn on_state(
     state: SIP_PROFILE_STATE,
     user: *mut c_void,
 ) {
-    // SAFETY: user_data is what this test registered; it outlives the engine.
+    // SAFETY: user_data is what this test registered; it outlives the registry.
     unsafe { &*(user as *const Observer) }.push(Note::State(id, state));
 }
 
@@ -70,7 +70,7 @@ unsafe extern "C" fn on_error(
     error: TELEPHONY_RETURN_VALUE,
     user: *mut c_void,
 ) {
-    // SAFETY: user_data is what this test registered; it outlives the engine.
+    // SAFETY: user_data is what this test registered; it outlives the registry.
     unsafe { &*(user as *const Observer) }.push(Note::Error(id, error));
 }
 
@@ -442,7 +442,7 @@ unsafe extern "C" fn on_state_ordered(
     state: SIP_PROFILE_STATE,
     user: *mut c_void,
 ) {
-    // SAFETY: user_data is what this test registered; it outlives the engine.
+    // SAFETY: user_data is what this test registered; it outlives the registry.
     let ordered = unsafe { &*(user as *const Ordered) };
     // A caller holding its own lock around SipProfileEnable must not deadlock here: were
     // this the caller's thread, the lock would never come (recorded, not hung on).
