@@ -1,10 +1,13 @@
 //! liblanscape-sip: SIP registration (RFC 3261 REGISTER) with a LanScape-compatible C ABI.
 //!
 //! Layers, top to bottom:
-//! - [`ffi`]: the C ABI, thin and defensive (handles, NULL/UTF-8/range checks, no unwinding).
-//! - [`api`]: the Rust models the C ABI exposes (the LanScape engine).
-//! - [`runtime`]: sockets, timers and the threads that deliver callbacks.
-//! - [`engine`]: the sans-I/O state machines (transaction, digest, binding).
+//! - [`ffi`]: the C ABI, thin and defensive (handles, NULL/UTF-8/range checks, no unwinding);
+//!   the only module with `unsafe` code.
+//! - [`api`]: the Rust models the C ABI exposes (the LanScape engine, the profile registry),
+//!   the crate's supported Rust API.
+//! - `runtime` (private): sockets, timers and the threads that deliver callbacks.
+//! - `engine` (private): the sans-I/O protocol core (addresses, messages, digest,
+//!   transaction, binding, endpoint).
 
 #![warn(missing_docs)]
 

@@ -1,6 +1,6 @@
 //! The LanScape telephony engine model: phone name and lines, SIP domain, outbound proxy,
 //! credentials, and the register server with its nine parameters, on top of one
-//! [`Endpoint`]. Knows nothing about C; the `ffi` layer maps its results to codes.
+//! endpoint. Knows nothing about C; the `ffi` layer maps its results to codes.
 
 use crate::api::ApiError;
 use crate::api::address::{
