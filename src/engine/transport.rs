@@ -27,13 +27,12 @@ impl Transport {
         }
     }
 
-    /// What a URI naming us or a next hop on this transport carries after host and port:
-    /// nothing for UDP (the default), else the `transport` parameter.
-    pub fn uri_suffix(self) -> &'static str {
+    /// The value of a URI's `transport` parameter naming it (`udp`, `tcp`, `tls`).
+    pub fn param(self) -> &'static str {
         match self {
-            Transport::Udp => "",
-            Transport::Tcp => ";transport=tcp",
-            Transport::Tls => ";transport=tls",
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
         }
     }
 
@@ -41,7 +40,7 @@ impl Transport {
     pub fn from_param(value: &str) -> Option<Transport> {
         [Transport::Udp, Transport::Tcp, Transport::Tls]
             .into_iter()
-            .find(|t| t.via_name().eq_ignore_ascii_case(value))
+            .find(|t| t.param().eq_ignore_ascii_case(value))
     }
 
     /// Whether the transport is a byte stream (TCP or TLS): reliable, connection based.
@@ -95,12 +94,7 @@ impl Target {
 
 impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}:{}",
-            self.transport.via_name().to_lowercase(),
-            self.addr
-        )?;
+        write!(f, "{}:{}", self.transport.param(), self.addr)?;
         if let Some(tls) = &self.tls {
             write!(f, " ({})", tls.server_name)?;
         }

@@ -232,7 +232,7 @@ impl fmt::Display for SipUri {
         }
         write!(f, "{}", self.host_port)?;
         match self.transport {
-            Some(t) => f.write_str(t.uri_suffix()),
+            Some(t) => write!(f, ";transport={}", t.param()),
             None => Ok(()),
         }
     }
@@ -327,6 +327,9 @@ mod tests {
             SipUri::parse("sip:h;transport=sctp").unwrap().transport,
             None
         );
+        // An explicit transport=udp is kept when printed (found by the uri fuzz target).
+        let udp = SipUri::parse("sip:a;x;transport=udp").unwrap();
+        assert_eq!(udp.to_string(), "sip:a;transport=udp");
         for bad in [
             "",
             "sip:",
