@@ -246,7 +246,11 @@ mod tests {
         framer.push(b"\r\nSIP/2.0 200 OK\r\nContent-Length: 2\r\n\r\nhiSIP/2.0 4");
         let first = framer.next_message().unwrap().unwrap();
         assert!(first.starts_with(b"SIP/2.0 200 OK") && first.ends_with(b"hi"));
-        assert_eq!(framer.next_message().unwrap(), None, "the rest waits for more bytes");
+        assert_eq!(
+            framer.next_message().unwrap(),
+            None,
+            "the rest waits for more bytes"
+        );
         framer.push(b"01 Unauthorized\r\nContent-Length: 0\r\n\r\n");
         assert!(framer.next_message().unwrap().is_some());
     }
