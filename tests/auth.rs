@@ -116,14 +116,10 @@ fn forbidden_answering_our_credentials_is_an_authorization_error_until_they_chan
     assert_eq!(events.count(SipRegisterError), 0, "{:?}", events.events());
     let regs = registrar.registers();
     assert_eq!(regs.len(), 2, "challenged, answered, refused: {regs:#?}");
-    let mut state = SIP_REGISTRATION_STATE::SipStateRegistered;
-    let name = cstr("alice");
     assert_eq!(
-        // SAFETY: C strings and out-pointers are live locals (or NULL).
-        unsafe { GetSipRegistrationState(engine, name.as_ptr(), &mut state) },
-        SipSuccess
+        registration_state(engine, "alice"),
+        (SipSuccess, SIP_REGISTRATION_STATE::SipStateRetryWait)
     );
-    assert_eq!(state, SIP_REGISTRATION_STATE::SipStateRetryWait);
 
     // New credentials: a retry at once, not after the 60 s interval.
     let changed = Instant::now();

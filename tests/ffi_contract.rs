@@ -391,13 +391,7 @@ fn a_failed_io_driver_is_reported_and_later_calls_fail() {
             .to_string_lossy()
             .to_string()
     };
-    let name = cstr("alice");
-    let mut state = SIP_REGISTRATION_STATE::SipStateRegistered;
-    assert_eq!(
-        // SAFETY: C strings and out-pointers are live locals (or NULL).
-        unsafe { GetSipRegistrationState(engine, name.as_ptr(), &mut state) },
-        SipInternalError
-    );
+    assert_eq!(registration_state(engine, "alice").0, SipInternalError);
     assert!(
         last_error().contains("I/O driver failed"),
         "{}",

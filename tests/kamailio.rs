@@ -34,13 +34,6 @@ fn stop_leaving_nothing(engine: SIPHANDLE, kam: &Kamailio) {
     );
 }
 
-fn local_port(engine: SIPHANDLE) -> u32 {
-    let mut port = 0;
-    // SAFETY: C strings and out-pointers are live locals (or NULL).
-    assert_eq!(unsafe { GetLocalSipPort(engine, &mut port) }, SipSuccess);
-    port
-}
-
 fn digest_registers_many_names(algorithm: &'static str) {
     let kam = Kamailio::start(KamailioConfig {
         algorithm,

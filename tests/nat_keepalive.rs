@@ -19,10 +19,7 @@ fn nat_detection_removes_the_old_contact_before_adding_the_public_one() {
     assert!(events.wait_for(SipRegisterSuccess, 1, WAIT));
     let regs = registrar.registers();
     assert_eq!(regs.len(), 3, "{regs:#?}");
-    let mut port = 0;
-    // SAFETY: C strings and out-pointers are live locals (or NULL).
-    unsafe { GetLocalSipPort(engine, &mut port) };
-    let private = format!("sip:alice@127.0.0.1:{port}");
+    let private = format!("sip:alice@127.0.0.1:{}", local_port(engine));
     assert_eq!(regs[0].contact_uri(), private);
     assert_eq!(regs[1].contact_uri(), private, "old contact removed first");
     assert_eq!(regs[1].expires(), Some(0));

@@ -42,25 +42,15 @@ fn registers_and_sends_a_well_formed_register() {
         reg.header("User-Agent").unwrap(),
         concat!("test phone liblanscape-sip/", env!("CARGO_PKG_VERSION"))
     );
-    let mut local_port = 0u32;
-    assert_eq!(
-        // SAFETY: C strings and out-pointers are live locals (or NULL).
-        unsafe { GetLocalSipPort(engine, &mut local_port) },
-        SipSuccess
-    );
     assert_eq!(
         reg.contact_uri(),
-        format!("sip:alice@127.0.0.1:{local_port}")
+        format!("sip:alice@127.0.0.1:{}", local_port(engine))
     );
     assert_eq!(registrar.bindings("alice").len(), 1);
-    let mut state = SIP_REGISTRATION_STATE::SipStateUnregistered;
-    let name = cstr("alice");
     assert_eq!(
-        // SAFETY: C strings and out-pointers are live locals (or NULL).
-        unsafe { GetSipRegistrationState(engine, name.as_ptr(), &mut state) },
-        SipSuccess
+        registration_state(engine, "alice"),
+        (SipSuccess, SIP_REGISTRATION_STATE::SipStateRegistered)
     );
-    assert_eq!(state, SIP_REGISTRATION_STATE::SipStateRegistered);
     assert_eq!(StopSipTelephony(engine), SipSuccess);
 }
 
@@ -209,11 +199,8 @@ fn disable_unregisters_with_expires_zero() {
     let removals: Vec<_> = regs.iter().filter(|r| r.expires() == Some(0)).collect();
     assert_eq!(removals.len(), 2);
     assert!(registrar.bindings("alice").is_empty() && registrar.bindings("bob").is_empty());
-    let name = cstr("alice");
-    let mut state = SIP_REGISTRATION_STATE::SipStateRegistered;
     assert_eq!(
-        // SAFETY: C strings and out-pointers are live locals (or NULL).
-        unsafe { GetSipRegistrationState(engine, name.as_ptr(), &mut state) },
+        registration_state(engine, "alice").0,
         SipRegisterNameUnknown
     );
     StopSipTelephony(engine);

@@ -229,6 +229,28 @@ pub fn library_threads() -> Vec<String> {
         .collect()
 }
 
+/// The engine's SIP UDP port (asserting `GetLocalSipPort` succeeds).
+pub fn local_port(engine: SIPHANDLE) -> u32 {
+    let mut port = 0;
+    // SAFETY: the out-pointer is a live local.
+    let rc = unsafe { GetLocalSipPort(engine, &mut port) };
+    assert_eq!(rc, TELEPHONY_RETURN_VALUE::SipSuccess);
+    port
+}
+
+/// `GetSipRegistrationState` for `name`: its code, and the state written (left at
+/// `SipStateUnregistering`, which no test expects, when nothing was written).
+pub fn registration_state(
+    engine: SIPHANDLE,
+    name: &str,
+) -> (TELEPHONY_RETURN_VALUE, SIP_REGISTRATION_STATE) {
+    let name = cstr(name);
+    let mut state = SIP_REGISTRATION_STATE::SipStateUnregistering;
+    // SAFETY: a C string and an out-pointer, both live locals.
+    let rc = unsafe { GetSipRegistrationState(engine, name.as_ptr(), &mut state) };
+    (rc, state)
+}
+
 /// Adds digest credentials to `engine`, asserting the call succeeds.
 pub fn credentials(engine: SIPHANDLE, realm: &str, user: &str, password: &str) {
     let (realm, user, password) = (cstr(realm), cstr(user), cstr(password));
