@@ -2,7 +2,8 @@
 //! sipp's UAC REGISTER scenario registers N names against a fresh Kamailio of the same
 //! config, in the same run and on the same transport (UDP, TCP, TLS). Prints one table row
 //! per transport and N with the ours/sipp rate ratio, then the memory a TCP or TLS
-//! connection costs.
+//! connection costs, and how evenly 10,000 names registered at once refresh
+//! (`LOAD_SPREAD=N` another count, 0 to skip; three minutes).
 //!
 //! Debian's sipp is built without TLS (and its source package is not reachable here), so
 //! over TLS sipp speaks TCP to a local `stunnel` client that carries it over TLS to
@@ -15,7 +16,9 @@
 #[allow(unused_imports)]
 mod support;
 
-use lanscape_sip::api::{NotificationKind, PhoneEngine, RegisterServerParams, StartParams};
+use lanscape_sip::api::{
+    NotificationKind, PhoneEngine, RegisterServerParams, StartParams, TransportChoice,
+};
 use lanscape_sip::engine::transport::Transport;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -28,6 +31,9 @@ use support::kamailio::{Kamailio, KamailioConfig};
 /// Refresh interval of the engine: long enough that the first refresh of a name comes
 /// after every name registered, short enough to measure a whole refresh round.
 const REFRESH_S: u32 = 20;
+/// The refresh-spread measurement: update interval, and how long REGISTERs are counted.
+const SPREAD_INTERVAL_S: u32 = 60;
+const SPREAD_SECONDS: usize = 180;
 /// Transactions sipp may have in flight, as many as the engine allows per hop.
 const SIPP_CONCURRENCY: usize = lanscape_sip::testkit::hooks::MAX_IN_FLIGHT_PER_HOP;
 
@@ -67,7 +73,7 @@ fn engine_for(kam: &Kamailio, transport: Transport) -> PhoneEngine {
     })
     .unwrap_or_else(|_| panic!("engine starts"));
     engine
-        .set_transport(transport, 0)
+        .set_transport(TransportChoice::Only(transport), 0)
         .unwrap_or_else(|_| panic!("transport"));
     if transport == Transport::Tls {
         // Only the test CA: the system store (~140 roots) would add its own cost to each
@@ -132,9 +138,13 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-fn run_ours(n: usize, transport: Transport) -> Ours {
-    let kam = registrar();
-    let engine = engine_for(&kam, transport);
+/// Registers N names (`b0`, `b1`, …) with one call; returns when the call was made and
+/// when each success callback came.
+fn register_all(
+    engine: &PhoneEngine,
+    params: &RegisterServerParams,
+    n: usize,
+) -> (Instant, Vec<Instant>) {
     let successes: Arc<(Mutex<Vec<Instant>>, Condvar)> = Arc::default();
     {
         let successes = successes.clone();
@@ -147,27 +157,36 @@ fn run_ours(n: usize, transport: Transport) -> Ours {
             },
         )));
     }
-    let names: Vec<String> = (0..n).map(|i| format!("b{i}")).collect();
-    let params = params(names.join(","), &kam, transport);
-    drop(names);
-    let rss_before = rss();
     let started = Instant::now();
     engine
-        .enable_register_server(&params)
+        .enable_register_server(params)
         .unwrap_or_else(|_| panic!("enable"));
-    let times = {
-        let guard = successes.0.lock().unwrap();
-        let (guard, timeout) = successes
-            .1
-            .wait_timeout_while(guard, Duration::from_secs(300), |t| t.len() < n)
-            .unwrap();
-        assert!(
-            !timeout.timed_out(),
-            "only {} of {n} registered",
-            guard.len()
-        );
-        guard.clone()
-    };
+    let guard = successes.0.lock().unwrap();
+    let (guard, timeout) = successes
+        .1
+        .wait_timeout_while(guard, Duration::from_secs(300), |t| t.len() < n)
+        .unwrap();
+    assert!(
+        !timeout.timed_out(),
+        "only {} of {n} registered",
+        guard.len()
+    );
+    (started, guard.clone())
+}
+
+fn names(n: usize) -> String {
+    (0..n)
+        .map(|i| format!("b{i}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn run_ours(n: usize, transport: Transport) -> Ours {
+    let kam = registrar();
+    let engine = engine_for(&kam, transport);
+    let params = params(names(n), &kam, transport);
+    let rss_before = rss();
+    let (started, times) = register_all(&engine, &params, n);
     let mut latencies: Vec<Duration> = times.iter().map(|t| *t - started).collect();
     latencies.sort();
     let elapsed = *latencies.last().unwrap();
@@ -202,6 +221,37 @@ fn run_ours(n: usize, transport: Transport) -> Ours {
         bytes_per_binding: rss_after.saturating_sub(rss_before) as f64 / n as f64,
         retransmissions: stats.retransmissions,
     }
+}
+
+/// How evenly refreshes spread: N names registered with one call (interval
+/// `SPREAD_INTERVAL_S`), then the REGISTERs the engine sends in each second of
+/// `SPREAD_SECONDS` seconds. Returns the busiest second's count and the mean per second.
+fn refresh_spread(n: usize) -> (f64, f64) {
+    let kam = registrar();
+    let engine = engine_for(&kam, Transport::Udp);
+    let mut params = params(names(n), &kam, Transport::Udp);
+    params.update_interval_s = SPREAD_INTERVAL_S;
+    register_all(&engine, &params, n);
+    let requests = || engine.stats().unwrap_or_default().requests;
+    let mut counts = Vec::with_capacity(SPREAD_SECONDS);
+    let mut last = requests();
+    let mut tick = Instant::now();
+    for _ in 0..SPREAD_SECONDS {
+        tick += Duration::from_secs(1);
+        std::thread::sleep(tick.saturating_duration_since(Instant::now()));
+        let now = requests();
+        counts.push((now - last) as f64);
+        last = now;
+    }
+    assert_eq!(
+        kam.registered_users(),
+        Some(n as u64),
+        "Kamailio holds every name"
+    );
+    engine.shutdown();
+    let max = counts.iter().copied().fold(0.0, f64::max);
+    let mean = counts.iter().sum::<f64>() / counts.len() as f64;
+    (max, mean)
 }
 
 /// A local `stunnel` client: TCP on the returned port, TLS to `kam` (verifying it).
@@ -365,7 +415,8 @@ fn in_child(task: &str) -> Vec<f64> {
         .collect()
 }
 
-/// The child's side of [`in_child`]: `ours:TRANSPORT:N` or `memory:TRANSPORT`.
+/// The child's side of [`in_child`]: `ours:TRANSPORT:N`, `spread:udp:N` or
+/// `memory:TRANSPORT`.
 fn child(task: &str) {
     let parts: Vec<&str> = task.split(':').collect();
     let transport = parse_transport(parts[1]).expect("a transport");
@@ -380,6 +431,10 @@ fn child(task: &str) {
                 o.bytes_per_binding,
                 o.retransmissions as f64,
             ]
+        }
+        "spread" => {
+            let (max, mean) = refresh_spread(parts[2].parse().unwrap());
+            vec![max, mean]
         }
         _ => vec![memory_per_engine(transport)],
     };
@@ -479,6 +534,23 @@ fn main() {
             "| {} | {bytes:.0} | {:.0} bytes |",
             transport_name(transport),
             bytes - udp
+        );
+    }
+    let spread: usize = std::env::var("LOAD_SPREAD")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(10_000);
+    if spread > 0 {
+        let r = in_child(&format!("spread:udp:{spread}"));
+        let (max, mean) = (r[0], r[1]);
+        println!();
+        println!(
+            "| refresh spread: N, interval | REGISTERs per second, mean over {SPREAD_SECONDS} s | busiest second | max/mean |"
+        );
+        println!("|---|---:|---:|---:|");
+        println!(
+            "| {spread} names, {SPREAD_INTERVAL_S} s | {mean:.0} | {max:.0} | {:.2} |",
+            max / mean
         );
     }
 }

@@ -183,6 +183,11 @@ typedef enum SIP_TRANSPORT {
    TLS.
    */
   SipTransportTls = 2,
+  /*
+   Whichever DNS prefers among UDP, TCP and TLS (NAPTR records, RFC 3263 §4.1); without
+   them TLS, TCP and UDP SRV records in that order, then UDP.
+   */
+  SipTransportAuto = 3,
 } SIP_TRANSPORT;
 
 /*
@@ -377,15 +382,29 @@ enum TELEPHONY_RETURN_VALUE ClearAuthorizationCredentials(SIPHANDLE engine);
 
 /*
  Chooses the transport of registrations enabled from now on (`transport` is a
- `SIP_TRANSPORT`: UDP, the default; TCP; TLS) and the local port of their TCP or TLS
- connections (0: any free port; with UDP, 0 or the engine's own port). Over TCP and TLS
- one connection per registrar (or proxy) is shared by every name; `Contact` and `Via`
- carry `;transport=tcp|tls`, and a lost connection is detected at once: every name
- registers again over a new one. A registration server port of 0 then means 5061 for TLS.
+ `SIP_TRANSPORT`: UDP, the default; TCP; TLS; or Auto, whichever DNS NAPTR records
+ prefer, RFC 3263) and the local port of their TCP or TLS connections (0: any free port;
+ with UDP, 0 or the engine's own port). Over TCP and TLS one connection per registrar
+ (or proxy) is shared by every name; `Contact` and `Via` carry `;transport=tcp|tls`, and
+ a lost connection is detected at once: every name registers again over a new one. A
+ registration server port of 0 then means 5061 for TLS; with a name as the registration
+ server, a port of 0 also means DNS is asked for NAPTR and SRV records (failover among
+ the targets they list).
  */
 enum TELEPHONY_RETURN_VALUE SetSipRegisterTransport(SIPHANDLE engine,
                                                     uint32_t transport,
                                                     uint32_t local_port);
+
+/*
+ Sets the DNS servers that locate registrars and proxies (RFC 3263: NAPTR, SRV, A/AAAA):
+ `servers` holds `ip[:port]` entries (IPv6 in brackets, port 53 by default) separated by
+ commas or blanks; NULL or "" goes back to the system's configuration (the default).
+ Used from the next lookup on.
+
+ # Safety
+ `servers` is NULL or NUL-terminated.
+ */
+enum TELEPHONY_RETURN_VALUE SetSipDnsServers(SIPHANDLE engine, const char *servers);
 
 /*
  Adds TLS trust anchors: `pem` is PEM text (starting with `-----BEGIN`) or the path of a
@@ -524,6 +543,16 @@ enum TELEPHONY_RETURN_VALUE SipProfileSetTls(SIPREGISTRY registry,
                                              int32_t use_system_trust,
                                              const char *client_certificate,
                                              const char *client_key);
+
+/*
+ Sets the DNS servers the registration service (shared by every registry of the process)
+ uses to locate registrars and proxies: `ip[:port]` entries separated by commas or
+ blanks; NULL or "" means the system's configuration (the default).
+
+ # Safety
+ `servers` is NULL or NUL-terminated.
+ */
+enum TELEPHONY_RETURN_VALUE SipRegistrySetDnsServers(SIPREGISTRY registry, const char *servers);
 
 /*
  Writes a new handle of a profile (each call gives another one).

@@ -18,6 +18,7 @@ fn listen(transport: SIP_TRANSPORT, pki: &TestPki) -> Listen {
         SipTransportUdp => Listen::Udp,
         SipTransportTcp => Listen::Tcp,
         SipTransportTls => Listen::Tls(pki.server_config()),
+        SipTransportAuto => unreachable!("a listener has one transport"),
     }
 }
 

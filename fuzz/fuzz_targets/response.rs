@@ -2,7 +2,8 @@
 //! separated by `|#|`; each step's first byte picks an action:
 //! 0 a response (parsed from the rest; Via branch, Call-ID and CSeq are made to match the
 //! binding, so the fuzzer reaches every state), 1 a clock advance, 2 stop, 3 new credentials,
-//! anything else the raw bytes through the parser only.
+//! 4 another target available or not (failover and redirects), anything else the raw bytes
+//! through the parser only.
 //! Invariants: nothing panics, a transaction in flight always has a deadline, and a stopped
 //! binding ends within bounded time whatever was received.
 #![no_main]
@@ -91,6 +92,13 @@ fuzz_target!(|data: &[u8]| {
                 c.insert(Credential::new(&String::from_utf8_lossy(rest), "bob", "x"));
                 b.set_credentials(Arc::new(c), now);
                 // The owner runs what fell due, as the endpoint does.
+                if b.next_deadline().is_some_and(|at| at <= now) {
+                    b.on_timer(now, &mut e, &mut out);
+                }
+            }
+            4 => {
+                b.set_alternative(rest.first().is_some_and(|x| x & 1 == 1));
+                // A failover or redirect is due at once: the endpoint runs it.
                 if b.next_deadline().is_some_and(|at| at <= now) {
                     b.on_timer(now, &mut e, &mut out);
                 }

@@ -2,9 +2,13 @@
 //! the system uses towards a peer.
 
 use crate::api::ApiError;
-use crate::engine::transport::{Target, TlsTarget, Transport};
+use crate::engine::target::{Located, Query, TransportChoice};
+use crate::engine::transport::{TlsTarget, Transport};
 use crate::engine::uri::{Host, HostPort, SipUri, parse_ip};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
+use crate::runtime::Locator;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// The User-Agent value: the product, after the application's name if any.
 pub fn user_agent(phone_name: &str) -> String {
@@ -16,52 +20,79 @@ pub fn user_agent(phone_name: &str) -> String {
     }
 }
 
-/// A port parameter: 0 means the transport's default (5060, 5061 for TLS), above 65535 is
-/// refused.
-pub fn valid_port(port: u32, transport: Transport) -> Option<u16> {
+/// A port parameter: 0 means none given (DNS SRV records, else the transport's default,
+/// decide: RFC 3263), above 65535 is refused.
+pub fn explicit_port(port: u32, what: &'static str) -> Result<Option<u16>, ApiError> {
     match port {
-        0 => Some(transport.default_port()),
-        1..=65535 => Some(port as u16),
-        _ => None,
+        0 => Ok(None),
+        1..=65535 => Ok(Some(port as u16)),
+        _ => Err(ApiError::bad(what)),
     }
 }
 
-/// Where requests go: the next hop on a transport. Over TLS the server certificate must
-/// match (RFC 5922 §4) the next hop's host name, or the SIP domain when the next hop is
-/// given as an address, and never the address a name resolved to; `tls_settings` names
-/// the trust anchors and client certificate to use.
-pub fn target(
-    transport: Transport,
-    next_hop: &Host,
-    addr: SocketAddr,
+/// How long an API call waits at most for DNS to locate a server.
+const LOCATE_WAIT: Duration = Duration::from_secs(30);
+
+/// The name a TLS server's certificate must match (RFC 5922 §4): the server's host name,
+/// or the SIP domain when the server is given as an address; never a name or address DNS
+/// gave for it.
+pub fn tls_name(server: &Host, sip_domain: &Host) -> String {
+    match (server, sip_domain) {
+        (Host::Ip(_), Host::Name(_)) => sip_domain.bare(),
+        _ => server.bare(),
+    }
+}
+
+/// Locates the server requests go to (RFC 3263: NAPTR, SRV, A/AAAA, as
+/// [`crate::engine::target::plan`] says), with the TLS settings named by `tls_settings`.
+/// `SipUnknownHost` only when nothing at all resolves.
+pub fn locate(
+    locator: &Locator,
+    server: &HostPort,
+    choice: TransportChoice,
     sip_domain: &Host,
     tls_settings: u64,
-) -> Target {
-    let tls = (transport == Transport::Tls).then(|| {
-        let verified = match (next_hop, sip_domain) {
-            (Host::Ip(_), Host::Name(_)) => sip_domain,
-            _ => next_hop,
-        };
-        Box::new(TlsTarget {
-            server_name: verified.bare(),
-            settings: tls_settings,
-        })
+    local: SocketAddr,
+) -> Result<Arc<Located>, ApiError> {
+    let tls = choice.allows(Transport::Tls).then(|| TlsTarget {
+        server_name: tls_name(&server.host, sip_domain),
+        settings: tls_settings,
     });
-    Target {
-        transport,
-        addr,
+    let query = Query {
+        server: server.clone(),
+        choice,
         tls,
+        ipv6: local.is_ipv6(),
+    };
+    let unknown = |why: String| ApiError::UnknownHost(format!("{server} ({why})"));
+    let (targets, valid_until) = locator
+        .locate(query.clone(), LOCATE_WAIT)?
+        .map_err(unknown)?;
+    if targets.is_empty() {
+        return Err(unknown("no address".into()));
     }
+    let choice_name = match choice {
+        TransportChoice::Only(t) => t.param(),
+        TransportChoice::Any => "any",
+    };
+    Ok(Arc::new(Located {
+        key: format!("{choice_name}:{server}#{tls_settings}"),
+        query: matches!(server.host, Host::Name(_)).then_some(query),
+        targets,
+        valid_until,
+    }))
 }
 
 /// The Route header value for an outbound proxy (loose routing, RFC 3261 §16.12).
-pub fn proxy_route(host: &Host, port: u16, transport: Transport) -> String {
+/// It names the proxy as configured (DNS locates it the same way), with the transport when
+/// one was chosen.
+pub fn proxy_route(proxy: &HostPort, choice: TransportChoice) -> String {
     let uri = SipUri {
-        transport: transport.is_stream().then_some(transport),
-        ..SipUri::of_host(HostPort {
-            host: host.clone(),
-            port: Some(port),
-        })
+        transport: match choice {
+            TransportChoice::Only(t) if t.is_stream() => Some(t),
+            _ => None,
+        },
+        ..SipUri::of_host(proxy.clone())
     };
     format!("<{uri};lr>")
 }
@@ -112,6 +143,22 @@ pub fn aor_uri(user: &str, domain: &Host) -> String {
     .to_string()
 }
 
+/// DNS servers from the caller: `ip[:port]` entries (IPv6 in brackets; port 53 when none)
+/// separated by commas or blanks. Empty means the system's configuration (`None`).
+pub fn parse_dns_servers(list: &str) -> Result<Option<Vec<SocketAddr>>, ApiError> {
+    let mut servers = Vec::new();
+    for entry in list.split([',', ' ', '\t']).filter(|e| !e.is_empty()) {
+        let server = HostPort::parse(entry)
+            .and_then(|hp| match hp.host {
+                Host::Ip(ip) => Some(SocketAddr::new(ip, hp.port.unwrap_or(53))),
+                Host::Name(_) => None,
+            })
+            .ok_or_else(|| ApiError::bad(format!("DNS server {entry:?} is not ip[:port]")))?;
+        servers.push(server);
+    }
+    Ok((!servers.is_empty()).then_some(servers))
+}
+
 /// The local address to bind from the caller (NULL or empty: none given).
 pub fn parse_local_ip(s: Option<&str>) -> Result<Option<IpAddr>, ApiError> {
     match s.map(str::trim) {
@@ -149,35 +196,19 @@ pub fn parse_names(list: &str) -> Result<Vec<String>, ApiError> {
 
 /// The Request-URI of a REGISTER, one rule for both APIs (RFC 3261 §10.2): it names the
 /// domain of the address of record, not the registrar or proxy it is sent to; when that
-/// domain is the registrar's own host, the registrar's port goes with it.
+/// domain is the registrar's own host, the registrar's explicit port (other than 5060)
+/// goes with it.
 pub fn registration_request_uri(
     aor_domain: &Host,
     registrar: &Host,
-    registrar_port: u16,
+    registrar_port: Option<u16>,
 ) -> String {
-    let port = (aor_domain == registrar && registrar_port != 5060).then_some(registrar_port);
+    let port = registrar_port.filter(|p| *p != 5060 && aor_domain == registrar);
     SipUri::of_host(HostPort {
         host: aor_domain.clone(),
         port,
     })
     .to_string()
-}
-
-/// Resolves `host`, preferring the address family of the local socket.
-pub fn resolve(host: &Host, port: u16, local: SocketAddr) -> Result<SocketAddr, ApiError> {
-    let unknown = || ApiError::UnknownHost(host.to_string());
-    let candidates: Vec<SocketAddr> = match host {
-        Host::Ip(ip) => vec![SocketAddr::new(*ip, port)],
-        Host::Name(name) => (name.as_str(), port)
-            .to_socket_addrs()
-            .map_err(|_| unknown())?
-            .collect(),
-    };
-    candidates
-        .iter()
-        .find(|a| a.is_ipv4() == local.is_ipv4())
-        .copied()
-        .ok_or_else(unknown)
 }
 
 /// The local IP the system would use to reach `to`: our Via and Contact address.
@@ -209,8 +240,13 @@ mod tests {
 
     #[test]
     fn request_uri_names_the_domain_of_the_address_of_record() {
-        let uri = |d: &str, r: &str, port| registration_request_uri(&host(d), &host(r), port);
+        let uri = |d: &str, r: &str, port| registration_request_uri(&host(d), &host(r), Some(port));
         assert_eq!(uri("example.com", "10.0.0.1", 5070), "sip:example.com");
+        assert_eq!(
+            registration_request_uri(&host("example.com"), &host("example.com"), None),
+            "sip:example.com",
+            "no port given: DNS says where (RFC 3263), the URI names none"
+        );
         assert_eq!(uri("example.com", "example.com", 5060), "sip:example.com");
         assert_eq!(
             uri("Example.com", "example.com", 5070),
@@ -223,26 +259,22 @@ mod tests {
 
     #[test]
     fn tls_verifies_the_sip_domain_never_the_resolved_address() {
-        let addr: SocketAddr = "192.0.2.1:5061".parse().unwrap();
-        let name = |h: &str, domain: &str| {
-            target(Transport::Tls, &host(h), addr, &host(domain), 7)
-                .tls
-                .unwrap()
-                .server_name
-        };
+        let name = |h: &str, domain: &str| tls_name(&host(h), &host(domain));
         assert_eq!(name("sip.example.com", "example.com"), "sip.example.com");
         assert_eq!(name("192.0.2.1", "example.com"), "example.com");
         assert_eq!(name("[2001:db8::1]", "2001:db8::1"), "2001:db8::1");
+        assert_eq!(explicit_port(0, "port").unwrap(), None);
+        assert_eq!(explicit_port(5070, "port").unwrap(), Some(5070));
+        assert!(explicit_port(65536, "port").is_err());
+        let proxy = HostPort::parse("[::1]:5061").unwrap();
         assert_eq!(
-            target(Transport::Tcp, &host("h"), addr, &host("d"), 7).tls,
-            None
-        );
-        assert_eq!(valid_port(0, Transport::Tls), Some(5061));
-        assert_eq!(valid_port(0, Transport::Tcp), Some(5060));
-        assert_eq!(valid_port(65536, Transport::Udp), None);
-        assert_eq!(
-            proxy_route(&host("::1"), 5061, Transport::Tls),
+            proxy_route(&proxy, TransportChoice::Only(Transport::Tls)),
             "<sip:[::1]:5061;transport=tls;lr>"
+        );
+        let named = HostPort::parse("proxy.example.com").unwrap();
+        assert_eq!(
+            proxy_route(&named, TransportChoice::Any),
+            "<sip:proxy.example.com;lr>"
         );
     }
 
@@ -273,6 +305,14 @@ mod tests {
         for bad in ["", "host:0", "host:99999", "[::1", "a b", "sip:", "u@host"] {
             assert_eq!(server(bad), None, "{bad}");
         }
+        let dns = |s: &str| parse_dns_servers(s).map(|v| v.map(|v| v.len()));
+        assert_eq!(dns("").unwrap(), None);
+        assert_eq!(dns("127.0.0.1:5353, [::1] 10.0.0.1").unwrap(), Some(3));
+        assert_eq!(
+            parse_dns_servers("[::1]").unwrap().unwrap()[0],
+            "[::1]:53".parse().unwrap()
+        );
+        assert!(dns("dns.example.com").is_err());
         assert_eq!(parse_local_ip(None).unwrap(), None);
         assert_eq!(parse_local_ip(Some(" ")).unwrap(), None);
         assert_eq!(

@@ -4,14 +4,15 @@
 
 use crate::api::ApiError;
 use crate::api::address::{
-    aor_uri, parse_host, parse_names, proxy_route, registration_request_uri, resolve,
-    source_ip_towards, target, user_agent, valid_port,
+    aor_uri, explicit_port, locate, parse_dns_servers, parse_host, parse_names, proxy_route,
+    registration_request_uri, source_ip_towards, user_agent,
 };
 use crate::engine::binding::{BindingConfig, BindingEvent, BindingState, Failure};
 use crate::engine::digest::{Credential, CredentialStore};
+use crate::engine::target::TransportChoice;
 use crate::engine::transaction::DEFAULT_TIMEOUT;
 use crate::engine::transport::Transport;
-use crate::engine::uri::Host;
+use crate::engine::uri::{Host, HostPort};
 use crate::runtime::tls::{self, TlsSettings};
 use crate::runtime::{BindingId, BindingSpec, DriverFailed, Endpoint, EndpointEvent, LogLevel};
 use parking_lot::Mutex;
@@ -115,8 +116,8 @@ struct Settings {
     domain: Option<Host>,
     /// Outbound proxy host and port (0: the transport's default).
     proxy: Option<(Host, u32)>,
-    /// Transport of registrations, and the local port of TCP/TLS connections (0: any).
-    transport: Transport,
+    /// Transports of registrations, and the local port of TCP/TLS connections (0: any).
+    transport: TransportChoice,
     stream_port: u16,
     /// TLS trust and client certificate; `tls_version` names them to the driver and
     /// changes with them, so new connections use the new settings.
@@ -270,7 +271,7 @@ impl PhoneEngine {
     /// Configures the outbound proxy (port 0 means 5060).
     pub fn set_proxy(&self, address: &str, port: u32) -> Result<(), ApiError> {
         let host = parse_host(address, "proxy address")?;
-        valid_port(port, Transport::Udp).ok_or(ApiError::bad("proxy port"))?;
+        explicit_port(port, "proxy port")?;
         self.settings.lock().proxy = Some((host, port));
         Ok(())
     }
@@ -283,20 +284,31 @@ impl PhoneEngine {
     /// Chooses the transport of registrations made from now on, and the local port of
     /// their TCP or TLS connections (0: any free port). The default is UDP from the
     /// engine's SIP port.
-    pub fn set_transport(&self, transport: Transport, local_port: u32) -> Result<(), ApiError> {
+    pub fn set_transport(
+        &self,
+        transport: TransportChoice,
+        local_port: u32,
+    ) -> Result<(), ApiError> {
         let port = u16::try_from(local_port).map_err(|_| ApiError::bad("local port"))?;
-        if transport == Transport::Udp && port != 0 && port != self.local.port() {
+        let streams = transport != TransportChoice::Only(Transport::Udp);
+        if !streams && port != 0 && port != self.local.port() {
             return Err(ApiError::bad(
                 "the UDP port is the engine's own (StartSipTelephony)",
             ));
         }
-        let bind =
-            (transport.is_stream() && port != 0).then(|| SocketAddr::new(self.local.ip(), port));
+        let bind = (streams && port != 0).then(|| SocketAddr::new(self.local.ip(), port));
         self.with_endpoint(|e| e.set_stream_bind(bind))?;
         let mut settings = self.settings.lock();
         settings.transport = transport;
-        settings.stream_port = if transport.is_stream() { port } else { 0 };
+        settings.stream_port = if streams { port } else { 0 };
         Ok(())
+    }
+
+    /// The DNS servers that locate registrars and proxies (`ip[:port]` entries; empty: the
+    /// system's configuration, the default). Used from the next lookup on.
+    pub fn set_dns_servers(&self, servers: &str) -> Result<(), ApiError> {
+        let servers = parse_dns_servers(servers)?;
+        self.with_endpoint(|e| e.set_dns_servers(servers))
     }
 
     /// Adds trust anchors for TLS (PEM text, or the path of a PEM file).
@@ -370,6 +382,7 @@ impl PhoneEngine {
             ));
         }
         let server = parse_host(&p.server_address, "registration server address")?;
+        let server_port = explicit_port(p.server_port, "server port")?;
         let (domain, proxy, credentials, transport, stream_port, tls_version, tls) = {
             let s = self.settings.lock();
             (
@@ -379,33 +392,43 @@ impl PhoneEngine {
                 s.transport,
                 s.stream_port,
                 s.tls_version,
-                (s.transport == Transport::Tls).then(|| s.tls.clone()),
+                s.transport.allows(Transport::Tls).then(|| s.tls.clone()),
             )
         };
-        let server_port =
-            valid_port(p.server_port, transport).ok_or(ApiError::bad("server port"))?;
         let aor_domain = domain.clone().unwrap_or_else(|| server.clone());
-        let route;
-        let next_hop = if p.through_proxy {
+        let (next_hop, route) = if p.through_proxy {
             let (proxy_host, proxy_port) = proxy.ok_or(ApiError::ProxyNotEnabled)?;
             if domain.is_none() {
                 return Err(ApiError::DomainNotDefined);
             }
-            let proxy_port =
-                valid_port(proxy_port, transport).ok_or(ApiError::bad("proxy port"))?;
-            route = Some(proxy_route(&proxy_host, proxy_port, transport));
-            let addr = resolve(&proxy_host, proxy_port, self.local)?;
-            target(transport, &proxy_host, addr, &aor_domain, tls_version)
+            let proxy = HostPort {
+                host: proxy_host,
+                port: explicit_port(proxy_port, "proxy port")?,
+            };
+            (proxy.clone(), Some(proxy_route(&proxy, transport)))
         } else {
-            route = None;
-            let addr = resolve(&server, server_port, self.local)?;
-            target(transport, &server, addr, &aor_domain, tls_version)
+            let registrar = HostPort {
+                host: server.clone(),
+                port: server_port,
+            };
+            (registrar, None)
         };
         if let Some(tls) = tls {
             let config = tls::client_config(&tls).map_err(ApiError::Tls)?;
             self.with_endpoint(|e| e.set_tls(tls_version, config))?;
         }
-        let contact_ip = source_ip_towards(self.local, next_hop.addr);
+        // DNS may take a while: the engine's lock is not held meanwhile.
+        let locator = self.with_endpoint(|e| Ok(e.locator()))?;
+        let destination = locate(
+            &locator,
+            &next_hop,
+            transport,
+            &aor_domain,
+            tls_version,
+            self.local,
+        )?;
+        let first = destination.targets[0].addr;
+        let contact_ip = source_ip_towards(self.local, first);
         let contact_port = match stream_port {
             0 => self.local.port(),
             port => port,
@@ -443,13 +466,13 @@ impl PhoneEngine {
                 ));
                 specs.push(BindingSpec {
                     id,
-                    next_hop: next_hop.clone(),
+                    destination: destination.clone(),
                     config: BindingConfig {
                         user: name.clone(),
                         aor: aor_uri(name, &aor_domain),
                         request_uri: request_uri.clone(),
                         local: SocketAddr::new(contact_ip, contact_port),
-                        transport,
+                        transport: destination.targets[0].transport,
                         route: route.clone(),
                         expires: p.expire_time_s,
                         refresh_interval,
@@ -574,7 +597,11 @@ impl From<&BindingEvent> for NotificationKind {
         match event {
             BindingEvent::Registered { .. } => NotificationKind::RegisterSuccess,
             BindingEvent::Unregistered => NotificationKind::Unregistered,
-            BindingEvent::Failed(Failure::TimedOut) => NotificationKind::RegisterTimeOut,
+            // A registrar that cannot be reached (ICMP) does not answer: LanScape's
+            // timeout, only sooner.
+            BindingEvent::Failed(Failure::TimedOut | Failure::Unreachable(_)) => {
+                NotificationKind::RegisterTimeOut
+            }
             BindingEvent::Failed(Failure::AuthRejected) => {
                 NotificationKind::RegisterAuthorizationError
             }

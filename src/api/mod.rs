@@ -16,6 +16,7 @@ pub use lanscape::{
 // Engine and runtime types the Rust API names in its signatures.
 pub use crate::engine::binding::BindingState;
 pub use crate::engine::digest::Credential;
+pub use crate::engine::target::TransportChoice;
 pub use crate::engine::transport::Transport;
 pub use crate::runtime::tls::TlsSettings;
 pub use crate::runtime::{EndpointStats, LogLevel};

@@ -15,15 +15,17 @@
 
 use crate::api::ApiError;
 use crate::api::address::{
-    aor_uri, parse_aor, parse_server, proxy_route, registration_request_uri, resolve,
-    source_ip_towards, target, user_agent,
+    aor_uri, locate, parse_aor, parse_dns_servers, parse_server, proxy_route,
+    registration_request_uri, source_ip_towards, user_agent,
 };
 use crate::engine::binding::{BindingConfig, BindingEvent, Failure};
 use crate::engine::digest::{Credential, CredentialStore};
+use crate::engine::target::TransportChoice;
 use crate::engine::transaction::DEFAULT_TIMEOUT;
+use crate::engine::transport::Transport;
 use crate::handles::{HandleTable, RawHandle};
 use crate::runtime::tls::{self, TlsSettings};
-use crate::runtime::{BindingId, BindingSpec, Endpoint, EndpointEvent};
+use crate::runtime::{BindingId, BindingSpec, Endpoint, EndpointEvent, Locator};
 use once_cell::sync::Lazy;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -33,8 +35,6 @@ use std::time::Duration;
 
 /// Identifies a profile for the life of the process (never 0).
 pub type ProfileId = u32;
-
-use crate::engine::transport::Transport;
 
 /// The settings of a profile.
 #[derive(Debug, Clone)]
@@ -50,8 +50,9 @@ pub struct ProfileSettings {
     pub credential: Option<Credential>,
     /// Expiry asked of the registrar, seconds.
     pub expires: u32,
-    /// Transport (the registrar's default port follows it: 5061 for TLS, else 5060).
-    pub transport: Transport,
+    /// Transports: one chosen, or any (DNS NAPTR records choose, RFC 3263). Without a
+    /// port, SRV records (else the transport's default port: 5061 for TLS, else 5060) give it.
+    pub transport: TransportChoice,
     /// With TLS: trust anchors and client certificate.
     pub tls: TlsSettings,
 }
@@ -89,7 +90,8 @@ pub enum ProfileError {
 impl From<&Failure> for ProfileError {
     fn from(failure: &Failure) -> Self {
         match failure {
-            Failure::TimedOut => ProfileError::TimedOut,
+            // A registrar that cannot be reached does not answer: a timeout, only sooner.
+            Failure::TimedOut | Failure::Unreachable(_) => ProfileError::TimedOut,
             Failure::AuthRejected => ProfileError::Authorization,
             Failure::IntervalRejected => ProfileError::Interval,
             Failure::Tls(_) => ProfileError::Tls,
@@ -352,6 +354,17 @@ pub fn tls_settings(
     })
 }
 
+/// The DNS servers the shared registration service uses to locate registrars and proxies
+/// (`ip[:port]` entries; empty: the system's configuration). For every registry of the
+/// process, from the next lookup on.
+pub fn set_dns_servers(registry: RegistryHandle, servers: &str) -> Result<(), ApiError> {
+    let servers = parse_dns_servers(servers)?;
+    let service = SERVICE.lock();
+    SHARED.lock().require(registry, None)?;
+    let endpoint = service.as_ref().ok_or(ApiError::InvalidHandle)?;
+    Ok(endpoint.set_dns_servers(servers)?)
+}
+
 /// Sets the TLS settings of a profile (used from its next registration on).
 pub fn set_profile_tls(
     registry: RegistryHandle,
@@ -404,11 +417,11 @@ pub fn release_profile(handle: ProfileHandle) -> Result<(), ApiError> {
 /// Enables a profile through a handle; registers it unless it already is (then nothing
 /// is notified). `Registering` and what follows reach the observers from the event thread.
 pub fn enable_profile(handle: ProfileHandle) -> Result<(), ApiError> {
-    let local = {
+    let (local, locator) = {
         let service = SERVICE.lock();
         let endpoint = service.as_ref().ok_or(ApiError::InvalidHandle)?;
         endpoint.failure()?;
-        endpoint.local_addr()
+        (endpoint.local_addr(), endpoint.locator())
     };
     let (profile, settings) = {
         let shared = SHARED.lock();
@@ -426,10 +439,10 @@ pub fn enable_profile(handle: ProfileHandle) -> Result<(), ApiError> {
         (profile, p.settings.clone())
     };
     // Resolving may block: no lock is held meanwhile.
-    let mut spec = binding_spec(&settings, profile, local)?;
-    let tls = match settings.transport {
-        Transport::Tls => Some(tls::client_config(&settings.tls).map_err(ApiError::Tls)?),
-        _ => None,
+    let mut spec = binding_spec(&settings, profile, &locator, local)?;
+    let tls = match settings.transport.allows(Transport::Tls) {
+        true => Some(tls::client_config(&settings.tls).map_err(ApiError::Tls)?),
+        false => None,
     };
     let service = SERVICE.lock();
     let endpoint = service.as_ref().ok_or(ApiError::InvalidHandle)?;
@@ -618,59 +631,55 @@ fn validate(s: &ProfileSettings) -> Result<(), ApiError> {
     if s.credential.as_ref().is_some_and(|c| c.username.is_empty()) {
         return Err(ApiError::bad("auth user"));
     }
-    if s.transport == Transport::Tls {
+    if s.transport.allows(Transport::Tls) {
         tls::client_config(&s.tls).map_err(ApiError::Tls)?;
     }
     Ok(())
 }
 
-/// The binding of a profile; over TLS the profile's TLS settings go by its id.
+/// The binding of a profile, its server located; over TLS the profile's TLS settings go by
+/// its id.
 fn binding_spec(
     s: &ProfileSettings,
     profile: ProfileId,
+    locator: &Locator,
     local: SocketAddr,
 ) -> Result<BindingSpec, ApiError> {
     let (user, domain) = parse_aor(&s.aor)?;
     let registrar = parse_server(&s.registrar, "registrar")?;
-    let registrar_port = registrar.port_or_default(s.transport);
     let (next_hop, route) = match &s.outbound_proxy {
         Some(proxy) => {
             let proxy = parse_server(proxy, "outbound proxy")?;
-            let port = proxy.port_or_default(s.transport);
-            let addr = resolve(&proxy.host, port, local)?;
-            let route = proxy_route(&proxy.host, port, s.transport);
-            (
-                target(s.transport, &proxy.host, addr, &domain, u64::from(profile)),
-                Some(route),
-            )
+            let route = proxy_route(&proxy, s.transport);
+            (proxy, Some(route))
         }
-        None => {
-            let addr = resolve(&registrar.host, registrar_port, local)?;
-            let hop = target(
-                s.transport,
-                &registrar.host,
-                addr,
-                &domain,
-                u64::from(profile),
-            );
-            (hop, None)
-        }
+        None => (registrar.clone(), None),
     };
+    let destination = locate(
+        locator,
+        &next_hop,
+        s.transport,
+        &domain,
+        u64::from(profile),
+        local,
+    )?;
     let mut credentials = CredentialStore::default();
     if let Some(credential) = &s.credential {
         credentials.insert(credential.clone());
     }
-    let request_uri = registration_request_uri(&domain, &registrar.host, registrar_port);
-    let contact = SocketAddr::new(source_ip_towards(local, next_hop.addr), local.port());
+    let request_uri = registration_request_uri(&domain, &registrar.host, registrar.port);
+    let first = &destination.targets[0];
+    let contact = SocketAddr::new(source_ip_towards(local, first.addr), local.port());
+    let transport = first.transport;
     Ok(BindingSpec {
         id: BindingId(0),
-        next_hop,
+        destination,
         config: BindingConfig {
             aor: aor_uri(&user, &domain),
             user,
             request_uri,
             local: contact,
-            transport: s.transport,
+            transport,
             route,
             expires: s.expires,
             refresh_interval: Duration::from_secs(u64::from(s.expires)),
@@ -696,7 +705,7 @@ mod tests {
             outbound_proxy: None,
             credential: Some(Credential::new("", "a", "hunter2")),
             expires: 60,
-            transport: Transport::Udp,
+            transport: TransportChoice::default(),
             tls: TlsSettings::default(),
         };
         let shown = format!("{settings:?}");

@@ -15,6 +15,7 @@
 
 use crate::engine::digest::{self, AnswerInput, Challenge, ChallengeKind, CredentialStore};
 use crate::engine::message::{self, ResponseInfo};
+use crate::engine::target::MAX_RETRY_AFTER;
 use crate::engine::transaction::{ClientTransaction, TxTimer};
 use crate::engine::transport::Transport;
 use crate::engine::uri::{Host, HostPort, SipUri};
@@ -83,6 +84,9 @@ pub enum Failure {
     Malformed(String),
     /// The request could not be built or sent.
     Local(String),
+    /// The network says the next hop cannot be reached (ICMP port or host unreachable for
+    /// a datagram): no answer will come, as with a timeout, only sooner.
+    Unreachable(String),
     /// The connection to the next hop failed or closed (stream transports).
     Transport(String),
     /// The TLS handshake failed: the certificate is not trusted, does not match the SIP
@@ -101,6 +105,7 @@ impl std::fmt::Display for Failure {
             Failure::Malformed(why) => write!(f, "unusable answer: {why}"),
             Failure::Local(why) => write!(f, "could not send: {why}"),
             Failure::Transport(why) => write!(f, "connection failed: {why}"),
+            Failure::Unreachable(why) => write!(f, "no answer: {why}"),
             Failure::Tls(why) => write!(f, "TLS failed: {why}"),
         }
     }
@@ -131,6 +136,19 @@ pub enum Output {
     Retransmit(Vec<u8>),
     /// Deliver an event.
     Event(BindingEvent),
+    /// The attempt failed at the current target in a way another target may not (no
+    /// answer, a transport or TLS failure, 503, a Retry-After): the target is to be avoided
+    /// (not contacted at all before `retry_after`, if any). When another target may be
+    /// tried, the binding does so at once and the failure is not reported; otherwise a
+    /// [`BindingEvent::Failed`] follows.
+    TargetFailed {
+        /// Why.
+        failure: Failure,
+        /// The Retry-After the target sent, if any.
+        retry_after: Option<Duration>,
+    },
+    /// A 3xx named other places to register at (RFC 3261 §8.1.3.4): register there now.
+    Redirect(Vec<SipUri>),
 }
 
 /// Public state of a binding.
@@ -174,7 +192,13 @@ struct Attempt {
     retried_interval: bool,
     retried_missing_contact: bool,
     nat_switches: u8,
+    /// Retry-After of the last final response, bounded.
+    retry_after: Option<Duration>,
 }
+
+/// Most targets tried one after the other (failovers and redirects) before a failure is
+/// reported and the ordinary backoff applies; success starts the count again.
+const MAX_FAILOVERS: u8 = 8;
 
 #[derive(Debug, Clone)]
 struct AuthEntry {
@@ -216,6 +240,12 @@ pub struct Binding {
     stopping: bool,
     /// Whether the request in flight (or the last one sent) carried digest credentials.
     sent_credentials: bool,
+    /// Whether another target may be tried now (the owner keeps it up to date).
+    alternative: bool,
+    /// Targets tried one after the other since the last success.
+    failovers: u8,
+    /// Redirects followed since the last success, and where they led.
+    redirected: Vec<SipUri>,
 }
 
 impl Binding {
@@ -236,6 +266,9 @@ impl Binding {
             may_be_registered: false,
             stopping: false,
             sent_credentials: false,
+            alternative: false,
+            failovers: 0,
+            redirected: Vec::new(),
             config,
         }
     }
@@ -284,6 +317,65 @@ impl Binding {
             Phase::RetryWait { retry_at, .. } => Some(*retry_at),
             Phase::Idle | Phase::Done => None,
         }
+    }
+
+    /// Failures reported since the last success (failovers to another target not counted).
+    pub fn consecutive_failures(&self) -> u32 {
+        self.consecutive_failures
+    }
+
+    /// Tells the binding whether another target may be tried now: a failure that another
+    /// target may not have is then tried elsewhere at once, not reported.
+    pub fn set_alternative(&mut self, available: bool) {
+        self.alternative = available;
+    }
+
+    /// The transport of the next requests (the target chosen may use another one).
+    pub fn set_transport(&mut self, transport: Transport) {
+        self.config.transport = transport;
+    }
+
+    /// The Request-URI of the next requests (a redirect names another registrar).
+    pub fn set_request_uri(&mut self, uri: String) {
+        self.config.request_uri = uri;
+    }
+
+    /// The Request-URI in use.
+    pub fn request_uri(&self) -> &str {
+        &self.config.request_uri
+    }
+
+    /// No new request before `until` (every target asked so with Retry-After): a binding
+    /// not yet started, waiting or registered waits at least until then.
+    pub fn defer(&mut self, until: Instant) {
+        match &mut self.phase {
+            Phase::Idle => {
+                self.phase = Phase::RetryWait {
+                    retry_at: until,
+                    after: Failure::Rejected(503),
+                }
+            }
+            Phase::RetryWait { retry_at, .. } => *retry_at = (*retry_at).max(until),
+            Phase::Registered { refresh_at } => *refresh_at = (*refresh_at).max(until),
+            Phase::InFlight(..) | Phase::Done => {}
+        }
+    }
+
+    /// The attempt in flight (or the one about to start) cannot go on: `failure` ends it
+    /// (a redirect that cannot be followed).
+    pub fn fail(
+        &mut self,
+        failure: Failure,
+        now: Instant,
+        entropy: &mut dyn Entropy,
+        out: &mut Vec<Output>,
+    ) {
+        let purpose = match &self.phase {
+            Phase::InFlight(purpose, _) => *purpose,
+            _ => Purpose::Register,
+        };
+        self.alternative = false;
+        self.fail_or_finish(purpose, failure, now, entropy, out);
     }
 
     /// Sends the first REGISTER.
@@ -390,8 +482,14 @@ impl Binding {
         if !tx.on_response(response.status, now) {
             return true; // provisional
         }
+        self.attempt.retry_after = response
+            .retry_after
+            .map(|s| Duration::from_secs(u64::from(s)).min(MAX_RETRY_AFTER));
         match response.status {
             200..=299 => self.on_success(purpose, response, now, entropy, out),
+            300..=399 if purpose == Purpose::Register => {
+                self.on_redirect(response, now, entropy, out)
+            }
             401 | 407 => self.on_challenge(purpose, response, now, entropy, out),
             423 if purpose == Purpose::Register => match response.min_expires {
                 Some(min) if min > self.expires && !self.attempt.retried_interval => {
@@ -455,10 +553,24 @@ impl Binding {
                 match granted {
                     Some(expires) if expires > 0 => {
                         self.consecutive_failures = 0;
+                        self.failovers = 0;
+                        self.redirected.clear();
+                        // At a random point of 80-95 % of the interval (or of the granted
+                        // expiry, if shorter), so that names registered together do not
+                        // all refresh together. The first refresh after registering (at
+                        // start, or again after a failure) draws from 30-95 %: names
+                        // registered in one burst spread over most of an interval at once
+                        // (the load benchmark measures the spread).
+                        let first = self.reported != Some(Reported::Registered);
+                        let permille = match first {
+                            true => 300 + entropy.next_u64() % 651,
+                            false => 800 + entropy.next_u64() % 151,
+                        };
                         let refresh = self
                             .config
                             .refresh_interval
-                            .min(Duration::from_millis(u64::from(expires) * 900))
+                            .min(Duration::from_secs(u64::from(expires)))
+                            .mul_f64(permille as f64 / 1000.0)
                             .max(Duration::from_millis(500));
                         self.phase = Phase::Registered {
                             refresh_at: now + refresh,
@@ -480,6 +592,33 @@ impl Binding {
                 }
             }
         }
+    }
+
+    /// A 3xx: register at the places its Contact names, unless they were all tried since
+    /// the last success (a loop) or too many redirects were followed.
+    fn on_redirect(
+        &mut self,
+        response: &ResponseInfo,
+        now: Instant,
+        entropy: &mut dyn Entropy,
+        out: &mut Vec<Output>,
+    ) {
+        let fresh: Vec<SipUri> = response
+            .contacts
+            .iter()
+            .map(|c| c.uri.clone())
+            .filter(|u| !self.redirected.contains(u))
+            .collect();
+        if fresh.is_empty() || self.redirected.len() >= usize::from(MAX_FAILOVERS) {
+            let failure = Failure::Rejected(response.status);
+            return self.fail_or_finish(Purpose::Register, failure, now, entropy, out);
+        }
+        self.redirected.extend(fresh.iter().cloned());
+        self.phase = Phase::RetryWait {
+            retry_at: now,
+            after: Failure::Rejected(response.status),
+        };
+        out.push(Output::Redirect(fresh));
     }
 
     fn on_challenge(
@@ -675,6 +814,33 @@ impl Binding {
         if purpose == Purpose::Unregister || self.stopping {
             return self.finish_unregistered(out);
         }
+        let retry_after = self.attempt.retry_after;
+        let elsewhere = matches!(
+            failure,
+            Failure::TimedOut
+                | Failure::Unreachable(_)
+                | Failure::Transport(_)
+                | Failure::Tls(_)
+                | Failure::Rejected(503)
+        ) || retry_after.is_some();
+        if elsewhere {
+            out.push(Output::TargetFailed {
+                failure: failure.clone(),
+                retry_after,
+            });
+            if self.alternative && self.failovers < MAX_FAILOVERS {
+                self.failovers += 1;
+                self.phase = Phase::RetryWait {
+                    retry_at: now,
+                    after: failure,
+                };
+                return;
+            }
+        }
+        // Every target failed (or none other may be tried): the next round of retries may
+        // go through them all again, redirects included.
+        self.failovers = 0;
+        self.redirected.clear();
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
         let delay = self.retry_delay(&failure, entropy);
         self.phase = Phase::RetryWait {
@@ -708,7 +874,9 @@ impl Binding {
         let full = self.config.retry_base.saturating_mul(1 << shift).min(cap);
         // 50% to 100% of the full delay, so that many bindings do not retry together.
         let permille = 500 + entropy.next_u64() % 501;
-        full.mul_f64(permille as f64 / 1000.0)
+        let backoff = full.mul_f64(permille as f64 / 1000.0);
+        // Never sooner than the registrar's Retry-After (RFC 3261 §20.33).
+        backoff.max(self.attempt.retry_after.unwrap_or_default())
     }
 
     fn finish_unregistered(&mut self, out: &mut Vec<Output>) {
@@ -826,6 +994,7 @@ mod tests {
             },
             expires: None,
             min_expires: None,
+            retry_after: None,
             challenges: vec![],
         }
     }
@@ -943,9 +1112,11 @@ mod tests {
             events(&out)[..],
             [BindingEvent::Registered { expires: 20, .. }]
         ));
-        assert_eq!(
-            run.b.next_deadline().unwrap() - run.now,
-            Duration::from_secs(18)
+        // The first refresh at 30-95 % of the 20 s grant.
+        let wait = run.b.next_deadline().unwrap() - run.now;
+        assert!(
+            wait >= Duration::from_secs(6) && wait <= Duration::from_secs(19),
+            "{wait:?}"
         );
         let out = run.tick();
         let refresh = &sent(&out)[0];

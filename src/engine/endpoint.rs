@@ -21,7 +21,11 @@ use crate::engine::binding::{
 };
 use crate::engine::digest::CredentialStore;
 use crate::engine::message;
+use crate::engine::target::{
+    Choice, DEFAULT_VALIDITY, Located, Query, TargetList, TransportChoice, make_target,
+};
 use crate::engine::transport::{StreamFramer, Target};
+use crate::engine::uri::{Host, SipUri};
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,8 +50,9 @@ pub struct BindingSpec {
     pub id: BindingId,
     /// Settings.
     pub config: BindingConfig,
-    /// Where every request of the binding goes (registrar or outbound proxy).
-    pub next_hop: Target,
+    /// Where its requests go (the registrar or outbound proxy, located): the binding uses
+    /// one target at a time and moves to the next when one fails.
+    pub destination: Arc<Located>,
 }
 
 /// Severity of a diagnostic.
@@ -114,6 +119,14 @@ pub enum Event {
     },
     /// Every binding a stop waited for has ended.
     StopDone(u64),
+    /// Look this server up again (its answer expired, or a redirect named it) and hand the
+    /// answer to [`Endpoint::handle_located`].
+    Resolve {
+        /// Which list.
+        key: String,
+        /// What to ask.
+        query: Query,
+    },
     /// Close the connection to this target: its stream broke the framing rules (the
     /// bindings on it were told, as for a lost connection), or no binding uses it any more.
     Close(Target),
@@ -136,13 +149,29 @@ enum Input {
 
 struct Slot {
     binding: Binding,
+    /// The target in use.
     next_hop: Target,
+    /// The target list it comes from, and the list's generation when it was chosen.
+    list: String,
+    generation: u64,
+    /// After a redirect: the list and Request-URI to go back to when the redirect's
+    /// targets fail.
+    home: Option<(String, String)>,
     branch: Option<String>,
     timer: Option<Instant>,
     state: Option<BindingState>,
     stopping: bool,
     /// The input waiting for a free transaction slot, if any (a stop replaces a refresh).
     pending: Option<Input>,
+}
+
+/// A target list and what the endpoint knows about asking for it again.
+struct ListState {
+    list: TargetList,
+    query: Option<Query>,
+    resolving: bool,
+    /// Bindings using it; it is forgotten when none does.
+    users: usize,
 }
 
 /// The registration endpoint (see the module documentation).
@@ -159,6 +188,10 @@ pub struct Endpoint {
     users: HashMap<Target, usize>,
     /// One per open stream connection.
     framers: HashMap<Target, StreamFramer>,
+    /// Target lists by key.
+    lists: HashMap<String, ListState>,
+    /// Bindings waiting for a list being looked up.
+    parked: HashMap<String, Vec<BindingId>>,
     /// Connections no binding uses, and when they close.
     idle: HashMap<Target, Instant>,
     stop_waiters: Vec<(HashSet<BindingId>, u64)>,
@@ -182,6 +215,8 @@ impl Endpoint {
             waiting: HashMap::new(),
             users: HashMap::new(),
             framers: HashMap::new(),
+            lists: HashMap::new(),
+            parked: HashMap::new(),
             idle: HashMap::new(),
             stop_waiters: Vec::new(),
             keepalive: None,
@@ -249,14 +284,43 @@ impl Endpoint {
                 );
                 continue;
             }
-            let binding = Binding::new(spec.config, self.entropy.as_mut());
-            *self.users.entry(spec.next_hop.clone()).or_default() += 1;
-            self.idle.remove(&spec.next_hop);
+            let destination = spec.destination;
+            let state = self
+                .lists
+                .entry(destination.key.clone())
+                .or_insert_with(|| ListState {
+                    list: TargetList::new(destination.targets.clone(), destination.valid_until),
+                    query: destination.query.clone(),
+                    resolving: false,
+                    users: 0,
+                });
+            if state.list.targets() != destination.targets.as_slice() {
+                // A newer answer (looked up for this call).
+                state
+                    .list
+                    .replace(destination.targets.clone(), destination.valid_until);
+            }
+            state.users += 1;
+            let Some(first) = state.list.targets().first().cloned() else {
+                self.log(
+                    LogLevel::Error,
+                    format!("binding {}: {} has no target", spec.id.0, destination.key),
+                );
+                continue;
+            };
+            let mut config = spec.config;
+            config.transport = first.transport;
+            let binding = Binding::new(config, self.entropy.as_mut());
+            *self.users.entry(first.clone()).or_default() += 1;
+            self.idle.remove(&first);
             self.bindings.insert(
                 spec.id,
                 Slot {
                     binding,
-                    next_hop: spec.next_hop,
+                    next_hop: first,
+                    list: destination.key.clone(),
+                    generation: u64::MAX,
+                    home: None,
                     branch: None,
                     timer: None,
                     state: None,
@@ -414,6 +478,33 @@ impl Endpoint {
         self.admit_waiting(now);
     }
 
+    /// The network says a datagram to `addr` could not be delivered (ICMP port or host
+    /// unreachable): every transaction in flight to that UDP target fails now, as
+    /// [`Failure::Unreachable`] (each binding tries its next target at once, or reports
+    /// it).
+    /// Registered bindings are left alone: their next refresh finds out for itself.
+    pub fn handle_unreachable(&mut self, now: Instant, addr: SocketAddr, why: &str) {
+        let target = Target::udp(addr);
+        let mut ids: Vec<BindingId> = self
+            .bindings
+            .iter()
+            .filter(|(_, s)| s.next_hop == target && s.branch.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        ids.sort_unstable();
+        self.log(LogLevel::Warning, format!("{target}: {why}"));
+        for id in ids {
+            let failure = Failure::Unreachable(why.to_string());
+            self.drive(id, now, |b, e, out| {
+                b.connection_lost(failure, now, now, e, out)
+            });
+        }
+        self.admit_waiting(now);
+    }
+
     fn lose_connection(&mut self, now: Instant, target: &Target, failure: Failure) {
         self.framers.remove(target);
         self.idle.remove(target);
@@ -495,8 +586,14 @@ impl Endpoint {
             }
             return;
         }
-        let hop = &slot.next_hop;
         let opens = slot.branch.is_none();
+        if opens && input != Input::Stop && !self.reselect(id, input, now) {
+            return; // deferred (Retry-After) or parked (being looked up)
+        }
+        let Some(slot) = self.bindings.get_mut(&id) else {
+            return;
+        };
+        let hop = &slot.next_hop;
         if opens && self.in_flight.get(hop).copied().unwrap_or(0) >= self.max_in_flight {
             let hop = hop.clone();
             slot.pending = Some(input);
@@ -505,6 +602,236 @@ impl Endpoint {
             return;
         }
         self.run(id, input, now);
+    }
+
+    /// Chooses the target of the transaction a binding is about to open: the one in use
+    /// while it works and the list has not been looked up again (affinity), else the best
+    /// one not avoided. Asks for the list again when it expired (the old one is used
+    /// meanwhile). Returns `false` when the binding must wait: every target asked for time
+    /// (Retry-After; the binding is deferred), or the list is being looked up (parked).
+    fn reselect(&mut self, id: BindingId, input: Input, now: Instant) -> bool {
+        let Some(slot) = self.bindings.get(&id) else {
+            return false;
+        };
+        let key = slot.list.clone();
+        let Some(state) = self.lists.get_mut(&key) else {
+            return true;
+        };
+        if state.list.expired(now)
+            && !state.resolving
+            && let Some(query) = &state.query
+        {
+            state.resolving = true;
+            self.events.push_back(Event::Resolve {
+                key: key.clone(),
+                query: query.clone(),
+            });
+        }
+        if state.list.targets().is_empty() {
+            if state.resolving {
+                if let Some(slot) = self.bindings.get_mut(&id) {
+                    slot.pending = Some(input);
+                }
+                self.parked.entry(key).or_default().push(id);
+                self.reindex(id, now);
+                return false;
+            }
+            return self.go_home(id, now);
+        }
+        let generation = state.list.generation();
+        let current = (slot.generation == generation).then_some(&slot.next_hop);
+        match state.list.choose(current, now) {
+            Choice::Use(target) => {
+                if target != slot.next_hop {
+                    self.move_slot(id, target, now);
+                }
+                if let Some(slot) = self.bindings.get_mut(&id) {
+                    slot.generation = generation;
+                }
+                true
+            }
+            Choice::WaitUntil(until) => {
+                if let Some(slot) = self.bindings.get_mut(&id) {
+                    slot.binding.defer(until);
+                }
+                self.reindex(id, now);
+                false
+            }
+        }
+    }
+
+    /// A redirected binding whose redirect targets failed (or could not be looked up) goes
+    /// back to its own list and Request-URI. Returns whether it had one.
+    fn go_home(&mut self, id: BindingId, now: Instant) -> bool {
+        let Some(slot) = self.bindings.get_mut(&id) else {
+            return false;
+        };
+        let Some((home, uri)) = slot.home.take() else {
+            return false;
+        };
+        let away = std::mem::replace(&mut slot.list, home.clone());
+        slot.generation = u64::MAX;
+        slot.binding.set_request_uri(uri);
+        self.leave_list(&away);
+        if let Some(state) = self.lists.get_mut(&home) {
+            state.users += 1;
+        }
+        let _ = now;
+        true
+    }
+
+    /// A binding stops using a list; a list nobody uses is forgotten.
+    fn leave_list(&mut self, key: &str) {
+        if let Some(state) = self.lists.get_mut(key) {
+            state.users = state.users.saturating_sub(1);
+            if state.users == 0 {
+                self.lists.remove(key);
+                self.parked.remove(key);
+            }
+        }
+    }
+
+    /// Moves a binding (with no transaction in flight) to another target.
+    fn move_slot(&mut self, id: BindingId, target: Target, now: Instant) {
+        let Some(slot) = self.bindings.get_mut(&id) else {
+            return;
+        };
+        debug_assert!(slot.branch.is_none());
+        let old = std::mem::replace(&mut slot.next_hop, target.clone());
+        slot.binding.set_transport(target.transport);
+        self.release_hop(&old, now);
+        *self.users.entry(target.clone()).or_default() += 1;
+        self.idle.remove(&target);
+    }
+
+    /// One binding less uses `hop`: a connection nobody uses closes after a while.
+    fn release_hop(&mut self, hop: &Target, now: Instant) {
+        if let Some(users) = self.users.get_mut(hop) {
+            *users -= 1;
+            if *users == 0 {
+                self.users.remove(hop);
+                self.in_flight.remove(hop);
+                if hop.transport.is_stream() {
+                    self.idle.insert(hop.clone(), now + STREAM_IDLE);
+                }
+            }
+        }
+    }
+
+    /// A redirect (3xx): the binding registers at the places it named, by a list of their
+    /// own (looked up when they are names), and comes back to its own list when they fail.
+    fn redirect(&mut self, id: BindingId, uris: Vec<SipUri>, now: Instant) {
+        let Some(slot) = self.bindings.get_mut(&id) else {
+            return;
+        };
+        let tls = slot.next_hop.tls.as_deref().cloned();
+        let ipv6 = slot.next_hop.addr.is_ipv6();
+        let key = format!(
+            "redirect:{}",
+            uris.iter()
+                .map(|u| u.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let targets: Vec<Target> = uris
+            .iter()
+            .filter_map(|u| match u.host_port.host {
+                Host::Ip(ip) => Some(make_target(
+                    u.transport_or_default(),
+                    SocketAddr::new(ip, u.port_or_default()),
+                    tls.as_ref(),
+                )),
+                Host::Name(_) => None,
+            })
+            .collect();
+        let named = uris
+            .iter()
+            .find(|u| matches!(u.host_port.host, Host::Name(_)));
+        let first = SipUri {
+            user: None,
+            transport: None,
+            ..uris[0].clone()
+        };
+        let state = self.lists.entry(key.clone()).or_insert_with(|| {
+            let mut list = TargetList::new(targets.clone(), None);
+            let query = match (targets.is_empty(), named) {
+                (true, Some(uri)) => {
+                    list.expire(now);
+                    Some(Query {
+                        server: uri.host_port.clone(),
+                        choice: TransportChoice::Only(uri.transport_or_default()),
+                        tls: tls.clone(),
+                        ipv6,
+                    })
+                }
+                _ => None,
+            };
+            ListState {
+                list,
+                query,
+                resolving: false,
+                users: 0,
+            }
+        });
+        state.users += 1;
+        let old_uri = slot.binding.request_uri().to_string();
+        slot.binding.set_request_uri(first.to_string());
+        let away = std::mem::replace(&mut slot.list, key);
+        slot.generation = u64::MAX;
+        match slot.home {
+            Some(_) => self.leave_list(&away), // one redirect after another: one way home
+            None => slot.home = Some((away, old_uri)),
+        }
+    }
+
+    /// The answer to an [`Event::Resolve`]: the new targets (in order) and until when they
+    /// hold, or why there are none. Without an answer the old list is kept a while longer.
+    pub fn handle_located(
+        &mut self,
+        now: Instant,
+        key: &str,
+        answer: Result<(Vec<Target>, Option<Instant>), String>,
+    ) {
+        if let Some(state) = self.lists.get_mut(key) {
+            state.resolving = false;
+            match answer {
+                Ok((targets, valid_until)) if !targets.is_empty() => {
+                    state.list.replace(targets, valid_until)
+                }
+                Ok(_) | Err(_) => {
+                    state.list.extend(now + DEFAULT_VALIDITY);
+                    let why = match answer {
+                        Err(e) => e,
+                        Ok(_) => "no usable record".into(),
+                    };
+                    self.log(
+                        LogLevel::Warning,
+                        format!("looking up {key} again failed ({why}); the old answer is kept"),
+                    );
+                }
+            }
+        }
+        let mut parked = self.parked.remove(key).unwrap_or_default();
+        parked.sort_unstable();
+        parked.dedup();
+        for id in parked {
+            let input = self.bindings.get_mut(&id).and_then(|s| s.pending.take());
+            let usable = self
+                .lists
+                .get(key)
+                .is_some_and(|s| !s.list.targets().is_empty());
+            if !usable && !self.go_home(id, now) {
+                let why = format!("cannot look up {key}");
+                self.drive(id, now, |b, e, out| {
+                    b.fail(Failure::Local(why), now, e, out)
+                });
+                continue;
+            }
+            if let Some(input) = input {
+                self.admit(id, input, now);
+            }
+        }
+        self.admit_waiting(now);
     }
 
     fn run(&mut self, id: BindingId, input: Input, now: Instant) {
@@ -546,10 +873,21 @@ impl Endpoint {
         let Some(slot) = self.bindings.get_mut(&id) else {
             return;
         };
+        let alternative = slot.home.is_some()
+            || self
+                .lists
+                .get(&slot.list)
+                .is_some_and(|s| s.list.has_alternative(&slot.next_hop, now));
+        slot.binding.set_alternative(alternative);
+        let failures_before = slot.binding.consecutive_failures();
         let mut outputs = Vec::new();
         input(&mut slot.binding, self.entropy.as_mut(), &mut outputs);
+        let gave_up = slot.binding.consecutive_failures() != failures_before;
         let destination = slot.next_hop.clone();
+        let list_key = slot.list.clone();
         let mut reports = Vec::new();
+        let mut failed = None;
+        let mut redirect = None;
         for output in outputs {
             let contents = match output {
                 Output::Send(bytes) => {
@@ -561,7 +899,23 @@ impl Endpoint {
                     bytes
                 }
                 Output::Event(event) => {
+                    if matches!(event, BindingEvent::Registered { .. })
+                        && let Some(state) = self.lists.get_mut(&list_key)
+                    {
+                        state.list.succeed(&destination);
+                    }
                     reports.push(event);
+                    continue;
+                }
+                Output::TargetFailed {
+                    failure,
+                    retry_after,
+                } => {
+                    failed = Some((failure, retry_after));
+                    continue;
+                }
+                Output::Redirect(uris) => {
+                    redirect = Some(uris);
                     continue;
                 }
             };
@@ -578,6 +932,35 @@ impl Endpoint {
                 destination: destination.clone(),
                 contents,
             });
+        }
+        if let Some((failure, retry_after)) = failed {
+            let mut exhausted = true;
+            if let Some(state) = self.lists.get_mut(&list_key) {
+                state.list.fail(&destination, now, retry_after);
+                exhausted = !state.list.has_alternative(&destination, now);
+            }
+            if !gave_up {
+                // The binding tries the next target at once (its timer is due now); a
+                // redirected one whose redirect targets all failed goes back home for it.
+                if exhausted {
+                    self.go_home(id, now);
+                }
+                let after = retry_after.map_or(String::new(), |d| {
+                    format!(" (Retry-After {} s)", d.as_secs())
+                });
+                self.log(
+                    LogLevel::Info,
+                    format!("{destination}: {failure}{after}; trying the next target"),
+                );
+            }
+        }
+        if gave_up {
+            // Every target failed (reported): a redirected binding starts its next round
+            // from its own registrar.
+            self.go_home(id, now);
+        }
+        if let Some(uris) = redirect {
+            self.redirect(id, uris, now);
         }
         // The new state is published before the events that led to it.
         let ended = self.reindex(id, now);
@@ -625,17 +1008,14 @@ impl Endpoint {
             // A finished binding has no transaction and no timer: both were unindexed above.
             debug_assert!(slot.branch.is_none() && slot.timer.is_none());
             let hop = slot.next_hop.clone();
+            let list = slot.list.clone();
+            let home = slot.home.take();
             self.bindings.remove(&id);
             self.events.push_back(Event::State { id, state: None });
-            if let Some(users) = self.users.get_mut(&hop) {
-                *users -= 1;
-                if *users == 0 {
-                    self.users.remove(&hop);
-                    self.in_flight.remove(&hop);
-                    if hop.transport.is_stream() {
-                        self.idle.insert(hop, now + STREAM_IDLE);
-                    }
-                }
+            self.release_hop(&hop, now);
+            self.leave_list(&list);
+            if let Some((home, _)) = home {
+                self.leave_list(&home);
             }
             true
         } else {
@@ -693,7 +1073,9 @@ mod tests {
     use super::*;
     use crate::engine::binding::Counter;
     use crate::engine::digest::Credential;
+    use crate::engine::target::{AVOID_FAILED, MAX_RETRY_AFTER};
     use crate::engine::transaction::DEFAULT_TIMEOUT;
+    use crate::engine::uri::HostPort;
 
     const HOP: &str = "127.0.0.1:5060";
     const OTHER_HOP: &str = "127.0.0.1:5070";
@@ -725,7 +1107,7 @@ mod tests {
         BindingSpec {
             id: BindingId(n),
             config: config(&format!("u{n}"), CredentialStore::default()),
-            next_hop: Target::udp(next_hop.parse().unwrap()),
+            destination: Located::single(Target::udp(next_hop.parse().unwrap())),
         }
     }
 
@@ -1106,32 +1488,33 @@ mod tests {
                 .replace("expires=600", &format!("expires={grant}"));
             sim.ep.handle_datagram(sim.now, hop(), bytes.as_bytes());
         }
-        let mut refreshes = Vec::new();
-        while refreshes.len() < 2 {
+        // Each refresh falls at a random point of a window before the shorter of the
+        // interval and the grant: the first at 30-95 % of it (u2 within [1.5, 4.75] s, u1
+        // within [6, 19] s), later ones at 80-95 % (u2 within [4, 4.75] s of the last).
+        let mut last_u2 = Duration::ZERO;
+        let mut u2_refreshes = 0;
+        let mut u1_at = None;
+        while u1_at.is_none() {
             let t = sim.advance();
+            assert!(t <= Duration::from_secs(19), "u1 refreshed by 19 s");
             for (_, req) in sim.transmits() {
-                refreshes.push((header(&req, "To").to_string(), t.as_secs()));
+                if req.contains("u1@") {
+                    u1_at = Some(t);
+                } else {
+                    let gap = t - last_u2;
+                    let least = if last_u2.is_zero() { 1500 } else { 4000 };
+                    assert!(
+                        gap >= Duration::from_millis(least) && gap <= Duration::from_millis(4750),
+                        "u2 refreshed {gap:?} after the last"
+                    );
+                    last_u2 = t;
+                    u2_refreshes += 1;
+                }
                 sim.answer(&req, 200, "");
             }
         }
-        assert_eq!(
-            refreshes,
-            [
-                ("<sip:u2@example.com>".to_string(), 5),
-                ("<sip:u2@example.com>".to_string(), 10)
-            ]
-        );
-        while sim.now - sim.t0 < Duration::from_secs(18) {
-            sim.advance();
-            for (_, req) in sim.transmits() {
-                sim.answer(&req, 200, "");
-            }
-        }
-        assert_eq!(
-            sim.now - sim.t0,
-            Duration::from_secs(18),
-            "90 % of u1's 20 s grant"
-        );
+        assert!(u1_at.unwrap() >= Duration::from_secs(6), "{u1_at:?}");
+        assert!(u2_refreshes >= 1, "u2 refreshed");
     }
 
     #[test]
@@ -1168,7 +1551,7 @@ mod tests {
 
     fn tcp_spec(n: u64) -> BindingSpec {
         let mut s = spec(n, HOP);
-        s.next_hop = tcp_target();
+        s.destination = Located::single(tcp_target());
         s.config.transport = crate::engine::transport::Transport::Tcp;
         s
     }
@@ -1307,9 +1690,10 @@ mod tests {
     fn a_tls_failure_is_reported_once_across_retries() {
         let mut sim = Sim::new(8);
         let mut s = tcp_spec(1);
-        s.next_hop.transport = crate::engine::transport::Transport::Tls;
+        let mut target = tcp_target();
+        target.transport = crate::engine::transport::Transport::Tls;
+        s.destination = Located::single(target.clone());
         s.config.transport = crate::engine::transport::Transport::Tls;
-        let target = s.next_hop.clone();
         sim.ep.add(sim.now, vec![s]);
         let mut reported = 0;
         for _ in 0..4 {
@@ -1331,5 +1715,427 @@ mod tests {
             sim.advance(); // the retry
         }
         assert_eq!(reported, 1);
+    }
+
+    // Failover, Retry-After, redirects and new DNS answers, on the simulated clock.
+
+    const THIRD_HOP: &str = "127.0.0.1:5080";
+
+    fn udp(addr: &str) -> Target {
+        Target::udp(addr.parse().unwrap())
+    }
+
+    /// A server located at `targets` (in order), valid until `valid_until`.
+    fn located(targets: &[&str], valid_until: Option<Instant>) -> Arc<Located> {
+        Arc::new(Located {
+            key: "udp:registrar.test".into(),
+            query: Some(Query {
+                server: HostPort::parse("registrar.test").unwrap(),
+                choice: TransportChoice::Only(crate::engine::transport::Transport::Udp),
+                tls: None,
+                ipv6: false,
+            }),
+            targets: targets.iter().map(|t| udp(t)).collect(),
+            valid_until,
+        })
+    }
+
+    fn spec_to(n: u64, destination: Arc<Located>) -> BindingSpec {
+        BindingSpec {
+            destination,
+            ..spec(n, HOP)
+        }
+    }
+
+    impl Sim {
+        fn answer_from(&mut self, from: &str, request: &str, status: u16, extra: &str) {
+            let bytes = respond(request, status, extra);
+            self.ep
+                .handle_datagram(self.now, from.parse().unwrap(), &bytes);
+        }
+
+        /// Runs timeouts until something is sent; returns when (since t0) and what.
+        fn next_transmit(&mut self) -> (Duration, SocketAddr, String) {
+            loop {
+                let t = self.advance();
+                if let Some((to, req)) = self.transmits().pop() {
+                    return (t, to, req);
+                }
+            }
+        }
+    }
+
+    /// What is sent at once (its timer is due now: the driver runs it without waiting).
+    fn sent_at_once(sim: &mut Sim) -> (SocketAddr, String) {
+        let before = sim.now;
+        sim.advance();
+        assert_eq!(sim.now, before, "at once");
+        let mut sent = sim.transmits();
+        assert_eq!(sent.len(), 1, "one request");
+        sent.pop().unwrap()
+    }
+
+    fn first_request(sim: &mut Sim) -> (SocketAddr, String) {
+        let mut sent = sim.transmits();
+        assert_eq!(sent.len(), 1, "one request");
+        sent.pop().unwrap()
+    }
+
+    fn failures(events: &[Event]) -> Vec<Failure> {
+        outcomes(events)
+            .into_iter()
+            .filter_map(|(_, e)| match e {
+                BindingEvent::Failed(f) => Some(f),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_timeout_moves_to_the_next_target_at_once_and_refreshes_stay_there() {
+        let mut sim = Sim::new(8);
+        let mut s = spec_to(1, located(&[HOP, OTHER_HOP], None));
+        s.config.refresh_interval = Duration::from_secs(300);
+        sim.ep.add(sim.now, vec![s]);
+        let (to, _) = first_request(&mut sim);
+        assert_eq!(to, hop());
+        // The primary never answers: retransmissions, then at Timer F the secondary.
+        let mut events = sim.events();
+        let (t, to, req) = loop {
+            let t = sim.advance();
+            events.extend(sim.events());
+            let sent = sim.transmits();
+            if let Some((to, req)) = sent.iter().find(|(to, _)| *to != hop()).cloned() {
+                break (t, to, req);
+            }
+        };
+        assert_eq!(t, DEFAULT_TIMEOUT, "at once when the transaction times out");
+        assert_eq!(to, OTHER_HOP.parse().unwrap());
+        assert!(
+            failures(&events).is_empty(),
+            "not reported: a target was left"
+        );
+        sim.answer_from(OTHER_HOP, &req, 200, "");
+        assert!(matches!(
+            outcomes(&sim.events())[..],
+            [(_, BindingEvent::Registered { .. })]
+        ));
+        // Long after the primary's avoidance ended, refreshes stay with the secondary.
+        for _ in 0..3 {
+            let (t, to, req) = sim.next_transmit();
+            assert!(t > DEFAULT_TIMEOUT + AVOID_FAILED);
+            assert_eq!(to, OTHER_HOP.parse().unwrap(), "affinity");
+            sim.answer_from(OTHER_HOP, &req, 200, "");
+        }
+    }
+
+    #[test]
+    fn a_new_answer_brings_refreshes_back_to_the_preferred_target() {
+        let mut sim = Sim::new(8);
+        let t0 = sim.t0;
+        let mut s = spec_to(
+            1,
+            located(&[HOP, OTHER_HOP], Some(t0 + Duration::from_secs(90))),
+        );
+        s.config.refresh_interval = Duration::from_secs(60);
+        sim.ep.add(sim.now, vec![s]);
+        let (_, req) = first_request(&mut sim);
+        sim.answer(&req, 503, "");
+        let (to, req) = sent_at_once(&mut sim);
+        assert_eq!(to, OTHER_HOP.parse().unwrap());
+        sim.answer_from(OTHER_HOP, &req, 200, "");
+        // Refreshes before the answer expires (90 s) stay with the secondary and ask
+        // nothing; the first one after it asks DNS again and meanwhile keeps its target.
+        let req = loop {
+            let (t, to, req) = sim.next_transmit();
+            assert_eq!(to, OTHER_HOP.parse().unwrap(), "affinity");
+            let resolve: Vec<Event> = sim
+                .events()
+                .into_iter()
+                .filter(|e| matches!(e, Event::Resolve { .. }))
+                .collect();
+            if t < Duration::from_secs(90) {
+                assert!(resolve.is_empty(), "{resolve:?}");
+                sim.answer_from(OTHER_HOP, &req, 200, "");
+                continue;
+            }
+            assert!(
+                matches!(&resolve[..], [Event::Resolve { key, query }]
+                    if key == "udp:registrar.test" && query.server.to_string() == "registrar.test"),
+                "{resolve:?}"
+            );
+            break req;
+        };
+        sim.answer_from(OTHER_HOP, &req, 200, "");
+        let until = sim.now + Duration::from_secs(300);
+        sim.ep.handle_located(
+            sim.now,
+            "udp:registrar.test",
+            Ok((vec![udp(HOP), udp(OTHER_HOP)], Some(until))),
+        );
+        // With the new answer the next refresh goes to the preferred target again.
+        let (_, to, _) = sim.next_transmit();
+        assert_eq!(to, hop());
+    }
+
+    #[test]
+    fn a_failed_lookup_keeps_the_old_answer() {
+        let mut sim = Sim::new(8);
+        let t0 = sim.t0;
+        sim.ep.add(
+            sim.now,
+            vec![spec_to(
+                1,
+                located(&[HOP], Some(t0 + Duration::from_secs(1))),
+            )],
+        );
+        let (_, req) = first_request(&mut sim);
+        sim.answer(&req, 200, "");
+        let (_, to, req) = sim.next_transmit();
+        assert_eq!(to, hop());
+        assert!(
+            sim.events()
+                .iter()
+                .any(|e| matches!(e, Event::Resolve { .. }))
+        );
+        sim.answer(&req, 200, "");
+        sim.ep
+            .handle_located(sim.now, "udp:registrar.test", Err("SERVFAIL".into()));
+        let logs: Vec<String> = sim
+            .events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Log { message, .. } => Some(message),
+                _ => None,
+            })
+            .collect();
+        assert!(logs.iter().any(|l| l.contains("SERVFAIL")), "{logs:?}");
+        // Not asked again at every refresh: the old answer holds a while longer.
+        let (_, to, _) = sim.next_transmit();
+        assert_eq!(to, hop());
+        assert!(
+            !sim.events()
+                .iter()
+                .any(|e| matches!(e, Event::Resolve { .. }))
+        );
+    }
+
+    #[test]
+    fn retry_after_bars_the_target_and_the_next_one_is_tried_first() {
+        let mut sim = Sim::new(8);
+        sim.ep
+            .add(sim.now, vec![spec_to(1, located(&[HOP, OTHER_HOP], None))]);
+        let (_, req) = first_request(&mut sim);
+        sim.answer(&req, 503, "Retry-After: 30\r\n");
+        let (to, req) = sent_at_once(&mut sim);
+        assert_eq!(to, OTHER_HOP.parse().unwrap());
+        assert!(failures(&sim.events()).is_empty());
+        // The secondary fails too (no Retry-After): one failure, reported now.
+        sim.answer_from(OTHER_HOP, &req, 503, "");
+        assert_eq!(failures(&sim.events()), [Failure::Rejected(503)]);
+        // Retries go to the secondary only (softly avoided) while the primary is barred,
+        // the primary once its 30 s are over.
+        let mut at_primary = None;
+        while at_primary.is_none() {
+            let (t, to, req) = sim.next_transmit();
+            assert!(t < Duration::from_secs(600), "bounded");
+            if to == hop() {
+                at_primary = Some(t);
+                sim.answer(&req, 200, "");
+            } else {
+                sim.answer_from(OTHER_HOP, &req, 503, "");
+            }
+        }
+        assert!(
+            at_primary.unwrap() >= Duration::from_secs(30),
+            "{at_primary:?}"
+        );
+    }
+
+    #[test]
+    fn retry_after_from_the_only_target_delays_the_retry() {
+        let mut sim = Sim::new(8);
+        sim.ep.add(sim.now, vec![spec_to(1, located(&[HOP], None))]);
+        let (_, req) = first_request(&mut sim);
+        sim.answer(&req, 503, "Retry-After: 45\r\n");
+        assert_eq!(failures(&sim.events()), [Failure::Rejected(503)]);
+        let (t, to, _) = sim.next_transmit();
+        assert_eq!(to, hop());
+        assert!(t >= Duration::from_secs(45), "{t:?}");
+        assert!(t < Duration::from_secs(60), "{t:?}");
+    }
+
+    #[test]
+    fn retry_after_is_bounded_to_an_hour() {
+        let mut sim = Sim::new(8);
+        sim.ep.add(sim.now, vec![spec_to(1, located(&[HOP], None))]);
+        let (_, req) = first_request(&mut sim);
+        sim.answer(&req, 500, "Retry-After: 4000000000\r\n");
+        let (t, _, _) = sim.next_transmit();
+        assert!(
+            t >= MAX_RETRY_AFTER && t < MAX_RETRY_AFTER + Duration::from_secs(1),
+            "{t:?}"
+        );
+    }
+
+    #[test]
+    fn every_target_failing_is_one_failure_and_the_next_round_tries_them_again() {
+        let mut sim = Sim::new(8);
+        sim.ep.add(
+            sim.now,
+            vec![spec_to(1, located(&[HOP, OTHER_HOP, THIRD_HOP], None))],
+        );
+        let (to, req) = first_request(&mut sim);
+        assert_eq!(to, hop());
+        sim.answer(&req, 503, "");
+        let (to, req) = sent_at_once(&mut sim);
+        assert_eq!(to, OTHER_HOP.parse().unwrap());
+        sim.answer_from(OTHER_HOP, &req, 503, "");
+        let (to, req) = sent_at_once(&mut sim);
+        assert_eq!(to, THIRD_HOP.parse().unwrap());
+        assert!(failures(&sim.events()).is_empty());
+        sim.answer_from(THIRD_HOP, &req, 503, "");
+        assert_eq!(failures(&sim.events()), [Failure::Rejected(503)]);
+        // The retries (on the backoff, not at once) go round the list, and nothing more
+        // is reported while they fail the same way.
+        let mut retried = Vec::new();
+        let mut last = sim.now;
+        while retried.len() < 6 {
+            let (_, to, req) = sim.next_transmit();
+            assert!(sim.now > last, "on the backoff");
+            last = sim.now;
+            sim.answer_from(&to.to_string(), &req, 503, "");
+            retried.push(to);
+        }
+        let third: SocketAddr = THIRD_HOP.parse().unwrap();
+        assert_eq!(
+            retried,
+            [
+                hop(),
+                OTHER_HOP.parse().unwrap(),
+                third,
+                hop(),
+                OTHER_HOP.parse().unwrap(),
+                third
+            ]
+        );
+        assert!(failures(&sim.events()).is_empty(), "reported once");
+    }
+
+    #[test]
+    fn a_redirect_registers_the_same_aor_at_the_contact_and_a_loop_ends() {
+        let mut sim = Sim::new(8);
+        sim.ep.add(sim.now, vec![spec_to(1, located(&[HOP], None))]);
+        let (_, req) = first_request(&mut sim);
+        sim.answer(&req, 302, &format!("Contact: <sip:{THIRD_HOP}>\r\n"));
+        let (to, req) = sent_at_once(&mut sim);
+        assert_eq!(to, THIRD_HOP.parse().unwrap());
+        assert!(
+            req.starts_with(&format!("REGISTER sip:{THIRD_HOP} SIP/2.0")),
+            "{req}"
+        );
+        assert_eq!(header(&req, "To"), "<sip:u1@example.com>", "the same AOR");
+        // Redirected back where it was sent: a loop, reported, and home again.
+        sim.answer_from(
+            THIRD_HOP,
+            &req,
+            302,
+            &format!("Contact: <sip:{THIRD_HOP}>\r\n"),
+        );
+        assert_eq!(failures(&sim.events()), [Failure::Rejected(302)]);
+        let (_, to, req) = sim.next_transmit();
+        assert_eq!(to, hop(), "back to its own registrar");
+        assert!(req.starts_with("REGISTER sip:example.com SIP/2.0"), "{req}");
+    }
+
+    #[test]
+    fn redirects_are_bounded() {
+        let mut sim = Sim::new(8);
+        sim.ep.add(sim.now, vec![spec_to(1, located(&[HOP], None))]);
+        let (mut to, mut req) = first_request(&mut sim);
+        let mut hops = 0;
+        loop {
+            hops += 1;
+            assert!(hops < 20, "bounded");
+            let next = format!("127.0.0.1:{}", 6000 + hops);
+            sim.answer_from(
+                &to.to_string(),
+                &req,
+                301,
+                &format!("Contact: <sip:{next}>\r\n"),
+            );
+            if !failures(&sim.events()).is_empty() {
+                break;
+            }
+            (to, req) = sent_at_once(&mut sim);
+            assert_eq!(to.to_string(), next);
+        }
+        assert!(hops <= 9, "{hops} redirects followed");
+    }
+
+    #[test]
+    fn a_redirect_to_a_name_asks_dns_and_waits_for_the_answer() {
+        let mut sim = Sim::new(8);
+        sim.ep.add(sim.now, vec![spec_to(1, located(&[HOP], None))]);
+        let (_, req) = first_request(&mut sim);
+        sim.answer(&req, 302, "Contact: <sip:other.test;transport=udp>\r\n");
+        sim.advance();
+        assert!(sim.transmits().is_empty(), "nothing before the answer");
+        let key = sim
+            .events()
+            .into_iter()
+            .find_map(|e| match e {
+                Event::Resolve { key, query } => {
+                    assert_eq!(query.server.to_string(), "other.test");
+                    Some(key)
+                }
+                _ => None,
+            })
+            .expect("a lookup");
+        sim.ep
+            .handle_located(sim.now, &key, Ok((vec![udp(THIRD_HOP)], None)));
+        let (to, req) = sim.transmits().pop().expect("sent once located");
+        assert_eq!(to, THIRD_HOP.parse().unwrap());
+        assert!(req.starts_with("REGISTER sip:other.test SIP/2.0"), "{req}");
+        sim.answer_from(THIRD_HOP, &req, 200, "");
+        assert!(matches!(
+            outcomes(&sim.events())[..],
+            [(_, BindingEvent::Registered { .. })]
+        ));
+    }
+
+    #[test]
+    fn an_icmp_unreachable_fails_over_at_once_and_spares_other_targets() {
+        let mut sim = Sim::new(8);
+        sim.ep.add(
+            sim.now,
+            vec![
+                spec_to(1, located(&[HOP, OTHER_HOP], None)),
+                spec(2, THIRD_HOP),
+            ],
+        );
+        let sent = sim.transmits();
+        assert_eq!(sent.len(), 2);
+        let third = sent
+            .iter()
+            .find(|(to, _)| to.to_string() == THIRD_HOP)
+            .unwrap()
+            .1
+            .clone();
+        sim.ep
+            .handle_unreachable(sim.now, hop(), "port unreachable (ICMP)");
+        let (to, _) = sent_at_once(&mut sim);
+        assert_eq!(to, OTHER_HOP.parse().unwrap(), "the next target, at once");
+        assert!(failures(&sim.events()).is_empty(), "a target was left");
+        // Unreachable again, where nothing is in flight: nothing happens.
+        sim.ep
+            .handle_unreachable(sim.now, hop(), "port unreachable (ICMP)");
+        assert!(sim.transmits().is_empty());
+        // The binding of another target goes on.
+        sim.answer_from(THIRD_HOP, &third, 200, "");
+        assert!(matches!(
+            outcomes(&sim.events())[..],
+            [(BindingId(2), BindingEvent::Registered { .. })]
+        ));
     }
 }

@@ -125,6 +125,8 @@ pub struct ResponseInfo {
     pub expires: Option<u32>,
     /// Min-Expires header (in a 423).
     pub min_expires: Option<u32>,
+    /// Retry-After header, seconds (RFC 3261 §20.33; a comment and parameters ignored).
+    pub retry_after: Option<u32>,
     /// Raw digest challenges, with the header they came in.
     pub challenges: Vec<(ChallengeKind, String)>,
 }
@@ -206,6 +208,7 @@ fn parse_bounded(bytes: &[u8]) -> Result<ResponseInfo, ParseError> {
     let mut contacts = Vec::new();
     let mut expires = None;
     let mut min_expires = None;
+    let mut retry_after = None;
     let mut challenges = Vec::new();
     for header in response.headers.iter() {
         match header {
@@ -229,7 +232,9 @@ fn parse_bounded(bytes: &[u8]) -> Result<ResponseInfo, ParseError> {
             rsip::Header::ProxyAuthenticate(v) => {
                 challenges.push((ChallengeKind::Proxy, v.value().to_string()))
             }
+            rsip::Header::RetryAfter(v) => retry_after = retry_after.or(leading_number(v.value())),
             rsip::Header::Other(name, value) => match name.to_ascii_lowercase().as_str() {
+                "retry-after" => retry_after = retry_after.or(leading_number(value)),
                 "v" => set_top_via(&mut top_via, value),
                 "i" => set_once(&mut call_id, value),
                 "m" => parse_contacts(value, &mut contacts),
@@ -264,8 +269,16 @@ fn parse_bounded(bytes: &[u8]) -> Result<ResponseInfo, ParseError> {
         contacts,
         expires,
         min_expires,
+        retry_after,
         challenges,
     })
+}
+
+/// The delta-seconds that starts a header value (`30 (maintenance);duration=60`).
+fn leading_number(value: &str) -> Option<u32> {
+    let value = value.trim_start();
+    let digits = value.bytes().take_while(u8::is_ascii_digit).count();
+    value[..digits].parse().ok()
 }
 
 fn set_once(slot: &mut Option<String>, value: &str) {

@@ -8,6 +8,7 @@ pub mod binding;
 pub mod digest;
 pub mod endpoint;
 pub mod message;
+pub mod target;
 pub mod transaction;
 pub mod transport;
 pub mod uri;

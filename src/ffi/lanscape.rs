@@ -298,11 +298,14 @@ pub extern "C" fn ClearAuthorizationCredentials(engine: SIPHANDLE) -> TELEPHONY_
 }
 
 /// Chooses the transport of registrations enabled from now on (`transport` is a
-/// `SIP_TRANSPORT`: UDP, the default; TCP; TLS) and the local port of their TCP or TLS
-/// connections (0: any free port; with UDP, 0 or the engine's own port). Over TCP and TLS
-/// one connection per registrar (or proxy) is shared by every name; `Contact` and `Via`
-/// carry `;transport=tcp|tls`, and a lost connection is detected at once: every name
-/// registers again over a new one. A registration server port of 0 then means 5061 for TLS.
+/// `SIP_TRANSPORT`: UDP, the default; TCP; TLS; or Auto, whichever DNS NAPTR records
+/// prefer, RFC 3263) and the local port of their TCP or TLS connections (0: any free port;
+/// with UDP, 0 or the engine's own port). Over TCP and TLS one connection per registrar
+/// (or proxy) is shared by every name; `Contact` and `Via` carry `;transport=tcp|tls`, and
+/// a lost connection is detected at once: every name registers again over a new one. A
+/// registration server port of 0 then means 5061 for TLS; with a name as the registration
+/// server, a port of 0 also means DNS is asked for NAPTR and SRV records (failover among
+/// the targets they list).
 #[unsafe(no_mangle)]
 pub extern "C" fn SetSipRegisterTransport(
     engine: SIPHANDLE,
@@ -312,6 +315,25 @@ pub extern "C" fn SetSipRegisterTransport(
     entry(|| {
         let e = self::engine(engine)?;
         e.set_transport(read_transport(transport)?, local_port)
+    })
+}
+
+/// Sets the DNS servers that locate registrars and proxies (RFC 3263: NAPTR, SRV, A/AAAA):
+/// `servers` holds `ip[:port]` entries (IPv6 in brackets, port 53 by default) separated by
+/// commas or blanks; NULL or "" goes back to the system's configuration (the default).
+/// Used from the next lookup on.
+///
+/// # Safety
+/// `servers` is NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn SetSipDnsServers(
+    engine: SIPHANDLE,
+    servers: *const c_char,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        let e = self::engine(engine)?;
+        let servers = arg_opt_str!(servers)?.unwrap_or_default();
+        e.set_dns_servers(&servers)
     })
 }
 

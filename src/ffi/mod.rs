@@ -8,7 +8,7 @@ pub mod profiles;
 
 pub use codes::TELEPHONY_RETURN_VALUE;
 
-use crate::api::ApiError;
+use crate::api::{ApiError, TransportChoice};
 use crate::engine::transport::Transport;
 use std::cell::RefCell;
 use std::ffi::{CString, c_char};
@@ -132,11 +132,12 @@ pub(crate) unsafe fn read_str(ptr: *const c_char, what: &str) -> Result<String, 
 }
 
 /// Reads a `SIP_TRANSPORT` passed as an integer (an out-of-range enum is refused, not UB).
-pub(crate) fn read_transport(value: u32) -> Result<Transport, ApiError> {
+pub(crate) fn read_transport(value: u32) -> Result<TransportChoice, ApiError> {
     match value {
-        0 => Ok(Transport::Udp),
-        1 => Ok(Transport::Tcp),
-        2 => Ok(Transport::Tls),
+        0 => Ok(TransportChoice::Only(Transport::Udp)),
+        1 => Ok(TransportChoice::Only(Transport::Tcp)),
+        2 => Ok(TransportChoice::Only(Transport::Tls)),
+        3 => Ok(TransportChoice::Any),
         _ => Err(ApiError::bad("transport is not a SIP_TRANSPORT")),
     }
 }

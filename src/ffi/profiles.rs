@@ -40,6 +40,9 @@ pub enum SIP_TRANSPORT {
     SipTransportTcp = 1,
     /// TLS.
     SipTransportTls = 2,
+    /// Whichever DNS prefers among UDP, TCP and TLS (NAPTR records, RFC 3263 §4.1); without
+    /// them TLS, TCP and UDP SRV records in that order, then UDP.
+    SipTransportAuto = 3,
 }
 
 /// A profile the registry holds a handle of changed state. Runs on the registration
@@ -228,6 +231,23 @@ pub unsafe extern "C" fn SipProfileSetTls(
         let settings =
             profiles::tls_settings(trusted_pem.as_deref(), read_bool(use_system_trust), client)?;
         profiles::set_profile_tls(registry, profile_id, settings)
+    })
+}
+
+/// Sets the DNS servers the registration service (shared by every registry of the process)
+/// uses to locate registrars and proxies: `ip[:port]` entries separated by commas or
+/// blanks; NULL or "" means the system's configuration (the default).
+///
+/// # Safety
+/// `servers` is NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn SipRegistrySetDnsServers(
+    registry: SIPREGISTRY,
+    servers: *const c_char,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        let servers = arg_opt_str!(servers)?.unwrap_or_default();
+        profiles::set_dns_servers(registry, &servers)
     })
 }
 

@@ -14,9 +14,12 @@ use crate::engine::binding::{BindingEvent, BindingState, Entropy};
 use crate::engine::digest::CredentialStore;
 use crate::engine::endpoint::{self, BindingId, BindingSpec, EndpointStats, LogLevel};
 use crate::engine::message::MAX_MESSAGE_BYTES;
+use crate::engine::target::Query;
 use crate::engine::transport::{Target, Transport};
 use crate::runtime::connection::{ConnEvent, Connection};
 use crate::runtime::dispatch::Dispatcher;
+use crate::runtime::dns::{Answer, Dns};
+use crate::runtime::icmp;
 use crate::runtime::service::ServiceGuard;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -24,6 +27,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc as tmpsc;
 use tokio::time::Instant;
@@ -53,6 +57,24 @@ pub enum EndpointEvent {
     Failed(String),
 }
 
+/// Locates servers through an endpoint's DNS settings (see [`Endpoint::locator`]).
+pub struct Locator {
+    commands: tmpsc::UnboundedSender<Command>,
+}
+
+impl Locator {
+    /// Locates a server (RFC 3263), waiting at most `wait` for DNS.
+    pub fn locate(&self, query: Query, wait: Duration) -> Result<Answer, DriverFailed> {
+        let (reply, answer) = mpsc::channel();
+        self.commands
+            .send(Command::Locate(query, reply))
+            .map_err(|_| DriverFailed("the I/O driver has stopped".into()))?;
+        Ok(answer
+            .recv_timeout(wait)
+            .unwrap_or_else(|_| Err("DNS did not answer in time".into())))
+    }
+}
+
 /// The endpoint's driver has died; the text says why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DriverFailed(pub String);
@@ -70,6 +92,8 @@ enum Command {
     Stats(mpsc::Sender<EndpointStats>),
     SetTls(u64, Arc<rustls::ClientConfig>),
     SetStreamBind(Option<SocketAddr>),
+    SetDns(Option<Vec<SocketAddr>>),
+    Locate(Query, mpsc::Sender<Answer>),
     #[cfg(feature = "testkit")]
     Panic,
 }
@@ -121,10 +145,19 @@ impl Endpoint {
             let _entered = service.handle().enter();
             UdpSocket::from_std(std_socket).map_err(EndpointError::Socket)?
         };
+        // Without it a closed registrar port shows only as a transaction timeout.
+        let icmp = icmp::enable(&socket, local.is_ipv6()).is_ok();
         let (commands, receiver) = tmpsc::unbounded_channel();
         let published: Arc<Published> = Arc::default();
         let (conn_events, conn_receiver) = tmpsc::unbounded_channel();
+        let (located, located_receiver) = tmpsc::unbounded_channel();
+        let dns = {
+            let _entered = service.handle().enter();
+            Dns::system()
+        };
         let driver = Driver {
+            dns,
+            located,
             core: endpoint::Endpoint::new(
                 Box::new(OsEntropy::default()),
                 endpoint::MAX_IN_FLIGHT_PER_HOP,
@@ -140,8 +173,11 @@ impl Endpoint {
             tls: HashMap::new(),
             stream_bind: None,
             lifecycle,
+            icmp,
         };
-        let task = service.handle().spawn(driver.run(receiver, conn_receiver));
+        let task = service
+            .handle()
+            .spawn(driver.run(receiver, conn_receiver, located_receiver));
         let abort = task.abort_handle();
         // A watcher records a panic of the driver and tells the event thread, once.
         let (ended, ended_rx) = mpsc::channel();
@@ -239,6 +275,19 @@ impl Endpoint {
         self.send(Command::SetStreamBind(bind))
     }
 
+    /// The DNS servers to ask (`None`: the system's configuration).
+    pub fn set_dns_servers(&self, servers: Option<Vec<SocketAddr>>) -> Result<(), DriverFailed> {
+        self.send(Command::SetDns(servers))
+    }
+
+    /// A handle that locates servers through this endpoint's DNS settings, usable without
+    /// holding whatever lock guards the endpoint (a lookup may take seconds).
+    pub fn locator(&self) -> Locator {
+        Locator {
+            commands: self.commands.clone(),
+        }
+    }
+
     /// The state of one binding as last published; `None` before the driver took it up,
     /// or after it ended. Never waits for the driver.
     pub fn state(&self, id: BindingId) -> Option<BindingState> {
@@ -325,6 +374,9 @@ impl Entropy for OsEntropy {
 
 struct Driver {
     core: endpoint::Endpoint,
+    dns: Dns,
+    /// Answers of the lookups the endpoint asked for.
+    located: tmpsc::UnboundedSender<(String, Answer)>,
     published: Arc<Published>,
     socket: UdpSocket,
     events: mpsc::Sender<EndpointEvent>,
@@ -336,6 +388,8 @@ struct Driver {
     tls: HashMap<u64, Arc<rustls::ClientConfig>>,
     stream_bind: Option<SocketAddr>,
     lifecycle: bool,
+    /// Whether ICMP errors are read from the socket's error queue.
+    icmp: bool,
 }
 
 impl Drop for Driver {
@@ -350,6 +404,9 @@ enum Wake {
     Command(Option<Command>),
     Datagram(std::io::Result<(usize, SocketAddr)>),
     Connection(Option<ConnEvent>),
+    Located(Option<(String, Answer)>),
+    /// The socket's error queue holds something.
+    Icmp(std::io::Result<tokio::io::Ready>),
     Timer,
 }
 
@@ -358,6 +415,7 @@ impl Driver {
         mut self,
         mut commands: tmpsc::UnboundedReceiver<Command>,
         mut connections: tmpsc::UnboundedReceiver<ConnEvent>,
+        mut located: tmpsc::UnboundedReceiver<(String, Answer)>,
     ) {
         let mut buf = vec![0u8; MAX_MESSAGE_BYTES + 1];
         loop {
@@ -366,6 +424,8 @@ impl Driver {
                 command = commands.recv() => Wake::Command(command),
                 received = self.socket.recv_from(&mut buf) => Wake::Datagram(received),
                 event = connections.recv() => Wake::Connection(event),
+                answer = located.recv() => Wake::Located(answer),
+                ready = self.socket.ready(Interest::ERROR), if self.icmp => Wake::Icmp(ready),
                 _ = sleep_until(next_timer) => Wake::Timer,
             };
             let now = Instant::now().into_std();
@@ -376,8 +436,14 @@ impl Driver {
                     self.core.handle_datagram(now, from, &buf[..len])
                 }
                 Wake::Datagram(Err(e)) => {
-                    // ICMP port unreachable shows up here on some systems: not fatal.
+                    // The error an ICMP message left on the socket: the queue says more.
                     self.log(LogLevel::Debug, format!("receive error: {e}"));
+                    self.read_icmp(now);
+                }
+                Wake::Icmp(Ok(_)) => self.read_icmp(now),
+                Wake::Icmp(Err(e)) => {
+                    self.icmp = false;
+                    self.log(LogLevel::Warning, format!("ICMP errors not read: {e}"));
                 }
                 Wake::Connection(Some(ConnEvent::Data(target, generation, bytes))) => {
                     if self.is_current(&target, generation) {
@@ -390,10 +456,39 @@ impl Driver {
                         self.core.handle_connection_lost(now, &target, failure);
                     }
                 }
-                Wake::Connection(None) => {} // the driver holds a sender: never
+                Wake::Connection(None) | Wake::Located(None) => {} // the driver holds a sender
+                Wake::Located(Some((key, answer))) => self.core.handle_located(now, &key, answer),
                 Wake::Timer => self.core.handle_timeout(now),
             }
             self.flush().await;
+        }
+    }
+
+    /// Hands every ICMP error queued on the socket to the core. Stops reading them if the
+    /// queue cannot be read (a readiness that never clears would spin).
+    fn read_icmp(&mut self, now: std::time::Instant) {
+        if !self.icmp {
+            return;
+        }
+        loop {
+            match self
+                .socket
+                .try_io(Interest::ERROR, || icmp::read(&self.socket))
+            {
+                Ok(Some((destination, why))) => {
+                    self.core.handle_unreachable(now, destination, &why)
+                }
+                Ok(None) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    self.icmp = false;
+                    self.log(
+                        LogLevel::Warning,
+                        format!("ICMP errors cannot be read ({e}); no longer read"),
+                    );
+                    break;
+                }
+            }
         }
     }
 
@@ -419,6 +514,19 @@ impl Driver {
                 self.tls.insert(id, config);
             }
             Command::SetStreamBind(bind) => self.stream_bind = bind,
+            Command::SetDns(servers) => {
+                self.dns = match servers {
+                    Some(servers) => Dns::with_servers(&servers),
+                    None => Dns::system(),
+                }
+            }
+            Command::Locate(query, reply) => {
+                let dns = self.dns.clone();
+                tokio::spawn(async move {
+                    let answer = dns.locate(&query, &mut OsEntropy::default()).await;
+                    let _ = reply.send(answer);
+                });
+            }
             #[cfg(feature = "testkit")]
             Command::Panic => panic!("injected by a test"),
         }
@@ -485,6 +593,15 @@ impl Driver {
                 }
                 endpoint::Event::Close(target) => {
                     self.connections.remove(&target); // closes it gracefully
+                    continue;
+                }
+                endpoint::Event::Resolve { key, query } => {
+                    let dns = self.dns.clone();
+                    let located = self.located.clone();
+                    tokio::spawn(async move {
+                        let answer = dns.locate(&query, &mut OsEntropy::default()).await;
+                        let _ = located.send((key, answer));
+                    });
                     continue;
                 }
                 endpoint::Event::Started(id) if self.lifecycle => EndpointEvent::Started(id),

@@ -6,9 +6,11 @@
 
 pub mod connection;
 pub mod dispatch;
+pub mod dns;
 pub mod endpoint;
+pub mod icmp;
 pub mod service;
 pub mod tls;
 
 pub use crate::engine::endpoint::{BindingId, BindingSpec, EndpointStats, LogLevel};
-pub use endpoint::{DriverFailed, Endpoint, EndpointError, EndpointEvent};
+pub use endpoint::{DriverFailed, Endpoint, EndpointError, EndpointEvent, Locator};
