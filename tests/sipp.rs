@@ -9,17 +9,11 @@ use support::sipp::Sipp;
 use support::*;
 
 fn enable(sipp: &Sipp, timeout_ms: u32, nat: bool) -> Enable {
-    Enable {
-        names: "alice",
-        per_line: false,
-        through_proxy: false,
-        server: "127.0.0.1".into(),
-        port: u32::from(sipp.port),
-        interval: 60,
-        expires: 300,
-        timeout_ms,
-        nat,
-    }
+    let mut enable = Enable::to_port(u32::from(sipp.port), "alice");
+    enable.expires = 300;
+    enable.timeout_ms = timeout_ms;
+    enable.nat = nat;
+    enable
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod dnsmasq;
 pub mod kamailio;
 pub mod native;
 pub mod sipp;
@@ -120,12 +121,17 @@ pub struct Enable {
 
 impl Enable {
     pub fn to(registrar: &Registrar, names: &'static str) -> Enable {
+        Enable::to_port(registrar.port(), names)
+    }
+
+    /// To a registrar at 127.0.0.1:`port`: interval 60 s, expiry 3600 s, 2 s timeout.
+    pub fn to_port(port: u32, names: &'static str) -> Enable {
         Enable {
             names,
             per_line: false,
             through_proxy: false,
             server: "127.0.0.1".into(),
-            port: registrar.port(),
+            port,
             interval: 60,
             expires: 3600,
             timeout_ms: 2000,

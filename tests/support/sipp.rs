@@ -21,6 +21,12 @@ impl Sipp {
 
     /// Like [`Sipp::uas`], on sipp's transport `mode` (`u1`: UDP, `t1`: TCP).
     pub fn uas_on(scenario: &str, mode: &str) -> Sipp {
+        Self::uas_with(scenario, mode, &[], 20)
+    }
+
+    /// Like [`Sipp::uas_on`], with `[key]` values for the scenario and a timeout for the
+    /// whole call, in seconds.
+    pub fn uas_with(scenario: &str, mode: &str, keys: &[(&str, &str)], timeout_s: u32) -> Sipp {
         let port = free_port();
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("sipp-{port}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -31,7 +37,9 @@ impl Sipp {
             .arg("-sf")
             .arg(&scenario)
             .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-t", mode])
-            .args(["-m", "1", "-nostdin", "-timeout", "20s", "-timeout_error"])
+            .args(["-m", "1", "-nostdin", "-timeout_error"])
+            .args(["-timeout", &format!("{timeout_s}s")])
+            .args(keys.iter().flat_map(|(k, v)| ["-key", k, v]))
             .args(["-trace_msg", "-message_file"])
             .arg(dir.join("messages.log"))
             .args(["-trace_err", "-error_file"])
