@@ -43,6 +43,7 @@ fn benches(c: &mut Criterion) {
                 route: None,
                 authorization: &auth,
                 user_agent: "liblanscape-sip/0.1.0",
+                supported: None,
             }))
             .unwrap()
         })

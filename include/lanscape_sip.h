@@ -117,6 +117,11 @@ typedef enum TELEPHONY_RETURN_VALUE {
    as a return value, TLS settings (PEM certificate or key) cannot be used.
    */
   SipTlsError = 21,
+  /*
+   The caller's buffer is too small for the text asked for; the length needed is
+   written to the call's `required` out-parameter.
+   */
+  SipBufferTooSmall = 22,
 } TELEPHONY_RETURN_VALUE;
 
 /*
@@ -217,6 +222,50 @@ typedef void (*SipNotifyCallback)(SIPHANDLE engine,
  rules as [`SipNotifyCallback`]. Messages never contain passwords.
  */
 typedef void (*SipLogCallback)(SIPHANDLE engine, int32_t level, const char *message, void *user_data);
+
+/*
+ What the registration info query gives as numbers (`GetSipRegistrationInfo`,
+ `SipProfileGetInfo`).
+ */
+typedef struct SIP_REGISTRATION_INFO {
+  /*
+   The state, as `GetSipRegistrationState` gives it.
+   */
+  enum SIP_REGISTRATION_STATE state;
+  /*
+   Status code of the registrar's last final response (0 before any).
+   */
+  uint32_t last_status;
+  /*
+   The expiry the registrar granted last, seconds (0 before any).
+   */
+  uint32_t granted_expires;
+  /*
+   Seconds until the next refresh; -1 when not registered.
+   */
+  int32_t seconds_until_refresh;
+  /*
+   The transport in use (a `SIP_TRANSPORT`).
+   */
+  uint32_t transport;
+  /*
+   The port of the registrar (or proxy) target in use (its address:
+   `SipTextTarget`).
+   */
+  uint32_t target_port;
+  /*
+   Failures reported since the last success.
+   */
+  uint32_t consecutive_failures;
+  /*
+   1 when the registration is a SIP Outbound flow the registrar confirmed.
+   */
+  int32_t outbound;
+  /*
+   Flow-Timer the registrar asked for, seconds (0: none).
+   */
+  uint32_t flow_timer;
+} SIP_REGISTRATION_INFO;
 
 /*
  A registry handle. 0 is never valid.
@@ -479,11 +528,77 @@ enum TELEPHONY_RETURN_VALUE GetSipRegistrationState(SIPHANDLE engine,
                                                     enum SIP_REGISTRATION_STATE *state_out);
 
 /*
+ Writes the numbers of the registration info query for `name` (its texts:
+ `GetSipRegistrationText`). Asks the engine's I/O thread, so it reflects everything that
+ happened before the call (`SipRegisterNameUnknown` if the name is not registered by
+ this engine).
+
+ # Safety
+ `name` is NULL or NUL-terminated; `info_out` is NULL or writable.
+ */
+enum TELEPHONY_RETURN_VALUE GetSipRegistrationInfo(SIPHANDLE engine,
+                                                   const char *name,
+                                                   struct SIP_REGISTRATION_INFO *info_out);
+
+/*
+ Writes one text of the registration info query for `name` (`which` is a
+ `SIP_REGISTRATION_TEXT`) into `buffer` (`capacity` bytes, NUL-terminated), and the
+ bytes it needs (terminator included) to `required` unless NULL. `SipBufferTooSmall`
+ when it does not fit: call again with `required` bytes (NULL and 0 ask for the length
+ only). A text the registrar did not give is "".
+
+ # Safety
+ `name` is NULL or NUL-terminated; `buffer` is NULL (with `capacity` 0) or writable for
+ `capacity` bytes; `required` is NULL or writable.
+ */
+enum TELEPHONY_RETURN_VALUE GetSipRegistrationText(SIPHANDLE engine,
+                                                   const char *name,
+                                                   uint32_t which,
+                                                   char *buffer,
+                                                   uint32_t capacity,
+                                                   uint32_t *required);
+
+/*
  Sends a CRLF keep-alive (RFC 5626) to the registrar or proxy every `interval_seconds`
  (0 stops them; at most 86400).
  */
 enum TELEPHONY_RETURN_VALUE EnableKeepAliveTransmissions(SIPHANDLE engine,
                                                          uint32_t interval_seconds);
+
+/*
+ SIP Outbound (RFC 5626) for the registrations enabled from now on. `flows`: 0 off (the
+ default); 1 one flow per name; 2 a second flow to the registrar's second target, when
+ DNS lists one (the name is registered while either flow is). Each flow (`+sip.instance`,
+ `reg-id`, `;ob`, `Supported: outbound, path, gruu`) is watched by keep-alives (STUN on
+ UDP, CRLF ping and pong on TCP and TLS, at the registrar's Flow-Timer); a failed flow
+ registers again at once. A registrar answering 439 gets a plain registration.
+ */
+enum TELEPHONY_RETURN_VALUE EnableSipOutbound(SIPHANDLE engine, uint32_t flows);
+
+/*
+ Sets the instance id (`+sip.instance`, RFC 5626 §4.1) of the registrations enabled
+ from now on: a URN such as `urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6`. One is
+ generated at start; an application that keeps it across restarts (`GetSipInstanceId`)
+ keeps its GRUUs. Once set, it is sent (asking for GRUUs, RFC 5627) also without
+ Outbound.
+
+ # Safety
+ `instance_id` is NULL or NUL-terminated.
+ */
+enum TELEPHONY_RETURN_VALUE SetSipInstanceId(SIPHANDLE engine, const char *instance_id);
+
+/*
+ Writes the instance id in use into `buffer` (`capacity` bytes), and the bytes it needs
+ to `required` unless NULL (`SipBufferTooSmall` when it does not fit).
+
+ # Safety
+ `buffer` is NULL (with `capacity` 0) or writable for `capacity` bytes; `required` is
+ NULL or writable.
+ */
+enum TELEPHONY_RETURN_VALUE GetSipInstanceId(SIPHANDLE engine,
+                                             char *buffer,
+                                             uint32_t capacity,
+                                             uint32_t *required);
 
 /*
  Sends one CRLF keep-alive to the registrar or proxy now.
@@ -526,6 +641,22 @@ enum TELEPHONY_RETURN_VALUE SipProfileCreate(SIPREGISTRY registry,
                                              uint32_t expires_seconds,
                                              uint32_t transport,
                                              uint32_t *profile_id_out);
+
+/*
+ Sets a profile's SIP Outbound setting (RFC 5626; `flows`: 0 off, 1 one flow, 2 a second
+ flow to the registrar's second target when DNS lists one) and instance id
+ (`instance_id`: a URN such as `urn:uuid:…`, or NULL for the registration service's own,
+ one per process), used from its next registration on. With Outbound the profile
+ registers a flow that keep-alives watch; a registrar answering 439 gets a plain
+ registration. An instance id given is sent (asking for GRUUs) also without Outbound.
+
+ # Safety
+ `instance_id` is NULL or NUL-terminated.
+ */
+enum TELEPHONY_RETURN_VALUE SipProfileSetOutbound(SIPREGISTRY registry,
+                                                  uint32_t profile_id,
+                                                  uint32_t flows,
+                                                  const char *instance_id);
 
 /*
  Sets the TLS settings of a profile, used from its next registration on: `trusted_pem`
@@ -588,6 +719,31 @@ enum TELEPHONY_RETURN_VALUE SipProfileDisable(SIPPROFILE profile);
  */
 enum TELEPHONY_RETURN_VALUE SipProfileGetState(SIPPROFILE profile,
                                                enum SIP_PROFILE_STATE *state_out);
+
+/*
+ Writes the numbers of the registration info query for the profile (its texts:
+ `SipProfileGetInfoText`); `SipRegisterNameUnknown` while it is not enabled. Asks the
+ registration service's I/O thread, so it reflects everything that happened before.
+
+ # Safety
+ `info_out` is NULL or writable.
+ */
+enum TELEPHONY_RETURN_VALUE SipProfileGetInfo(SIPPROFILE profile,
+                                              struct SIP_REGISTRATION_INFO *info_out);
+
+/*
+ Writes one text of the profile's registration info query (`which` is a
+ `SIP_REGISTRATION_TEXT`), as `GetSipRegistrationText` does.
+
+ # Safety
+ `buffer` is NULL (with `capacity` 0) or writable for `capacity` bytes; `required` is
+ NULL or writable.
+ */
+enum TELEPHONY_RETURN_VALUE SipProfileGetInfoText(SIPPROFILE profile,
+                                                  uint32_t which,
+                                                  char *buffer,
+                                                  uint32_t capacity,
+                                                  uint32_t *required);
 
 /*
  Deletes a profile (`SipProfileInUse` while a live handle keeps it enabled).

@@ -41,6 +41,8 @@ fn config() -> BindingConfig {
         user_agent: "fuzz".into(),
         retry_base: Duration::from_secs(1),
         retry_max: Duration::from_secs(30),
+        instance: None,
+        reg_id: None,
     }
 }
 

@@ -194,6 +194,55 @@ pub fn parse_names(list: &str) -> Result<Vec<String>, ApiError> {
     Ok(names)
 }
 
+/// A new instance URN (RFC 5626 §4.1): a random (version 4) UUID as `urn:uuid:…`.
+pub fn new_instance_id() -> String {
+    let mut b = [0u8; 16];
+    // Without the OS's randomness, the time and the process id still set instances apart.
+    if getrandom::fill(&mut b).is_err() {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+            ^ u128::from(std::process::id());
+        b = seed.to_le_bytes();
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    format!(
+        "urn:uuid:{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+        b[0],
+        b[1],
+        b[2],
+        b[3],
+        b[4],
+        b[5],
+        b[6],
+        b[7],
+        b[8],
+        b[9],
+        b[10],
+        b[11],
+        b[12],
+        b[13],
+        b[14],
+        b[15]
+    )
+}
+
+/// An instance id the application gives: a URN (`urn:` and a namespace, RFC 8141), at most
+/// 256 characters, with nothing that would break the quoted `+sip.instance` parameter.
+pub fn parse_instance_id(s: &str) -> Result<String, ApiError> {
+    let s = s.trim();
+    let valid = s.len() <= 256
+        && s.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:"))
+        && s[4..].contains(':')
+        && s.chars()
+            .all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '<' | '>' | '\\'));
+    match valid {
+        true => Ok(s.to_string()),
+        false => Err(ApiError::bad("instance id is not a URN (urn:uuid:…)")),
+    }
+}
+
 /// The Request-URI of a REGISTER, one rule for both APIs (RFC 3261 §10.2): it names the
 /// domain of the address of record, not the registrar or proxy it is sent to; when that
 /// domain is the registrar's own host, the registrar's explicit port (other than 5060)

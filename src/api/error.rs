@@ -39,6 +39,9 @@ pub enum ApiError {
     Internal(String),
     /// TLS settings that cannot be used (unreadable PEM, a bad certificate or key).
     Tls(String),
+    /// The caller's buffer is too small for the text: this many bytes are needed (its
+    /// terminator included).
+    BufferTooSmall(usize),
 }
 
 impl ApiError {
@@ -72,6 +75,9 @@ impl fmt::Display for ApiError {
             ApiError::NameUnknown(name) => write!(f, "{name} is not registered by this engine"),
             ApiError::Internal(why) => write!(f, "internal error: {why}"),
             ApiError::Tls(why) => write!(f, "TLS settings: {why}"),
+            ApiError::BufferTooSmall(needed) => {
+                write!(f, "the buffer is too small: {needed} bytes are needed")
+            }
         }
     }
 }

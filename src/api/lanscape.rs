@@ -2,11 +2,12 @@
 //! credentials, and the register server with its nine parameters, on top of one
 //! endpoint. Knows nothing about C; the `ffi` layer maps its results to codes.
 
-use crate::api::ApiError;
 use crate::api::address::{
-    aor_uri, explicit_port, locate, parse_dns_servers, parse_host, parse_names, proxy_route,
-    registration_request_uri, source_ip_towards, user_agent,
+    aor_uri, explicit_port, locate, new_instance_id, parse_dns_servers, parse_host,
+    parse_instance_id, parse_names, proxy_route, registration_request_uri, source_ip_towards,
+    user_agent,
 };
+use crate::api::{ApiError, RegistrationDetails};
 use crate::engine::binding::{BindingConfig, BindingEvent, BindingState, Failure};
 use crate::engine::digest::{Credential, CredentialStore};
 use crate::engine::target::TransportChoice;
@@ -128,6 +129,13 @@ struct Settings {
     registration: std::collections::HashMap<String, BindingId>,
     next_id: u64,
     longest_timeout: Duration,
+    /// SIP Outbound (RFC 5626) for registrations enabled next: the flows per name (0: off).
+    outbound: u8,
+    /// The instance URN (`+sip.instance`), set by the application or generated at start.
+    instance: String,
+    /// Whether the application set it: then it is sent (asking for GRUUs) also without
+    /// Outbound. A plain registration carries no instance.
+    instance_set: bool,
 }
 
 /// One LanScape telephony engine.
@@ -217,7 +225,10 @@ impl PhoneEngine {
             local: endpoint.local_addr(),
             endpoint: Mutex::new(Some(endpoint)),
             params,
-            settings: Mutex::default(),
+            settings: Mutex::new(Settings {
+                instance: new_instance_id(),
+                ..Settings::default()
+            }),
             labels,
             listeners,
             delivering,
@@ -383,6 +394,14 @@ impl PhoneEngine {
         }
         let server = parse_host(&p.server_address, "registration server address")?;
         let server_port = explicit_port(p.server_port, "server port")?;
+        let (instance, reg_id, two_flows) = {
+            let s = self.settings.lock();
+            (
+                (s.outbound > 0 || s.instance_set).then(|| s.instance.clone()),
+                (s.outbound > 0).then_some(1),
+                s.outbound == 2,
+            )
+        };
         let (domain, proxy, credentials, transport, stream_port, tls_version, tls) = {
             let s = self.settings.lock();
             (
@@ -467,6 +486,9 @@ impl PhoneEngine {
                 specs.push(BindingSpec {
                     id,
                     destination: destination.clone(),
+                    // The second flow prefers the second target: without one, none.
+                    second_flow: (two_flows && destination.targets.len() > 1)
+                        .then(|| destination.clone()),
                     config: BindingConfig {
                         user: name.clone(),
                         aor: aor_uri(name, &aor_domain),
@@ -482,6 +504,8 @@ impl PhoneEngine {
                         user_agent: user_agent(&self.params.phone_name),
                         retry_base: Duration::from_secs(1),
                         retry_max: Duration::from_secs(300),
+                        instance: instance.clone(),
+                        reg_id,
                     },
                 });
             }
@@ -537,6 +561,49 @@ impl PhoneEngine {
             old.sort_unstable();
             Ok(e.states_of(&old).into_iter().rev().flatten().next())
         })
+    }
+
+    /// The registration info query for a name this engine registers (its current binding).
+    pub fn registration_info(&self, name: &str) -> Result<RegistrationDetails, ApiError> {
+        let id = self.settings.lock().registration.get(name).copied();
+        let id = id.ok_or_else(|| ApiError::NameUnknown(name.to_string()))?;
+        self.with_endpoint(|e| {
+            e.failure()?;
+            let found = e.info(id)?;
+            let state = e.state(id).unwrap_or(BindingState::Registering);
+            Ok(found.map(|(info, target)| {
+                RegistrationDetails::new(info, &target, state, std::time::Instant::now())
+            }))
+        })?
+        .ok_or_else(|| ApiError::NameUnknown(name.to_string()))
+    }
+
+    /// SIP Outbound (RFC 5626) for the registrations enabled from now on, with `flows`
+    /// flows per name (0: off; 1; 2: the second to the registrar's second target, when DNS
+    /// lists one): each flow (`reg-id`, `;ob`, `Supported: outbound, path`) is watched by
+    /// keep-alives, and a 439 gets a plain registration.
+    pub fn set_outbound(&self, flows: u32) -> Result<(), ApiError> {
+        let flows = u8::try_from(flows)
+            .ok()
+            .filter(|f| *f <= 2)
+            .ok_or(ApiError::bad("flows is not 0, 1 or 2"))?;
+        self.settings.lock().outbound = flows;
+        Ok(())
+    }
+
+    /// Sets the instance URN (`+sip.instance`, RFC 5626 §4.1) of the registrations enabled
+    /// from now on; an application that persists it keeps its GRUUs across restarts.
+    pub fn set_instance_id(&self, urn: &str) -> Result<(), ApiError> {
+        let urn = parse_instance_id(urn)?;
+        let mut settings = self.settings.lock();
+        settings.instance = urn;
+        settings.instance_set = true;
+        Ok(())
+    }
+
+    /// The instance URN in use (generated at start unless set).
+    pub fn instance_id(&self) -> String {
+        self.settings.lock().instance.clone()
     }
 
     /// Makes the engine's I/O driver panic, to test that its failure is reported.

@@ -13,12 +13,12 @@
 //! before its observers hear of it. So a state read after a notification reflects it, and a
 //! caller may hold its own lock around any call without deadlocking its callbacks.
 
-use crate::api::ApiError;
 use crate::api::address::{
-    aor_uri, locate, parse_aor, parse_dns_servers, parse_server, proxy_route,
-    registration_request_uri, source_ip_towards, user_agent,
+    aor_uri, locate, new_instance_id, parse_aor, parse_dns_servers, parse_instance_id,
+    parse_server, proxy_route, registration_request_uri, source_ip_towards, user_agent,
 };
-use crate::engine::binding::{BindingConfig, BindingEvent, Failure};
+use crate::api::{ApiError, RegistrationDetails};
+use crate::engine::binding::{BindingConfig, BindingEvent, BindingState, Failure};
 use crate::engine::digest::{Credential, CredentialStore};
 use crate::engine::target::TransportChoice;
 use crate::engine::transaction::DEFAULT_TIMEOUT;
@@ -55,6 +55,12 @@ pub struct ProfileSettings {
     pub transport: TransportChoice,
     /// With TLS: trust anchors and client certificate.
     pub tls: TlsSettings,
+    /// SIP Outbound (RFC 5626): the flows the profile registers (0: off; 1; 2: the second
+    /// to the registrar's second target, when DNS lists one), watched by keep-alives.
+    pub outbound: u8,
+    /// The instance URN (`+sip.instance`); `None`: the registration service's own (one
+    /// per process) when Outbound is on, none otherwise.
+    pub instance: Option<String>,
 }
 
 /// Registration state of a profile.
@@ -380,6 +386,34 @@ pub fn set_profile_tls(
     Ok(())
 }
 
+/// Sets a profile's SIP Outbound setting and instance id (`None`: the service's own),
+/// used from its next registration on.
+pub fn set_profile_outbound(
+    registry: RegistryHandle,
+    profile: ProfileId,
+    outbound: u32,
+    instance: Option<&str>,
+) -> Result<(), ApiError> {
+    let outbound = u8::try_from(outbound)
+        .ok()
+        .filter(|f| *f <= 2)
+        .ok_or(ApiError::bad("flows is not 0, 1 or 2"))?;
+    let instance = instance.map(parse_instance_id).transpose()?;
+    let mut shared = SHARED.lock();
+    shared.require(registry, Some(profile))?;
+    if let Some(p) = shared.profiles.get_mut(&profile) {
+        p.settings.outbound = outbound;
+        p.settings.instance = instance;
+    }
+    Ok(())
+}
+
+/// The instance URN of profiles that set none (one per process, generated once).
+fn service_instance() -> String {
+    static INSTANCE: Lazy<String> = Lazy::new(new_instance_id);
+    INSTANCE.clone()
+}
+
 /// A new handle of a profile for this registry.
 pub fn retrieve_profile(
     registry: RegistryHandle,
@@ -503,6 +537,31 @@ pub fn profile_state(handle: ProfileHandle) -> Result<(ProfileId, ProfileState),
         .map(|p| p.state)
         .ok_or(ApiError::ProfileNotFound)?;
     Ok((profile, state))
+}
+
+/// The registration info query of a profile (through a handle): `NameUnknown` while it
+/// has no registration (not enabled).
+pub fn profile_info(handle: ProfileHandle) -> Result<RegistrationDetails, ApiError> {
+    let service = SERVICE.lock();
+    let (profile, binding) = {
+        let shared = SHARED.lock();
+        let entry = shared.handles.get(handle).ok_or(ApiError::InvalidHandle)?;
+        let profile = entry.lock().profile;
+        let binding = shared.profiles.get(&profile).and_then(|p| p.binding);
+        (profile, binding)
+    };
+    let unknown = || ApiError::NameUnknown(format!("profile {profile}"));
+    let binding = binding.ok_or_else(unknown)?;
+    let endpoint = service.as_ref().ok_or(ApiError::InvalidHandle)?;
+    endpoint.failure()?;
+    let (info, target) = endpoint.info(binding)?.ok_or_else(unknown)?;
+    let state = endpoint.state(binding).unwrap_or(BindingState::Registering);
+    Ok(RegistrationDetails::new(
+        info,
+        &target,
+        state,
+        std::time::Instant::now(),
+    ))
 }
 
 /// Deletes a profile; refused while any handle keeps it enabled.
@@ -673,6 +732,9 @@ fn binding_spec(
     let transport = first.transport;
     Ok(BindingSpec {
         id: BindingId(0),
+        // The second flow prefers the second target: without one, none.
+        second_flow: (s.outbound == 2 && destination.targets.len() > 1)
+            .then(|| destination.clone()),
         destination,
         config: BindingConfig {
             aor: aor_uri(&user, &domain),
@@ -689,6 +751,12 @@ fn binding_spec(
             user_agent: user_agent(""),
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
+            instance: match (&s.instance, s.outbound) {
+                (Some(instance), _) => Some(instance.clone()),
+                (None, 0) => None,
+                (None, _) => Some(service_instance()),
+            },
+            reg_id: (s.outbound > 0).then_some(1),
         },
     })
 }
@@ -707,6 +775,8 @@ mod tests {
             expires: 60,
             transport: TransportChoice::default(),
             tls: TlsSettings::default(),
+            outbound: 0,
+            instance: None,
         };
         let shown = format!("{settings:?}");
         assert!(

@@ -18,7 +18,7 @@ use crate::engine::message::{self, ResponseInfo};
 use crate::engine::target::MAX_RETRY_AFTER;
 use crate::engine::transaction::{ClientTransaction, TxTimer};
 use crate::engine::transport::Transport;
-use crate::engine::uri::{Host, HostPort, SipUri};
+use crate::engine::uri::{self, HostPort, SipUri};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -65,6 +65,44 @@ pub struct BindingConfig {
     pub retry_base: Duration,
     /// Longest retry delay (also bounded by the refresh interval).
     pub retry_max: Duration,
+    /// The UA's instance (`urn:uuid:…`, RFC 5626 §4.1), sent as `+sip.instance` with
+    /// `Supported: gruu` (RFC 5627); `None`: neither.
+    pub instance: Option<String>,
+    /// SIP Outbound (RFC 5626): the `reg-id` of this flow, sent with `;ob` in the Contact
+    /// and `Supported: outbound, path`; `None`: a plain registration. Needs `instance`.
+    pub reg_id: Option<u32>,
+}
+
+/// What a binding knows about its registration, for the registration info query.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistrationInfo {
+    /// Status code and reason phrase of the last final response (0 and "" before any).
+    pub last_status: u16,
+    /// See `last_status`.
+    pub last_reason: String,
+    /// The expiry the registrar granted last, seconds.
+    pub granted_expires: Option<u32>,
+    /// When the next refresh is due, while registered.
+    pub refresh_at: Option<Instant>,
+    /// The contact URI registered (the public one after NAT detection).
+    pub contact: String,
+    /// GRUUs the registrar assigned to our contact (RFC 5627).
+    pub pub_gruu: Option<String>,
+    /// See `pub_gruu`.
+    pub temp_gruu: Option<String>,
+    /// Service-Route of the last 2xx (RFC 3608), the route of requests outside dialogs.
+    pub service_route: Vec<String>,
+    /// P-Associated-URI of the last 2xx (RFC 3455).
+    pub associated_uris: Vec<String>,
+    /// Path of the last 2xx (RFC 3327).
+    pub path: Vec<String>,
+    /// Whether the registrar takes part in SIP Outbound (its 2xx requires or supports
+    /// `outbound`); `false` also after a 439 made the binding register without it.
+    pub outbound: bool,
+    /// Flow-Timer of the last 2xx (RFC 5626 §4.4.1), seconds.
+    pub flow_timer: Option<u32>,
+    /// Failures reported since the last success.
+    pub consecutive_failures: u32,
 }
 
 /// Why a registration attempt failed.
@@ -196,6 +234,10 @@ struct Attempt {
     retry_after: Option<Duration>,
 }
 
+/// RFC 5626 §4.5's base-time when every flow failed, and its max-time.
+const OUTBOUND_BASE_TIME: Duration = Duration::from_secs(30);
+const OUTBOUND_MAX_TIME: Duration = Duration::from_secs(1800);
+
 /// Most targets tried one after the other (failovers and redirects) before a failure is
 /// reported and the ordinary backoff applies; success starts the count again.
 const MAX_FAILOVERS: u8 = 8;
@@ -246,6 +288,10 @@ pub struct Binding {
     failovers: u8,
     /// Redirects followed since the last success, and where they led.
     redirected: Vec<SipUri>,
+    /// Whether requests use SIP Outbound (configured, and no 439 said otherwise).
+    outbound: bool,
+    /// What the registration info query shows.
+    info: RegistrationInfo,
 }
 
 impl Binding {
@@ -269,8 +315,31 @@ impl Binding {
             alternative: false,
             failovers: 0,
             redirected: Vec::new(),
+            outbound: config.reg_id.is_some() && config.instance.is_some(),
+            info: RegistrationInfo::default(),
             config,
         }
+    }
+
+    /// Whether the binding is registered over a SIP Outbound flow the registrar confirmed,
+    /// and the Flow-Timer it asked for: the flow's keep-alives are then due.
+    pub fn outbound_flow(&self) -> Option<Option<u32>> {
+        let registered = matches!(self.phase, Phase::Registered { .. } | Phase::InFlight(..));
+        (self.outbound && self.info.outbound && registered).then_some(self.info.flow_timer)
+    }
+
+    /// What the binding knows about its registration.
+    pub fn info(&self) -> RegistrationInfo {
+        let mut info = self.info.clone();
+        info.consecutive_failures = self.consecutive_failures;
+        info.refresh_at = match self.phase {
+            Phase::Registered { refresh_at } => Some(refresh_at),
+            _ => None,
+        };
+        if info.contact.is_empty() {
+            info.contact = self.contact_uri(self.contact);
+        }
+        info
     }
 
     /// The Call-ID, stable for the binding's life (for the fuzz target's responses).
@@ -485,12 +554,19 @@ impl Binding {
         self.attempt.retry_after = response
             .retry_after
             .map(|s| Duration::from_secs(u64::from(s)).min(MAX_RETRY_AFTER));
+        self.info.last_status = response.status;
+        self.info.last_reason.clone_from(&response.reason);
         match response.status {
             200..=299 => self.on_success(purpose, response, now, entropy, out),
             300..=399 if purpose == Purpose::Register => {
                 self.on_redirect(response, now, entropy, out)
             }
             401 | 407 => self.on_challenge(purpose, response, now, entropy, out),
+            // 439 First Hop Lacks Outbound Support (RFC 5626 §11.6): register without it.
+            439 if self.outbound => {
+                self.outbound = false;
+                self.send(purpose, now, entropy, out);
+            }
             423 if purpose == Purpose::Register => match response.min_expires {
                 Some(min) if min > self.expires && !self.attempt.retried_interval => {
                     self.attempt.retried_interval = true;
@@ -552,6 +628,19 @@ impl Binding {
                     listed.and_then(|c| c.expires.or(response.expires).or(Some(self.expires)));
                 match granted {
                     Some(expires) if expires > 0 => {
+                        let contact = listed.expect("granted comes from a listed contact");
+                        self.info.granted_expires = Some(expires);
+                        self.info.contact = self.contact_uri(self.contact);
+                        self.info.pub_gruu.clone_from(&contact.pub_gruu);
+                        self.info.temp_gruu.clone_from(&contact.temp_gruu);
+                        self.info.service_route.clone_from(&response.service_route);
+                        self.info
+                            .associated_uris
+                            .clone_from(&response.associated_uris);
+                        self.info.path.clone_from(&response.path);
+                        self.info.outbound =
+                            self.outbound && response.option_tags.iter().any(|t| t == "outbound");
+                        self.info.flow_timer = response.flow_timer;
                         self.consecutive_failures = 0;
                         self.failovers = 0;
                         self.redirected.clear();
@@ -694,16 +783,30 @@ impl Binding {
         ))
     }
 
+    /// Our contact among those a 2xx lists: by `+sip.instance` (and `reg-id` with
+    /// Outbound) when we sent an instance, else by URI equivalence (RFC 3261 §19.1.4) with
+    /// the contact we would register from `addr`.
     fn find_contact<'r>(
         &self,
         response: &'r ResponseInfo,
         addr: SocketAddr,
     ) -> Option<&'r message::ContactInfo> {
-        response.contacts.iter().find(|c| {
-            c.uri.user.as_deref() == Some(self.config.user.as_str())
-                && c.uri.host_port.host == Host::Ip(addr.ip())
-                && c.uri.port_or_default() == addr.port()
-        })
+        if let Some(instance) = &self.config.instance {
+            let by_instance = response.contacts.iter().find(|c| {
+                c.instance
+                    .as_deref()
+                    .is_some_and(|i| same_instance(i, instance))
+                    && (!self.outbound || c.reg_id == self.config.reg_id)
+            });
+            if by_instance.is_some() {
+                return by_instance;
+            }
+        }
+        let ours = self.contact_uri(addr);
+        response
+            .contacts
+            .iter()
+            .find(|c| uri::equivalent(&c.raw, &ours))
     }
 
     fn begin_attempt(&mut self, now: Instant, entropy: &mut dyn Entropy, out: &mut Vec<Output>) {
@@ -728,13 +831,13 @@ impl Binding {
         self.cseq = self.cseq.wrapping_add(1).max(1);
         let branch = format!("z9hG4bK{}", entropy.token());
         let (contact, expires) = match purpose {
-            Purpose::Register => (
-                format!("<{}>", self.contact_uri(self.contact)),
-                self.expires,
-            ),
-            Purpose::RemoveOld { .. } | Purpose::Unregister => {
-                (format!("<{}>;expires=0", self.contact_uri(self.contact)), 0)
-            }
+            Purpose::Register => (self.contact_value(None), self.expires),
+            Purpose::RemoveOld { .. } | Purpose::Unregister => (self.contact_value(Some(0)), 0),
+        };
+        let supported = match (&self.config.instance, self.outbound) {
+            (Some(_), true) => Some("outbound, path, gruu"),
+            (Some(_), false) => Some("path, gruu"),
+            (None, _) => None,
         };
         let mut authorization = Vec::with_capacity(self.auth.len());
         for entry in &mut self.auth {
@@ -771,6 +874,7 @@ impl Binding {
             route: self.config.route.as_deref(),
             authorization: &authorization,
             user_agent: &self.config.user_agent,
+            supported,
         });
         match built {
             Ok(bytes) => {
@@ -793,13 +897,33 @@ impl Binding {
 
     fn contact_uri(&self, addr: SocketAddr) -> String {
         let transport = self.config.transport;
-        SipUri {
+        let uri = SipUri {
             secure: false,
             user: Some(self.config.user.clone()),
             host_port: HostPort::from(addr),
             transport: transport.is_stream().then_some(transport),
         }
-        .to_string()
+        .to_string();
+        // RFC 5626: the flow's contact carries `ob`.
+        match self.outbound {
+            true => format!("{uri};ob"),
+            false => uri,
+        }
+    }
+
+    /// The Contact header value of our contact now, with its `expires` if given.
+    fn contact_value(&self, expires: Option<u32>) -> String {
+        let mut value = format!("<{}>", self.contact_uri(self.contact));
+        if let Some(instance) = &self.config.instance {
+            value.push_str(&format!(";+sip.instance=\"<{instance}>\""));
+            if let (true, Some(reg_id)) = (self.outbound, self.config.reg_id) {
+                value.push_str(&format!(";reg-id={reg_id}"));
+            }
+        }
+        if let Some(expires) = expires {
+            value.push_str(&format!(";expires={expires}"));
+        }
+        value
     }
 
     /// A failed attempt: schedule a retry (or end, when unregistering).
@@ -865,13 +989,22 @@ impl Binding {
                 .refresh_interval
                 .mul_f64(permille as f64 / 1000.0);
         }
-        let cap = self
-            .config
-            .retry_max
-            .min(self.config.refresh_interval)
-            .max(self.config.retry_base);
         let shift = (self.consecutive_failures.saturating_sub(1)).min(16);
-        let full = self.config.retry_base.saturating_mul(1 << shift).min(cap);
+        let full = if self.outbound {
+            // RFC 5626 §4.5: a flow that keeps failing is formed again after
+            // min(max-time, base-time * 2^failures), base-time 30 s (its only flow failed),
+            // max-time 1800 s.
+            OUTBOUND_BASE_TIME
+                .saturating_mul(1 << shift)
+                .min(OUTBOUND_MAX_TIME)
+        } else {
+            let cap = self
+                .config
+                .retry_max
+                .min(self.config.refresh_interval)
+                .max(self.config.retry_base);
+            self.config.retry_base.saturating_mul(1 << shift).min(cap)
+        };
         // 50% to 100% of the full delay, so that many bindings do not retry together.
         let permille = 500 + entropy.next_u64() % 501;
         let backoff = full.mul_f64(permille as f64 / 1000.0);
@@ -891,6 +1024,19 @@ impl Binding {
             out.push(Output::Event(event));
         }
     }
+}
+
+/// Whether two `+sip.instance` values name the same instance: the URN inside the angle
+/// brackets, compared without regard to case (RFC 5626 §4.1, RFC 4122 UUIDs).
+fn same_instance(listed: &str, ours: &str) -> bool {
+    let urn = |s: &str| {
+        s.trim()
+            .trim_matches('"')
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .to_string()
+    };
+    urn(listed).eq_ignore_ascii_case(&urn(ours))
 }
 
 /// Entropy for tests: 1, 2, 3, … (branches, tags and jitter are then predictable).
@@ -929,6 +1075,8 @@ mod tests {
             user_agent: "t".into(),
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
+            instance: None,
+            reg_id: None,
         }
     }
 
@@ -969,33 +1117,20 @@ mod tests {
             .parse()
             .unwrap();
         let contact = header(request, "Contact");
-        let uri =
-            SipUri::parse(&contact[contact.find('<').unwrap() + 1..contact.find('>').unwrap()])
-                .unwrap();
+        let uri = &contact[contact.find('<').unwrap() + 1..contact.find('>').unwrap()];
         let removing = header(request, "Expires") == "0";
         ResponseInfo {
             status,
             branch,
-            received: None,
-            rport: None,
             call_id: header(request, "Call-ID").to_string(),
             cseq,
             cseq_method: "REGISTER".into(),
             contacts: if removing {
                 vec![]
             } else {
-                vec![ContactInfo {
-                    uri: SipUri {
-                        user: Some("alice".into()),
-                        ..uri
-                    },
-                    expires: Some(3600),
-                }]
+                vec![ContactInfo::of(uri, Some(3600))]
             },
-            expires: None,
-            min_expires: None,
-            retry_after: None,
-            challenges: vec![],
+            ..Default::default()
         }
     }
 
@@ -1294,5 +1429,194 @@ mod tests {
         run.b
             .set_credentials(Arc::new(CredentialStore::default()), run.now);
         assert_eq!(run.b.next_deadline(), due);
+    }
+
+    const INSTANCE: &str = "urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6";
+
+    fn outbound_config() -> BindingConfig {
+        BindingConfig {
+            instance: Some(INSTANCE.into()),
+            reg_id: Some(1),
+            ..config()
+        }
+    }
+
+    /// A contact as a registrar lists it: `raw` with these header parameters.
+    fn listed(raw: &str, params: &str) -> ContactInfo {
+        let text = format!(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\nCall-ID: c\r\n\
+             CSeq: 1 REGISTER\r\nContact: <{raw}>{params}\r\n\r\n"
+        );
+        message::parse_response(text.as_bytes())
+            .unwrap()
+            .contacts
+            .remove(0)
+    }
+
+    #[test]
+    fn outbound_registers_a_flow_with_instance_reg_id_and_ob() {
+        let (run, _) = Run::new(outbound_config());
+        assert_eq!(
+            header(&run.last, "Contact"),
+            format!("<sip:alice@192.168.1.10:5060;ob>;+sip.instance=\"<{INSTANCE}>\";reg-id=1")
+        );
+        assert_eq!(header(&run.last, "Supported"), "outbound, path, gruu");
+        // Without Outbound, an instance alone asks for GRUUs.
+        let (run, _) = Run::new(BindingConfig {
+            reg_id: None,
+            ..outbound_config()
+        });
+        assert_eq!(
+            header(&run.last, "Contact"),
+            format!("<sip:alice@192.168.1.10:5060>;+sip.instance=\"<{INSTANCE}>\"")
+        );
+        assert_eq!(header(&run.last, "Supported"), "path, gruu");
+        // Neither: a plain registration.
+        let (run, _) = Run::new(config());
+        assert_eq!(header(&run.last, "Supported"), "");
+    }
+
+    #[test]
+    fn a_439_registers_again_without_outbound_at_once() {
+        let (mut run, _) = Run::new(outbound_config());
+        let out = run.respond(answer(&run.last.clone(), 439));
+        assert!(events(&out).is_empty(), "not a failure");
+        let again = &sent(&out)[0];
+        assert_eq!(
+            header(again, "Contact"),
+            format!("<sip:alice@192.168.1.10:5060>;+sip.instance=\"<{INSTANCE}>\"")
+        );
+        assert_eq!(header(again, "Supported"), "path, gruu");
+        let out = run.respond(answer(&run.last.clone(), 200));
+        assert!(matches!(
+            events(&out)[..],
+            [BindingEvent::Registered { .. }]
+        ));
+        let info = run.b.info();
+        assert!(!info.outbound);
+        assert_eq!((info.last_status, info.consecutive_failures), (200, 0));
+        // A second 439 is a failure like any other.
+        let (mut run, _) = Run::new(outbound_config());
+        run.respond(answer(&run.last.clone(), 439));
+        let out = run.respond(answer(&run.last.clone(), 439));
+        assert_eq!(events(&out), [BindingEvent::Failed(Failure::Rejected(439))]);
+    }
+
+    #[test]
+    fn ours_is_found_among_several_contacts_by_instance_and_its_gruus_kept() {
+        let (mut run, _) = Run::new(outbound_config());
+        let mut ok = answer(&run.last.clone(), 200);
+        ok.reason = "OK".into();
+        ok.option_tags = vec!["outbound".into()];
+        ok.flow_timer = Some(25);
+        ok.service_route = vec!["<sip:orig@scscf.example.com;lr>".into()];
+        ok.associated_uris = vec!["<sip:alice@example.com>".into(), "<tel:+1555>".into()];
+        let upper = INSTANCE.to_ascii_uppercase();
+        ok.contacts = vec![
+            listed(
+                "sip:alice@198.51.100.1:6000",
+                ";expires=100;+sip.instance=\"<urn:uuid:00000000-0000-0000-0000-000000000001>\";reg-id=1",
+            ),
+            // Ours, as the registrar rewrote it: another address, the parameters in another
+            // order and case.
+            listed(
+                "sip:alice@203.0.113.9:41000;OB",
+                &format!(
+                    ";reg-id=1;EXPIRES=200;+SIP.INSTANCE=\"<{upper}>\";\
+                     pub-gruu=\"sip:alice@example.com;gr={INSTANCE}\";\
+                     temp-gruu=\"sip:tgruu.7hs@example.com;gr\""
+                ),
+            ),
+            listed(
+                "sip:alice@192.168.1.10:5060;ob",
+                &format!(";expires=300;+sip.instance=\"<{INSTANCE}>\";reg-id=2"),
+            ),
+        ];
+        let out = run.respond(ok);
+        assert!(
+            matches!(
+                events(&out)[..],
+                [BindingEvent::Registered { expires: 200, .. }]
+            ),
+            "{out:?}"
+        );
+        let info = run.b.info();
+        assert_eq!(
+            info.pub_gruu.as_deref(),
+            Some(format!("sip:alice@example.com;gr={INSTANCE}").as_str())
+        );
+        assert_eq!(
+            info.temp_gruu.as_deref(),
+            Some("sip:tgruu.7hs@example.com;gr")
+        );
+        assert_eq!(info.service_route, ["<sip:orig@scscf.example.com;lr>"]);
+        assert_eq!(
+            info.associated_uris,
+            ["<sip:alice@example.com>", "<tel:+1555>"]
+        );
+        assert!(info.outbound);
+        assert_eq!(info.flow_timer, Some(25));
+        assert_eq!(info.granted_expires, Some(200));
+        assert_eq!(info.contact, "sip:alice@192.168.1.10:5060;ob");
+        assert_eq!((info.last_status, info.last_reason.as_str()), (200, "OK"));
+        assert!(info.refresh_at.is_some());
+    }
+
+    #[test]
+    fn without_an_instance_ours_is_found_by_uri_equivalence() {
+        let mut config = config();
+        config.nat_detect = false;
+        let (mut run, _) = Run::new(config);
+        let mut ok = answer(&run.last.clone(), 200);
+        ok.contacts = vec![
+            // Another user (user parts compare with case).
+            listed("sip:ALICE@192.168.1.10:5060", ";expires=99"),
+            // Ours, with a parameter we did not send and the host's port explicit.
+            listed("sip:alice@192.168.1.10:5060;x-tag=1", ";expires=30"),
+        ];
+        let out = run.respond(ok);
+        assert!(
+            matches!(
+                events(&out)[..],
+                [BindingEvent::Registered { expires: 30, .. }]
+            ),
+            "{out:?}"
+        );
+        // A contact that differs in a parameter both carry is not ours.
+        let (mut run, _) = Run::new(BindingConfig {
+            nat_detect: false,
+            transport: Transport::Tcp,
+            ..super::tests::config()
+        });
+        let mut ok = answer(&run.last.clone(), 200);
+        ok.contacts = vec![listed(
+            "sip:alice@192.168.1.10:5060;transport=udp",
+            ";expires=30",
+        )];
+        let out = run.respond(ok);
+        assert!(events(&out).is_empty(), "retried once: {out:?}");
+    }
+
+    #[test]
+    fn an_outbound_flow_that_keeps_failing_backs_off_as_rfc_5626_says() {
+        let (mut run, _) = Run::new(outbound_config());
+        // Every attempt times out (Timer F, 32 s); new requests are sent at these times.
+        let mut sends = vec![run.now];
+        while sends.len() < 9 {
+            let out = run.tick();
+            if out.iter().any(|o| matches!(o, Output::Send(_))) {
+                sends.push(run.now);
+            }
+        }
+        // After each timeout, 50-100 % of 30 s, 60 s, 120 s, ... at most 1800 s.
+        for (i, pair) in sends.windows(2).enumerate() {
+            let backoff = pair[1] - pair[0] - Duration::from_secs(32);
+            let full = Duration::from_secs(30 << i.min(6)).min(Duration::from_secs(1800));
+            assert!(
+                backoff >= full / 2 && backoff <= full,
+                "attempt {}: {backoff:?} for {full:?}",
+                i + 1
+            );
+        }
     }
 }

@@ -17,10 +17,12 @@
 //! already held.
 
 use crate::engine::binding::{
-    Binding, BindingConfig, BindingEvent, BindingState, Entropy, Failure, Output,
+    Binding, BindingConfig, BindingEvent, BindingState, Entropy, Failure, Output, RegistrationInfo,
 };
 use crate::engine::digest::CredentialStore;
+use crate::engine::flow::{FlowOutput, Flows};
 use crate::engine::message;
+use crate::engine::stun;
 use crate::engine::target::{
     Choice, DEFAULT_VALIDITY, Located, Query, TargetList, TransportChoice, make_target,
 };
@@ -53,6 +55,51 @@ pub struct BindingSpec {
     /// Where its requests go (the registrar or outbound proxy, located): the binding uses
     /// one target at a time and moves to the next when one fails.
     pub destination: Arc<Located>,
+    /// SIP Outbound's second flow (RFC 5626 §4.2, with `config.reg_id` set): the same
+    /// contact registered again with `reg-id` 2 to this destination, preferring its second
+    /// target. The binding's state and events then stand for both flows: registered while
+    /// either is, failed only when neither is.
+    pub second_flow: Option<Arc<Located>>,
+}
+
+/// The ids of second flows: the binding's own id with this bit set (callers choose ids
+/// below it).
+const SECOND_FLOW: u64 = 1 << 63;
+
+/// The other flow of a binding with two.
+fn partner(id: BindingId) -> BindingId {
+    BindingId(id.0 ^ SECOND_FLOW)
+}
+
+/// The binding a flow belongs to (the id callers know).
+fn primary(id: BindingId) -> BindingId {
+    BindingId(id.0 & !SECOND_FLOW)
+}
+
+/// What the callers of a binding with two flows were told.
+#[derive(Debug, Default)]
+struct Group {
+    /// The state published for both flows together.
+    state: Option<BindingState>,
+    /// Whether the binding was reported registered since its last failure.
+    registered: bool,
+    /// The failure last reported, while neither flow is registered.
+    failure: Option<std::mem::Discriminant<Failure>>,
+}
+
+/// The state of two flows together: the one further along to being registered.
+fn combine(a: Option<BindingState>, b: Option<BindingState>) -> Option<BindingState> {
+    let rank = |s: BindingState| match s {
+        BindingState::Registered => 4,
+        BindingState::Registering => 3,
+        BindingState::WaitingToRetry => 2,
+        BindingState::Unregistering => 1,
+        BindingState::Unregistered => 0,
+    };
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if rank(b) > rank(a) { b } else { a }),
+        (a, b) => a.or(b),
+    }
 }
 
 /// Severity of a diagnostic.
@@ -190,12 +237,16 @@ pub struct Endpoint {
     framers: HashMap<Target, StreamFramer>,
     /// Target lists by key.
     lists: HashMap<String, ListState>,
+    /// Bindings with two Outbound flows, by the id callers know.
+    groups: HashMap<BindingId, Group>,
     /// Bindings waiting for a list being looked up.
     parked: HashMap<String, Vec<BindingId>>,
     /// Connections no binding uses, and when they close.
     idle: HashMap<Target, Instant>,
     stop_waiters: Vec<(HashSet<BindingId>, u64)>,
     keepalive: Option<(Duration, Instant)>,
+    /// SIP Outbound flows watched by keep-alives.
+    flows: Flows,
     trace: bool,
     stats: EndpointStats,
     transmits: VecDeque<Transmit>,
@@ -216,10 +267,12 @@ impl Endpoint {
             users: HashMap::new(),
             framers: HashMap::new(),
             lists: HashMap::new(),
+            groups: HashMap::new(),
             parked: HashMap::new(),
             idle: HashMap::new(),
             stop_waiters: Vec::new(),
             keepalive: None,
+            flows: Flows::default(),
             trace: false,
             stats: EndpointStats::default(),
             transmits: VecDeque::new(),
@@ -246,7 +299,11 @@ impl Endpoint {
         let binding = self.timers.first().map(|(at, _)| *at);
         let keepalive = self.keepalive.map(|(_, at)| at);
         let idle = self.idle.values().min().copied();
-        [binding, keepalive, idle].into_iter().flatten().min()
+        let flows = self.flows.poll_timeout();
+        [binding, keepalive, idle, flows]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Counters since the endpoint opened.
@@ -260,7 +317,16 @@ impl Endpoint {
     /// The published state of a binding (`None`: unknown or ended).
     #[cfg(test)]
     pub fn state(&self, id: BindingId) -> Option<BindingState> {
-        self.bindings.get(&id).and_then(|s| s.state)
+        match self.groups.get(&id) {
+            Some(group) => group.state,
+            None => self.bindings.get(&id).and_then(|s| s.state),
+        }
+    }
+
+    /// What a binding knows about its registration, and the target its requests go to.
+    pub fn info(&self, id: BindingId) -> Option<(RegistrationInfo, Target)> {
+        let slot = self.bindings.get(&id)?;
+        Some((slot.binding.info(), slot.next_hop.clone()))
     }
 
     /// Transactions in flight towards `hop`.
@@ -277,62 +343,99 @@ impl Endpoint {
     /// Adds bindings; each registers as soon as its next hop admits it.
     pub fn add(&mut self, now: Instant, specs: Vec<BindingSpec>) {
         for spec in specs {
-            if self.bindings.contains_key(&spec.id) {
+            let id = spec.id;
+            if id.0 & SECOND_FLOW != 0 || self.bindings.contains_key(&id) {
                 self.log(
                     LogLevel::Error,
-                    format!("binding {} exists already", spec.id.0),
+                    format!("binding {} exists already or is not a valid id", id.0),
                 );
                 continue;
             }
-            let destination = spec.destination;
-            let state = self
-                .lists
-                .entry(destination.key.clone())
-                .or_insert_with(|| ListState {
-                    list: TargetList::new(destination.targets.clone(), destination.valid_until),
-                    query: destination.query.clone(),
-                    resolving: false,
-                    users: 0,
+            let second = spec
+                .second_flow
+                .filter(|_| spec.config.reg_id.is_some())
+                .map(|destination| {
+                    let mut config = spec.config.clone();
+                    config.reg_id = Some(2);
+                    (config, destination)
                 });
-            if state.list.targets() != destination.targets.as_slice() {
-                // A newer answer (looked up for this call).
-                state
-                    .list
-                    .replace(destination.targets.clone(), destination.valid_until);
-            }
-            state.users += 1;
-            let Some(first) = state.list.targets().first().cloned() else {
-                self.log(
-                    LogLevel::Error,
-                    format!("binding {}: {} has no target", spec.id.0, destination.key),
-                );
+            if !self.add_slot(id, spec.config, &spec.destination, 0) {
                 continue;
-            };
-            let mut config = spec.config;
-            config.transport = first.transport;
-            let binding = Binding::new(config, self.entropy.as_mut());
-            *self.users.entry(first.clone()).or_default() += 1;
-            self.idle.remove(&first);
-            self.bindings.insert(
-                spec.id,
-                Slot {
-                    binding,
-                    next_hop: first,
-                    list: destination.key.clone(),
-                    generation: u64::MAX,
-                    home: None,
-                    branch: None,
-                    timer: None,
-                    state: None,
-                    stopping: false,
-                    pending: None,
-                },
-            );
-            self.events.push_back(Event::Started(spec.id));
-            self.publish(spec.id, Some(BindingState::Registering));
-            self.admit(spec.id, Input::Start, now);
+            }
+            if let Some((config, destination)) = second
+                && self.add_slot(partner(id), config, &destination, 1)
+            {
+                self.groups.insert(id, Group::default());
+            }
+            self.events.push_back(Event::Started(id));
+            self.publish(id, Some(BindingState::Registering));
+            self.admit(id, Input::Start, now);
+            if self.groups.contains_key(&id) {
+                self.publish(partner(id), Some(BindingState::Registering));
+                self.admit(partner(id), Input::Start, now);
+            }
         }
         self.admit_waiting(now);
+    }
+
+    /// Creates the slot of one binding on its destination's list (the answer rotated left by
+    /// `rotation`); `false` when the destination has no target.
+    fn add_slot(
+        &mut self,
+        id: BindingId,
+        mut config: BindingConfig,
+        destination: &Located,
+        rotation: usize,
+    ) -> bool {
+        let key = match rotation {
+            0 => destination.key.clone(),
+            n => format!("{}#{n}", destination.key),
+        };
+        let fresh =
+            TargetList::new(destination.targets.clone(), destination.valid_until).rotated(rotation);
+        let state = self.lists.entry(key.clone()).or_insert_with(|| ListState {
+            list: fresh.clone(),
+            query: destination.query.clone(),
+            resolving: false,
+            users: 0,
+        });
+        if state.list.targets() != fresh.targets() {
+            // A newer answer (looked up for this call).
+            state
+                .list
+                .replace(destination.targets.clone(), destination.valid_until);
+        }
+        let Some(first) = state.list.targets().first().cloned() else {
+            if state.users == 0 {
+                self.lists.remove(&key);
+            }
+            self.log(
+                LogLevel::Error,
+                format!("binding {}: {key} has no target", id.0),
+            );
+            return false;
+        };
+        state.users += 1;
+        config.transport = first.transport;
+        let binding = Binding::new(config, self.entropy.as_mut());
+        *self.users.entry(first.clone()).or_default() += 1;
+        self.idle.remove(&first);
+        self.bindings.insert(
+            id,
+            Slot {
+                binding,
+                next_hop: first,
+                list: key,
+                generation: u64::MAX,
+                home: None,
+                branch: None,
+                timer: None,
+                state: None,
+                stopping: false,
+                pending: None,
+            },
+        );
+        true
     }
 
     /// Unregisters the given bindings (all when `None`) and forgets each once it has ended.
@@ -341,7 +444,12 @@ impl Endpoint {
         let ids: Vec<BindingId> = match ids {
             Some(ids) => ids,
             None => {
-                let mut all: Vec<BindingId> = self.bindings.keys().copied().collect();
+                let mut all: Vec<BindingId> = self
+                    .bindings
+                    .keys()
+                    .copied()
+                    .filter(|id| id.0 & SECOND_FLOW == 0)
+                    .collect();
                 all.sort_unstable();
                 all
             }
@@ -350,11 +458,17 @@ impl Endpoint {
             self.stop_waiters
                 .push((ids.iter().copied().collect(), waiter));
         }
-        for id in ids {
+        // A binding with two flows stops both.
+        let flows: Vec<BindingId> = ids
+            .iter()
+            .flat_map(|id| [*id, partner(*id)])
+            .filter(|id| self.bindings.contains_key(id))
+            .collect();
+        for id in flows {
             let Some(slot) = self.bindings.get_mut(&id) else {
                 continue;
             };
-            if !std::mem::replace(&mut slot.stopping, true) {
+            if !std::mem::replace(&mut slot.stopping, true) && id.0 & SECOND_FLOW == 0 {
                 self.events.push_back(Event::Stopping(id));
             }
             let never_started = slot.pending.take_if(|p| *p == Input::Start).is_some();
@@ -419,6 +533,7 @@ impl Endpoint {
             self.keepalive = Some((interval, now + interval));
             self.send_keepalive();
         }
+        self.run_flows(now);
         while let Some(&(at, id)) = self.timers.first() {
             if at > now {
                 break;
@@ -434,7 +549,21 @@ impl Endpoint {
 
     /// Handles a datagram received from `from`.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
-        if !bytes.iter().all(|b| *b == b'\r' || *b == b'\n') {
+        if stun::is_stun(bytes) {
+            // A keep-alive's answer (RFC 5626 §4.4.2), or a stray one.
+            let answered = stun::parse_response(bytes).is_some_and(|response| {
+                self.flows
+                    .on_stun(&Target::udp(from), &response, now, self.entropy.as_mut())
+            });
+            if !answered {
+                // Late answers to the retransmissions of a keep-alive are common: no alarm.
+                self.stats.dropped += 1;
+                self.log(
+                    LogLevel::Debug,
+                    format!("dropped a STUN message from {from} (no keep-alive of ours waits)"),
+                );
+            }
+        } else if !bytes.iter().all(|b| *b == b'\r' || *b == b'\n') {
             // (CRLFs alone are a keep-alive pong, RFC 5626 §4.4.1.)
             self.on_message(now, &Target::udp(from), bytes);
         }
@@ -445,6 +574,10 @@ impl Endpoint {
     /// into messages. A stream that breaks the framing rules is closed ([`Event::Close`])
     /// and handled as a lost connection.
     pub fn handle_stream_data(&mut self, now: Instant, from: &Target, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            // A pong, or anything else: the flow is alive.
+            self.flows.on_stream_data(from, now, self.entropy.as_mut());
+        }
         let framer = self.framers.entry(from.clone()).or_default();
         framer.push(bytes);
         while let Some(framer) = self.framers.get_mut(from) {
@@ -505,9 +638,8 @@ impl Endpoint {
         self.admit_waiting(now);
     }
 
-    fn lose_connection(&mut self, now: Instant, target: &Target, failure: Failure) {
-        self.framers.remove(target);
-        self.idle.remove(target);
+    /// The bindings whose requests go to `target`, in id order.
+    fn bindings_on(&self, target: &Target) -> Vec<BindingId> {
         let mut ids: Vec<BindingId> = self
             .bindings
             .iter()
@@ -515,7 +647,13 @@ impl Endpoint {
             .map(|(id, _)| *id)
             .collect();
         ids.sort_unstable();
-        for id in ids {
+        ids
+    }
+
+    fn lose_connection(&mut self, now: Instant, target: &Target, failure: Failure) {
+        self.framers.remove(target);
+        self.idle.remove(target);
+        for id in self.bindings_on(target) {
             let spread = Duration::from_millis(self.entropy.next_u64() % 1000);
             let failure = failure.clone();
             self.drive(id, now, |b, e, out| {
@@ -565,6 +703,60 @@ impl Endpoint {
                 "dropped {} response from {from}: Call-ID or CSeq does not match",
                 response.status
             ));
+        }
+    }
+
+    /// Sends the flow keep-alives due (to flows some binding still registers over) and
+    /// handles the flows that failed: their bindings register again at once, over a new
+    /// connection on TCP and TLS.
+    fn run_flows(&mut self, now: Instant) {
+        let mut out = Vec::new();
+        self.flows
+            .handle_timeout(now, self.entropy.as_mut(), &mut out);
+        for output in out {
+            match output {
+                FlowOutput::Send(target, contents) => {
+                    if self.flow_in_use(&target) {
+                        self.transmits.push_back(Transmit {
+                            destination: target,
+                            contents,
+                        });
+                    } else {
+                        self.flows.forget(&target);
+                    }
+                }
+                FlowOutput::Failed(target) => {
+                    if !self.flow_in_use(&target) {
+                        continue;
+                    }
+                    let why = "the flow failed: its keep-alive was not answered".to_string();
+                    self.log(LogLevel::Warning, format!("{target}: {why}"));
+                    if target.transport.is_stream() {
+                        self.events.push_back(Event::Close(target.clone()));
+                        self.lose_connection(now, &target, Failure::Transport(why));
+                    } else {
+                        self.reregister_all(now, &target, Failure::Unreachable(why));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether a binding registers over a SIP Outbound flow to `target`.
+    fn flow_in_use(&self, target: &Target) -> bool {
+        self.bindings
+            .values()
+            .any(|s| s.next_hop == *target && s.binding.outbound_flow().is_some())
+    }
+
+    /// Every binding on a UDP target: what is in flight fails, the registered ones register
+    /// again now.
+    fn reregister_all(&mut self, now: Instant, target: &Target, failure: Failure) {
+        for id in self.bindings_on(target) {
+            let failure = failure.clone();
+            self.drive(id, now, |b, e, out| {
+                b.connection_lost(failure, now, now, e, out)
+            });
         }
     }
 
@@ -962,10 +1154,19 @@ impl Endpoint {
         if let Some(uris) = redirect {
             self.redirect(id, uris, now);
         }
+        // Registered over an Outbound flow: its keep-alives are due (RFC 5626 §4.4).
+        if let Some(flow_timer) = self
+            .bindings
+            .get(&id)
+            .and_then(|s| s.binding.outbound_flow())
+        {
+            self.flows
+                .watch(&destination, flow_timer, now, self.entropy.as_mut());
+        }
         // The new state is published before the events that led to it.
         let ended = self.reindex(id, now);
         for event in reports {
-            self.events.push_back(Event::Binding { id, event });
+            self.report(id, event);
         }
         if ended {
             self.notify_stop_waiters();
@@ -1011,7 +1212,7 @@ impl Endpoint {
             let list = slot.list.clone();
             let home = slot.home.take();
             self.bindings.remove(&id);
-            self.events.push_back(Event::State { id, state: None });
+            self.publish_end(id);
             self.release_hop(&hop, now);
             self.leave_list(&list);
             if let Some((home, _)) = home {
@@ -1033,7 +1234,78 @@ impl Endpoint {
         }
     }
 
+    /// Reports a binding's event; for a binding with two flows, the event of both: it is
+    /// registered when the first flow is, failed when neither flow is registered, and
+    /// unregistered when the last flow has ended.
+    fn report(&mut self, id: BindingId, event: BindingEvent) {
+        let p = primary(id);
+        let other = self.bindings.get(&partner(id)).and_then(|s| s.state);
+        let Some(group) = self.groups.get_mut(&p) else {
+            self.events.push_back(Event::Binding { id: p, event });
+            return;
+        };
+        let show = match &event {
+            BindingEvent::Registered { .. } => {
+                group.failure = None;
+                !std::mem::replace(&mut group.registered, true)
+            }
+            BindingEvent::Failed(failure) if other != Some(BindingState::Registered) => {
+                group.registered = false;
+                group.failure.replace(std::mem::discriminant(failure))
+                    != Some(std::mem::discriminant(failure))
+            }
+            BindingEvent::Failed(failure) => {
+                let flow = if id == p { 1 } else { 2 };
+                let why = format!(
+                    "flow {flow} of binding {}: {failure}; the other one is registered",
+                    p.0
+                );
+                self.log(LogLevel::Info, why);
+                false
+            }
+            BindingEvent::Unregistered => other.is_none(),
+        };
+        if show {
+            self.events.push_back(Event::Binding { id: p, event });
+        }
+    }
+
+    /// A slot has ended: so has its binding, unless its other flow goes on.
+    fn publish_end(&mut self, id: BindingId) {
+        let p = primary(id);
+        if !self.groups.contains_key(&p) {
+            self.events.push_back(Event::State { id, state: None });
+            return;
+        }
+        let other = self.bindings.get(&partner(id)).and_then(|s| s.state);
+        if self.bindings.contains_key(&partner(id)) {
+            self.publish_group(p, other);
+        } else {
+            self.groups.remove(&p);
+            self.events.push_back(Event::State { id: p, state: None });
+        }
+    }
+
+    fn publish_group(&mut self, p: BindingId, state: Option<BindingState>) {
+        if let Some(group) = self.groups.get_mut(&p)
+            && group.state != state
+        {
+            group.state = state;
+            self.events.push_back(Event::State { id: p, state });
+        }
+    }
+
     fn publish(&mut self, id: BindingId, state: Option<BindingState>) {
+        let p = primary(id);
+        if self.groups.contains_key(&p) {
+            if let Some(slot) = self.bindings.get_mut(&id) {
+                slot.state = state;
+            }
+            let flow = |id| self.bindings.get(&id).and_then(|s: &Slot| s.state);
+            let combined = combine(flow(p), flow(partner(p)));
+            self.publish_group(p, combined);
+            return;
+        }
         if let Some(slot) = self.bindings.get_mut(&id)
             && slot.state != state
         {
@@ -1046,7 +1318,10 @@ impl Endpoint {
         let bindings = &self.bindings;
         let events = &mut self.events;
         self.stop_waiters.retain(|(ids, waiter)| {
-            if ids.iter().any(|id| bindings.contains_key(id)) {
+            if ids
+                .iter()
+                .any(|id| bindings.contains_key(id) || bindings.contains_key(&partner(*id)))
+            {
                 true
             } else {
                 events.push_back(Event::StopDone(*waiter));
@@ -1100,6 +1375,8 @@ mod tests {
             user_agent: "t".into(),
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
+            instance: None,
+            reg_id: None,
         }
     }
 
@@ -1108,6 +1385,7 @@ mod tests {
             id: BindingId(n),
             config: config(&format!("u{n}"), CredentialStore::default()),
             destination: Located::single(Target::udp(next_hop.parse().unwrap())),
+            second_flow: None,
         }
     }
 
@@ -2137,5 +2415,237 @@ mod tests {
             outcomes(&sim.events())[..],
             [(BindingId(2), BindingEvent::Registered { .. })]
         ));
+    }
+
+    fn outbound_spec(n: u64, hop: &str) -> BindingSpec {
+        let mut s = spec(n, hop);
+        s.config.instance = Some("urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6".into());
+        s.config.reg_id = Some(1);
+        s
+    }
+
+    /// A STUN success response to the request `request`.
+    fn stun_success(request: &[u8]) -> Vec<u8> {
+        let mut out = vec![0x01, 0x01, 0, 0];
+        out.extend_from_slice(&request[4..20]);
+        out
+    }
+
+    impl Sim {
+        /// Runs timeouts until something is sent (until `limit` since t0); the bytes sent
+        /// at that instant.
+        fn next_bytes(&mut self, limit: Duration) -> Vec<(SocketAddr, Vec<u8>)> {
+            loop {
+                let at = self.ep.poll_timeout().expect("a timeout");
+                assert!(at - self.t0 <= limit, "nothing sent by {limit:?}");
+                self.now = at;
+                self.ep.handle_timeout(at);
+                let sent: Vec<_> = std::iter::from_fn(|| self.ep.poll_transmit())
+                    .map(|t| (t.destination.addr, t.contents))
+                    .collect();
+                if !sent.is_empty() {
+                    return sent;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_outbound_flow_is_kept_alive_with_stun_and_a_silent_one_registers_again() {
+        let mut sim = Sim::new(8);
+        let mut specs = vec![outbound_spec(1, HOP), spec(2, HOP)];
+        for s in &mut specs {
+            s.config.refresh_interval = Duration::from_secs(3600);
+        }
+        sim.ep.add(sim.now, specs);
+        for (_, req) in sim.transmits() {
+            sim.answer(&req, 200, "Require: outbound\r\nFlow-Timer: 30\r\n");
+        }
+        // Keep-alives at 80-100 % of the Flow-Timer, STUN to the hop; answered, they go on
+        // and raise nothing.
+        let mut last = sim.now;
+        for _ in 0..3 {
+            let sent = sim.next_bytes(Duration::from_secs(200));
+            let [(to, ping)] = &sent[..] else {
+                panic!("{sent:?}")
+            };
+            assert_eq!(*to, hop());
+            assert!(stun::is_stun(ping));
+            let gap = sim.now - last;
+            assert!(
+                gap >= Duration::from_secs(24) && gap <= Duration::from_secs(30),
+                "{gap:?}"
+            );
+            last = sim.now;
+            sim.ep.handle_datagram(sim.now, hop(), &stun_success(ping));
+        }
+        let events = sim.events();
+        assert!(
+            !events.iter().any(|e| matches!(
+                e,
+                Event::Log {
+                    level: LogLevel::Warning,
+                    ..
+                }
+            )),
+            "{events:?}"
+        );
+        // Unanswered: retransmitted, then 10 s after the keep-alive the flow has failed and
+        // every binding over it (the plain one shares the UDP flow) registers again at once.
+        let pinged = loop {
+            let sent = sim.next_bytes(Duration::from_secs(400));
+            if sent.iter().all(|(_, b)| stun::is_stun(b)) {
+                break sim.now;
+            }
+        };
+        let registers = loop {
+            let sent = sim.next_bytes(Duration::from_secs(400));
+            let registers: Vec<String> = sent
+                .into_iter()
+                .filter(|(_, b)| !stun::is_stun(b))
+                .map(|(_, b)| String::from_utf8(b).unwrap())
+                .collect();
+            if !registers.is_empty() {
+                break registers;
+            }
+        };
+        assert_eq!(sim.now - pinged, crate::engine::flow::ANSWER_TIMEOUT);
+        assert_eq!(registers.len(), 2, "{registers:?}");
+        assert!(registers[0].contains("u1@") && registers[0].contains(";ob>"));
+        assert!(registers[1].contains("u2@"));
+        assert!(sim.events().iter().any(|e| matches!(e,
+            Event::Log { message, .. } if message.contains("keep-alive was not answered"))));
+    }
+
+    #[test]
+    fn no_keep_alive_when_the_registrar_did_not_confirm_outbound() {
+        let mut sim = Sim::new(8);
+        let mut s = outbound_spec(1, HOP);
+        s.config.refresh_interval = Duration::from_secs(3600);
+        sim.ep.add(sim.now, vec![s]);
+        for (_, req) in sim.transmits() {
+            sim.answer(&req, 200, "");
+        }
+        let (t, _, req) = sim.next_transmit();
+        assert!(req.starts_with("REGISTER"), "only the refresh, at {t:?}");
+    }
+
+    #[test]
+    fn a_second_flow_goes_to_the_second_target_and_both_stand_for_one_binding() {
+        let mut sim = Sim::new(8);
+        let list = located(&[HOP, OTHER_HOP], None);
+        let mut s = outbound_spec(1, HOP);
+        s.destination = list.clone();
+        s.second_flow = Some(list);
+        sim.ep.add(sim.now, vec![s]);
+        let sent = sim.transmits();
+        assert_eq!(sent.len(), 2, "{sent:?}");
+        let flow = |to: &str| {
+            sent.iter()
+                .find(|(a, _)| a.to_string() == to)
+                .unwrap()
+                .1
+                .clone()
+        };
+        let (one, two) = (flow(HOP), flow(OTHER_HOP));
+        assert!(header(&one, "Contact").ends_with("reg-id=1"), "{one}");
+        assert!(header(&two, "Contact").ends_with("reg-id=2"), "{two}");
+        assert_ne!(header(&one, "Call-ID"), header(&two, "Call-ID"));
+        let events = sim.events();
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| matches!(e, Event::Started(_)))
+                .collect::<Vec<_>>(),
+            [&Event::Started(BindingId(1))]
+        );
+        // The second flow registers first: the binding is registered, once.
+        sim.answer_from(OTHER_HOP, &two, 200, "Require: outbound\r\n");
+        sim.answer(&one, 200, "Require: outbound\r\n");
+        let events = sim.events();
+        assert_eq!(
+            outcomes(&events)
+                .iter()
+                .map(|(id, e)| (*id, matches!(e, BindingEvent::Registered { .. })))
+                .collect::<Vec<_>>(),
+            [(BindingId(1), true)]
+        );
+        assert_eq!(sim.ep.state(BindingId(1)), Some(BindingState::Registered));
+        assert!(
+            events
+                .iter()
+                .all(|e| !matches!(e, Event::State { id, .. } if id.0 != 1))
+        );
+        // Stopping stops both flows; one Unregistered, one end, then the waiter.
+        sim.ep.stop(sim.now, Some(vec![BindingId(1)]), Some(7));
+        let removals = sim.transmits();
+        assert_eq!(removals.len(), 2);
+        for (to, req) in &removals {
+            sim.answer_from(&to.to_string(), req, 200, "");
+        }
+        let events = sim.events();
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| !matches!(e, Event::Log { .. }))
+                .cloned()
+                .collect::<Vec<_>>(),
+            [
+                Event::Stopping(BindingId(1)),
+                Event::State {
+                    id: BindingId(1),
+                    state: Some(BindingState::Unregistering)
+                },
+                Event::State {
+                    id: BindingId(1),
+                    state: None
+                },
+                Event::Binding {
+                    id: BindingId(1),
+                    event: BindingEvent::Unregistered
+                },
+                Event::StopDone(7),
+            ]
+        );
+    }
+
+    #[test]
+    fn with_two_flows_a_failure_is_reported_only_when_neither_is_registered() {
+        let mut sim = Sim::new(8);
+        let mut s = outbound_spec(1, HOP);
+        s.config.refresh_interval = Duration::from_secs(60);
+        s.second_flow = Some(Located::single(udp(OTHER_HOP)));
+        sim.ep.add(sim.now, vec![s]);
+        for (to, req) in sim.transmits() {
+            sim.answer_from(&to.to_string(), &req, 200, "");
+        }
+        sim.events();
+        // Flow 1's refresh is refused; flow 2 stays registered: nothing reported.
+        let mut refused = 0;
+        while refused == 0 {
+            let (_, to, req) = sim.next_transmit();
+            if to == hop() {
+                sim.answer(&req, 500, "");
+                refused += 1;
+            } else {
+                sim.answer_from(OTHER_HOP, &req, 200, "");
+            }
+        }
+        assert!(failures(&sim.events()).is_empty());
+        assert_eq!(sim.ep.state(BindingId(1)), Some(BindingState::Registered));
+        // Flow 2 is refused too: now the binding has failed, once.
+        let mut reported = Vec::new();
+        while reported.is_empty() {
+            let (t, to, req) = sim.next_transmit();
+            assert!(t < Duration::from_secs(600), "bounded");
+            let from = to.to_string();
+            sim.answer_from(&from, &req, 500, "");
+            reported = failures(&sim.events());
+        }
+        assert_eq!(reported, [Failure::Rejected(500)]);
+        assert_eq!(
+            sim.ep.state(BindingId(1)),
+            Some(BindingState::WaitingToRetry)
+        );
     }
 }

@@ -49,6 +49,8 @@ pub struct RegisterRequest<'a> {
     pub authorization: &'a [(&'static str, String)],
     /// User-Agent header value.
     pub user_agent: &'a str,
+    /// Supported header value (option tags), if any.
+    pub supported: Option<&'a str>,
 }
 
 /// Why a REGISTER could not be built.
@@ -87,6 +89,9 @@ pub fn build_register(req: &RegisterRequest<'_>) -> Result<Vec<u8>, BuildError> 
         };
         headers.push(header);
     }
+    if let Some(supported) = req.supported {
+        headers.push(rsip::headers::Supported::new(supported).into());
+    }
     headers.push(rsip::headers::UserAgent::new(req.user_agent).into());
     headers.push(rsip::headers::ContentLength::new("0").into());
     // The request line is written here: rsip 0.4 prints IPv6 hosts without brackets.
@@ -98,15 +103,43 @@ pub fn build_register(req: &RegisterRequest<'_>) -> Result<Vec<u8>, BuildError> 
 pub struct ContactInfo {
     /// The contact URI.
     pub uri: SipUri,
+    /// The URI as written (for comparing URIs, RFC 3261 §19.1.4).
+    pub raw: String,
     /// The `expires` parameter, if given.
     pub expires: Option<u32>,
+    /// `+sip.instance` (RFC 5626 §4.1), without its quotes.
+    pub instance: Option<String>,
+    /// `reg-id` (RFC 5626 §4.2).
+    pub reg_id: Option<u32>,
+    /// `pub-gruu` (RFC 5627 §5.2), without its quotes.
+    pub pub_gruu: Option<String>,
+    /// `temp-gruu` (RFC 5627 §5.2), without its quotes.
+    pub temp_gruu: Option<String>,
+}
+
+#[cfg(test)]
+impl ContactInfo {
+    /// A contact with this URI (which must parse) and no parameter but `expires`.
+    pub(crate) fn of(raw: &str, expires: Option<u32>) -> ContactInfo {
+        ContactInfo {
+            uri: SipUri::parse(raw).expect("a SIP URI"),
+            raw: raw.to_string(),
+            expires,
+            instance: None,
+            reg_id: None,
+            pub_gruu: None,
+            temp_gruu: None,
+        }
+    }
 }
 
 /// What a registration client needs from a response.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ResponseInfo {
     /// Status code.
     pub status: u16,
+    /// Reason phrase (bounded, as received).
+    pub reason: String,
     /// Branch of the top Via.
     pub branch: String,
     /// `received` of the top Via (RFC 3261 §18.2.1).
@@ -129,6 +162,16 @@ pub struct ResponseInfo {
     pub retry_after: Option<u32>,
     /// Raw digest challenges, with the header they came in.
     pub challenges: Vec<(ChallengeKind, String)>,
+    /// Service-Route entries, in order (RFC 3608).
+    pub service_route: Vec<String>,
+    /// P-Associated-URI entries, in order (RFC 3455).
+    pub associated_uris: Vec<String>,
+    /// Path entries, in order (RFC 3327).
+    pub path: Vec<String>,
+    /// Flow-Timer, seconds (RFC 5626 §5.4).
+    pub flow_timer: Option<u32>,
+    /// Option tags of Require and Supported, lower case (e.g. `outbound`, `gruu`).
+    pub option_tags: Vec<String>,
 }
 
 /// Why bytes from the network were not accepted as a response.
@@ -210,6 +253,11 @@ fn parse_bounded(bytes: &[u8]) -> Result<ResponseInfo, ParseError> {
     let mut min_expires = None;
     let mut retry_after = None;
     let mut challenges = Vec::new();
+    let mut service_route = Vec::new();
+    let mut associated_uris = Vec::new();
+    let mut path = Vec::new();
+    let mut flow_timer = None;
+    let mut option_tags = Vec::new();
     for header in response.headers.iter() {
         match header {
             rsip::Header::Via(v) => set_top_via(&mut top_via, v.value()),
@@ -233,11 +281,18 @@ fn parse_bounded(bytes: &[u8]) -> Result<ResponseInfo, ParseError> {
                 challenges.push((ChallengeKind::Proxy, v.value().to_string()))
             }
             rsip::Header::RetryAfter(v) => retry_after = retry_after.or(leading_number(v.value())),
+            rsip::Header::Require(v) => push_tags(v.value(), &mut option_tags),
+            rsip::Header::Supported(v) => push_tags(v.value(), &mut option_tags),
             rsip::Header::Other(name, value) => match name.to_ascii_lowercase().as_str() {
                 "retry-after" => retry_after = retry_after.or(leading_number(value)),
                 "v" => set_top_via(&mut top_via, value),
                 "i" => set_once(&mut call_id, value),
                 "m" => parse_contacts(value, &mut contacts),
+                "service-route" => push_entries(value, &mut service_route),
+                "p-associated-uri" => push_entries(value, &mut associated_uris),
+                "path" => push_entries(value, &mut path),
+                "flow-timer" => flow_timer = flow_timer.or(leading_number(value)),
+                "k" => push_tags(value, &mut option_tags),
                 _ => {}
             },
             _ => {}
@@ -260,6 +315,7 @@ fn parse_bounded(bytes: &[u8]) -> Result<ResponseInfo, ParseError> {
     let (cseq, cseq_method) = cseq.ok_or(ParseError::MissingHeader("CSeq"))?;
     Ok(ResponseInfo {
         status: response.status_code.code(),
+        reason: reason_phrase(bytes),
         branch,
         received,
         rport,
@@ -271,7 +327,41 @@ fn parse_bounded(bytes: &[u8]) -> Result<ResponseInfo, ParseError> {
         min_expires,
         retry_after,
         challenges,
+        service_route,
+        associated_uris,
+        path,
+        flow_timer,
+        option_tags,
     })
+}
+
+/// The reason phrase of a status line, at most 128 characters.
+fn reason_phrase(bytes: &[u8]) -> String {
+    let line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.trim_end().splitn(3, ' ');
+    parts.nth(2).unwrap_or_default().chars().take(128).collect()
+}
+
+/// Appends the entries of a comma-separated list of name-addrs, as written.
+fn push_entries(value: &str, out: &mut Vec<String>) {
+    out.extend(
+        split_list(value)
+            .into_iter()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(str::to_string),
+    );
+}
+
+/// Appends the option tags of a Require or Supported value, lower case.
+fn push_tags(value: &str, out: &mut Vec<String>) {
+    out.extend(
+        value
+            .split(',')
+            .map(|t| t.trim().to_ascii_lowercase())
+            .filter(|t| !t.is_empty()),
+    );
 }
 
 /// The delta-seconds that starts a header value (`30 (maintenance);duration=60`).
@@ -312,12 +402,23 @@ fn parse_contact(entry: &str) -> Option<ContactInfo> {
         // Without brackets, parameters after the URI belong to the header (RFC 3261 §20).
         None => entry.split_once(';').map_or((entry, ""), |(u, p)| (u, p)),
     };
-    let uri = SipUri::parse(uri.trim())?;
-    let expires = parse_params(params)
-        .into_iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("expires"))
-        .and_then(|(_, v)| v?.parse().ok());
-    Some(ContactInfo { uri, expires })
+    let raw = uri.trim();
+    let params = parse_params(params);
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| *v)
+    };
+    Some(ContactInfo {
+        uri: SipUri::parse(raw)?,
+        raw: raw.to_string(),
+        expires: param("expires").and_then(|v| v.parse().ok()),
+        instance: param("+sip.instance").map(str::to_string),
+        reg_id: param("reg-id").and_then(|v| v.parse().ok()),
+        pub_gruu: param("pub-gruu").map(str::to_string),
+        temp_gruu: param("temp-gruu").map(str::to_string),
+    })
 }
 
 /// Parses `SIP/2.0/UDP host[:port];params` into its parameters.
@@ -337,9 +438,10 @@ fn parse_via_params(via: &str) -> Option<Vec<(String, Option<String>)>> {
     )
 }
 
-/// Parses `;name[=value]` parameters (values may be quoted).
+/// Parses `;name[=value]` parameters (values may be quoted, and may hold `;` then).
 fn parse_params(s: &str) -> Vec<(&str, Option<&str>)> {
-    s.split(';')
+    split_outside_quotes(s, ';')
+        .into_iter()
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .map(|p| match p.split_once('=') {
@@ -347,6 +449,26 @@ fn parse_params(s: &str) -> Vec<(&str, Option<&str>)> {
             None => (p, None),
         })
         .collect()
+}
+
+/// Splits `s` at every `sep` that is not inside a quoted string.
+fn split_outside_quotes(s: &str, sep: char) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut quoted, mut escaped, mut start) = (false, false, 0usize);
+    for (i, c) in s.char_indices() {
+        match (quoted, escaped, c) {
+            (true, true, _) => escaped = false,
+            (true, false, '\\') => escaped = true,
+            (_, _, '"') => quoted = !quoted,
+            (false, _, c) if c == sep => {
+                parts.push(&s[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    parts.push(&s[start..]);
+    parts
 }
 
 /// Splits a comma-separated header value, honouring `<...>` and quoted strings.
@@ -398,6 +520,7 @@ mod tests {
             route: Some("<sip:proxy.example.com:5060;lr>"),
             authorization: &[("Authorization", "Digest username=\"alice\"".into())],
             user_agent: "test",
+            supported: Some("outbound, path, gruu"),
         })
         .unwrap()
     }
@@ -416,6 +539,7 @@ mod tests {
             "From: <sip:alice@example.com>;tag=tag1\r\n",
             "To: <sip:alice@example.com>\r\n",
             "Call-ID: cid@host\r\n",
+            "Supported: outbound, path, gruu\r\n",
             "CSeq: 7 REGISTER\r\n",
             "Contact: <sip:alice@127.0.0.1:5070>\r\n",
             "Expires: 3600\r\n",
@@ -526,10 +650,7 @@ mod tests {
         assert_eq!(r.rport, Some(6000));
         assert_eq!(
             r.contacts[0],
-            ContactInfo {
-                uri: SipUri::parse("sip:alice@[2001:db8::9]:6000;transport=udp").unwrap(),
-                expires: Some(30)
-            }
+            ContactInfo::of("sip:alice@[2001:db8::9]:6000;transport=udp", Some(30))
         );
         assert_eq!(r.contacts[0].uri.transport, Some(Transport::Udp));
         assert_eq!(r.contacts[1].expires, Some(10));
@@ -541,6 +662,55 @@ mod tests {
         assert_eq!(
             split_list(r#""a, \"b\"" <sip:x@y;p=1,2>, <sip:z>"#),
             vec![r#""a, \"b\"" <sip:x@y;p=1,2>"#, "<sip:z>"]
+        );
+    }
+
+    #[test]
+    fn outbound_gruu_and_routes_of_a_2xx() {
+        let text = "SIP/2.0 200 Registered Fine\r\n\
+            Via: SIP/2.0/TCP 192.0.2.1:5062;branch=z9hG4bKo\r\n\
+            Call-ID: c\r\nCSeq: 3 REGISTER\r\n\
+            Require: outbound\r\nSupported: path, GRUU\r\nFlow-Timer: 25\r\n\
+            Service-Route: <sip:orig@scscf.example.com;lr>, <sip:pcscf.example.com;lr>\r\n\
+            Service-Route: <sip:third.example.com;lr>\r\n\
+            P-Associated-URI: <sip:alice@example.com>, <tel:+15551234>\r\n\
+            Path: <sip:edge.example.com;lr;ob>\r\n\
+            Contact: <sip:alice@192.0.2.1:5062;transport=tcp;ob>;expires=3600;\
+            +sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>\";reg-id=1;\
+            pub-gruu=\"sip:alice@example.com;gr=urn:uuid:00000000-0000-1000-8000-000A95A0E128\";\
+            temp-gruu=\"sip:tgruu.7hs==jd7vnzga5w7fajsc7-ajd6fabz0f8g5@example.com;gr\"\r\n\r\n";
+        let r = parse_response(text.as_bytes()).unwrap();
+        assert_eq!(r.reason, "Registered Fine");
+        assert_eq!(r.flow_timer, Some(25));
+        assert_eq!(r.option_tags, ["outbound", "path", "gruu"]);
+        assert_eq!(
+            r.service_route,
+            [
+                "<sip:orig@scscf.example.com;lr>",
+                "<sip:pcscf.example.com;lr>",
+                "<sip:third.example.com;lr>"
+            ]
+        );
+        assert_eq!(
+            r.associated_uris,
+            ["<sip:alice@example.com>", "<tel:+15551234>"]
+        );
+        assert_eq!(r.path, ["<sip:edge.example.com;lr;ob>"]);
+        let c = &r.contacts[0];
+        assert_eq!(c.raw, "sip:alice@192.0.2.1:5062;transport=tcp;ob");
+        assert_eq!(c.expires, Some(3600));
+        assert_eq!(
+            c.instance.as_deref(),
+            Some("<urn:uuid:00000000-0000-1000-8000-000A95A0E128>")
+        );
+        assert_eq!(c.reg_id, Some(1));
+        assert_eq!(
+            c.pub_gruu.as_deref(),
+            Some("sip:alice@example.com;gr=urn:uuid:00000000-0000-1000-8000-000A95A0E128")
+        );
+        assert_eq!(
+            c.temp_gruu.as_deref(),
+            Some("sip:tgruu.7hs==jd7vnzga5w7fajsc7-ajd6fabz0f8g5@example.com;gr")
         );
     }
 }

@@ -7,7 +7,9 @@
 pub mod binding;
 pub mod digest;
 pub mod endpoint;
+pub mod flow;
 pub mod message;
+pub mod stun;
 pub mod target;
 pub mod transaction;
 pub mod transport;

@@ -274,6 +274,9 @@ struct Avoid {
 #[derive(Debug, Clone)]
 pub struct TargetList {
     targets: Vec<Target>,
+    /// Every answer is rotated left by this much (a second Outbound flow prefers the
+    /// second target).
+    rotation: usize,
     avoid: HashMap<Target, Avoid>,
     valid_until: Option<Instant>,
     generation: u64,
@@ -294,10 +297,19 @@ impl TargetList {
     pub fn new(targets: Vec<Target>, valid_until: Option<Instant>) -> TargetList {
         TargetList {
             targets,
+            rotation: 0,
             avoid: HashMap::new(),
             valid_until,
             generation: 0,
         }
+    }
+
+    /// The same list, each answer rotated left by `n` (this one too).
+    pub fn rotated(mut self, n: usize) -> TargetList {
+        self.rotation = n;
+        let len = self.targets.len().max(1);
+        self.targets.rotate_left(n % len);
+        self
     }
 
     /// The targets, in order.
@@ -316,7 +328,9 @@ impl TargetList {
     }
 
     /// Installs a new answer; what failed is remembered for targets still listed.
-    pub fn replace(&mut self, targets: Vec<Target>, valid_until: Option<Instant>) {
+    pub fn replace(&mut self, mut targets: Vec<Target>, valid_until: Option<Instant>) {
+        let len = targets.len().max(1);
+        targets.rotate_left(self.rotation % len);
         self.avoid.retain(|t, _| targets.contains(t));
         self.targets = targets;
         self.valid_until = valid_until;

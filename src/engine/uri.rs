@@ -238,6 +238,128 @@ impl fmt::Display for SipUri {
     }
 }
 
+/// Whether two SIP URIs name the same resource (RFC 3261 §19.1.4): the same scheme, the
+/// same user information (case-sensitive, escapes decoded), the same host (names without
+/// regard to case) and port, every parameter present in both equal (without regard to
+/// case), no `user`, `ttl`, `method` or `maddr` parameter in only one of them, and the same
+/// headers. Other parameters found in only one are ignored.
+///
+/// One leniency, for registrars known to drop it: a port left out equals the default
+/// port of the URI's transport.
+pub fn equivalent(a: &str, b: &str) -> bool {
+    let (Some(a), Some(b)) = (UriParts::parse(a), UriParts::parse(b)) else {
+        return false;
+    };
+    if a.uri.secure != b.uri.secure
+        || a.userinfo != b.userinfo
+        || a.uri.host_port.host != b.uri.host_port.host
+        || a.uri.port_or_default() != b.uri.port_or_default()
+    {
+        return false;
+    }
+    let value = |parts: &UriParts, name: &str| {
+        parts
+            .params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    for (name, v) in &a.params {
+        match value(&b, name) {
+            Some(other) if other != *v => return false,
+            None if matches!(name.as_str(), "user" | "ttl" | "method" | "maddr") => {
+                return false;
+            }
+            _ => {}
+        }
+    }
+    let strict_only = |parts: &UriParts, other: &UriParts| {
+        parts.params.iter().any(|(n, _)| {
+            matches!(n.as_str(), "user" | "ttl" | "method" | "maddr") && value(other, n).is_none()
+        })
+    };
+    if strict_only(&b, &a) {
+        return false;
+    }
+    let mut ha = a.headers.clone();
+    let mut hb = b.headers.clone();
+    ha.sort();
+    hb.sort();
+    ha == hb
+}
+
+/// A URI taken apart for [`equivalent`].
+struct UriParts {
+    uri: SipUri,
+    /// `user[:password]`, escapes decoded.
+    userinfo: Option<String>,
+    /// Parameter names and values, lower case, escapes decoded.
+    params: Vec<(String, Option<String>)>,
+    /// Header names (lower case) and values (escapes decoded).
+    headers: Vec<(String, String)>,
+}
+
+impl UriParts {
+    fn parse(s: &str) -> Option<UriParts> {
+        let s = s.trim();
+        let uri = SipUri::parse(s)?;
+        let (_, rest) = s.split_once(':')?;
+        let (rest, headers) = rest.split_once('?').unwrap_or((rest, ""));
+        let (userinfo, host_and_params) = match rest.rfind('@') {
+            Some(at) => (Some(unescape(&rest[..at])), &rest[at + 1..]),
+            None => (None, rest),
+        };
+        let params = host_and_params
+            .split(';')
+            .skip(1)
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| match p.split_once('=') {
+                Some((n, v)) => (
+                    unescape(n).to_ascii_lowercase(),
+                    Some(unescape(v).to_ascii_lowercase()),
+                ),
+                None => (unescape(p).to_ascii_lowercase(), None),
+            })
+            .collect();
+        let headers = headers
+            .split('&')
+            .filter(|h| !h.is_empty())
+            .map(|h| {
+                let (n, v) = h.split_once('=').unwrap_or((h, ""));
+                (unescape(n).to_ascii_lowercase(), unescape(v))
+            })
+            .collect();
+        Some(UriParts {
+            uri,
+            userinfo,
+            params,
+            headers,
+        })
+    }
+}
+
+/// Decodes `%XX` escapes (a malformed one is kept as it is).
+fn unescape(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,6 +462,66 @@ mod tests {
             "http://x",
         ] {
             assert_eq!(SipUri::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn uri_equivalence_follows_rfc_3261_19_1_4() {
+        let same = [
+            (
+                "sip:%61lice@atlanta.com;transport=TCP",
+                "sip:alice@AtLanTa.CoM;Transport=tcp",
+            ),
+            ("sip:carol@chicago.com", "sip:carol@chicago.com;newparam=5"),
+            (
+                "sip:carol@chicago.com;security=on",
+                "sip:carol@chicago.com;newparam=5",
+            ),
+            (
+                "sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
+                "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com",
+            ),
+            (
+                "sip:alice@atlanta.com?subject=project%20x&priority=urgent",
+                "sip:alice@atlanta.com?priority=urgent&subject=project%20x",
+            ),
+            // The leniency: an omitted port is the transport's default one.
+            ("sip:alice@192.0.2.1:5060", "sip:alice@192.0.2.1"),
+            (
+                "sip:a@[2001:db8::1]:5062;transport=udp",
+                "sip:a@[2001:DB8::1]:5062",
+            ),
+        ];
+        for (a, b) in same {
+            assert!(equivalent(a, b), "{a} ~ {b}");
+            assert!(equivalent(b, a), "{b} ~ {a}");
+        }
+        let different = [
+            (
+                "SIP:ALICE@AtLanTa.CoM;Transport=udp",
+                "sip:alice@AtLanTa.CoM;Transport=UDP",
+            ),
+            (
+                "sip:bob@biloxi.com",
+                "sip:bob@biloxi.com:6000;transport=tcp",
+            ),
+            (
+                "sip:carol@chicago.com",
+                "sip:carol@chicago.com?Subject=next%20meeting",
+            ),
+            ("sip:bob@phone21.boxesbybob.com", "sip:bob@192.0.2.4"),
+            (
+                "sip:carol@chicago.com;security=on",
+                "sip:carol@chicago.com;security=off",
+            ),
+            ("sip:alice@h:5062", "sip:alice@h;maddr=239.255.255.1"),
+            ("sip:alice@h:5062", "sips:alice@h:5062"),
+            ("sip:alice@h:5062", "sip:alice@h:5063"),
+            ("sip:alice@h:5062", "not a uri"),
+        ];
+        for (a, b) in different {
+            assert!(!equivalent(a, b), "{a} !~ {b}");
+            assert!(!equivalent(b, a), "{b} !~ {a}");
         }
     }
 }

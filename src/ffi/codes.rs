@@ -57,12 +57,15 @@ pub enum TELEPHONY_RETURN_VALUE {
     /// not match the SIP domain, or the handshake was refused (the log callback says why);
     /// as a return value, TLS settings (PEM certificate or key) cannot be used.
     SipTlsError = 21,
+    /// The caller's buffer is too small for the text asked for; the length needed is
+    /// written to the call's `required` out-parameter.
+    SipBufferTooSmall = 22,
 }
 
 use TELEPHONY_RETURN_VALUE::*;
 
 /// Every code, in value order.
-const ALL_CODES: [TELEPHONY_RETURN_VALUE; 22] = [
+const ALL_CODES: [TELEPHONY_RETURN_VALUE; 23] = [
     SipSuccess,
     SipCallFailure,
     SipBadParameter,
@@ -85,6 +88,7 @@ const ALL_CODES: [TELEPHONY_RETURN_VALUE; 22] = [
     SipProfileNotFound,
     SipTransportNotSupported,
     SipTlsError,
+    SipBufferTooSmall,
 ];
 
 impl TELEPHONY_RETURN_VALUE {
@@ -113,6 +117,7 @@ impl TELEPHONY_RETURN_VALUE {
             SipProfileNotFound => b"SipProfileNotFound\0",
             SipTransportNotSupported => b"SipTransportNotSupported\0",
             SipTlsError => b"SipTlsError\0",
+            SipBufferTooSmall => b"SipBufferTooSmall\0",
         }
     }
 
@@ -143,6 +148,7 @@ impl From<&ApiError> for TELEPHONY_RETURN_VALUE {
             ApiError::Internal(_) => SipInternalError,
             ApiError::Tls(_) => SipTlsError,
             ApiError::NameUnknown(_) => SipRegisterNameUnknown,
+            ApiError::BufferTooSmall(_) => SipBufferTooSmall,
         }
     }
 }
@@ -186,7 +192,8 @@ mod tests {
             assert!(code.name().ends_with(b"\0"));
         }
         assert_eq!(TELEPHONY_RETURN_VALUE::from_raw(-1), None);
-        assert_eq!(TELEPHONY_RETURN_VALUE::from_raw(22), None);
+        assert_eq!(TELEPHONY_RETURN_VALUE::from_raw(23), None);
+        assert_eq!(SipBufferTooSmall as i32, 22);
         assert_eq!(SipTlsError as i32, 21);
         assert_eq!(SipRegisterAuthorizationError as i32, 10);
     }

@@ -1,9 +1,11 @@
 //! LanScape-compatible entry points over [`PhoneEngine`].
 
 use super::codes::TELEPHONY_RETURN_VALUE;
-use super::{arg_opt_str, arg_str, entry, out_ptr, read_bool, read_transport};
+use super::{
+    arg_opt_str, arg_str, entry, out_ptr, read_bool, read_transport, text_out, transport_code,
+};
 use crate::api::address::parse_local_ip;
-use crate::api::{ApiError, PhoneEngine, RegisterServerParams, StartParams};
+use crate::api::{ApiError, PhoneEngine, RegisterServerParams, RegistrationDetails, StartParams};
 use crate::engine::binding::BindingState;
 use crate::handles::HandleTable;
 use crate::runtime::LogLevel;
@@ -45,6 +47,116 @@ pub type SipLogCallback = Option<
         user_data: *mut c_void,
     ),
 >;
+
+/// What the registration info query gives as numbers (`GetSipRegistrationInfo`,
+/// `SipProfileGetInfo`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SIP_REGISTRATION_INFO {
+    /// The state, as `GetSipRegistrationState` gives it.
+    pub state: SIP_REGISTRATION_STATE,
+    /// Status code of the registrar's last final response (0 before any).
+    pub last_status: u32,
+    /// The expiry the registrar granted last, seconds (0 before any).
+    pub granted_expires: u32,
+    /// Seconds until the next refresh; -1 when not registered.
+    pub seconds_until_refresh: i32,
+    /// The transport in use (a `SIP_TRANSPORT`).
+    pub transport: u32,
+    /// The port of the registrar (or proxy) target in use (its address:
+    /// `SipTextTarget`).
+    pub target_port: u32,
+    /// Failures reported since the last success.
+    pub consecutive_failures: u32,
+    /// 1 when the registration is a SIP Outbound flow the registrar confirmed.
+    pub outbound: i32,
+    /// Flow-Timer the registrar asked for, seconds (0: none).
+    pub flow_timer: u32,
+}
+
+/// Which text of the registration info query `GetSipRegistrationText` and
+/// `SipProfileGetInfoText` give.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SIP_REGISTRATION_TEXT {
+    /// Reason phrase of the registrar's last final response.
+    SipTextReason = 0,
+    /// The contact URI registered (the public one after NAT detection).
+    SipTextContact = 1,
+    /// The IP address of the registrar (or proxy) target in use.
+    SipTextTarget = 2,
+    /// The public GRUU (RFC 5627).
+    SipTextPubGruu = 3,
+    /// The temporary GRUU (RFC 5627).
+    SipTextTempGruu = 4,
+    /// Service-Route entries (RFC 3608), separated by ", ".
+    SipTextServiceRoute = 5,
+    /// P-Associated-URI entries (RFC 3455), separated by ", ".
+    SipTextAssociatedUris = 6,
+    /// Path entries (RFC 3327), separated by ", ".
+    SipTextPath = 7,
+}
+
+/// Reads a `SIP_REGISTRATION_TEXT` passed as an integer.
+pub(crate) fn read_text_kind(value: u32) -> Result<SIP_REGISTRATION_TEXT, ApiError> {
+    use SIP_REGISTRATION_TEXT::*;
+    Ok(match value {
+        0 => SipTextReason,
+        1 => SipTextContact,
+        2 => SipTextTarget,
+        3 => SipTextPubGruu,
+        4 => SipTextTempGruu,
+        5 => SipTextServiceRoute,
+        6 => SipTextAssociatedUris,
+        7 => SipTextPath,
+        _ => return Err(ApiError::bad("which is not a SIP_REGISTRATION_TEXT")),
+    })
+}
+
+/// One text of the info query.
+pub(crate) fn registration_text(d: &RegistrationDetails, which: SIP_REGISTRATION_TEXT) -> String {
+    use SIP_REGISTRATION_TEXT::*;
+    match which {
+        SipTextReason => d.info.last_reason.clone(),
+        SipTextContact => d.info.contact.clone(),
+        SipTextTarget => d.target.ip().to_string(),
+        SipTextPubGruu => d.info.pub_gruu.clone().unwrap_or_default(),
+        SipTextTempGruu => d.info.temp_gruu.clone().unwrap_or_default(),
+        SipTextServiceRoute => d.info.service_route.join(", "),
+        SipTextAssociatedUris => d.info.associated_uris.join(", "),
+        SipTextPath => d.info.path.join(", "),
+    }
+}
+
+impl From<&RegistrationDetails> for SIP_REGISTRATION_INFO {
+    fn from(d: &RegistrationDetails) -> Self {
+        SIP_REGISTRATION_INFO {
+            state: d.state.into(),
+            last_status: u32::from(d.info.last_status),
+            granted_expires: d.info.granted_expires.unwrap_or(0),
+            seconds_until_refresh: d
+                .seconds_until_refresh
+                .map_or(-1, |s| i32::try_from(s).unwrap_or(i32::MAX)),
+            transport: transport_code(d.transport),
+            target_port: u32::from(d.target.port()),
+            consecutive_failures: d.info.consecutive_failures,
+            outbound: i32::from(d.info.outbound),
+            flow_timer: d.info.flow_timer.unwrap_or(0),
+        }
+    }
+}
+
+impl From<BindingState> for SIP_REGISTRATION_STATE {
+    fn from(state: BindingState) -> Self {
+        match state {
+            BindingState::Unregistered => SIP_REGISTRATION_STATE::SipStateUnregistered,
+            BindingState::Registering => SIP_REGISTRATION_STATE::SipStateRegistering,
+            BindingState::Registered => SIP_REGISTRATION_STATE::SipStateRegistered,
+            BindingState::Unregistering => SIP_REGISTRATION_STATE::SipStateUnregistering,
+            BindingState::WaitingToRetry => SIP_REGISTRATION_STATE::SipStateRetryWait,
+        }
+    }
+}
 
 /// Registration state of one name.
 #[repr(C)]
@@ -459,15 +571,62 @@ pub unsafe extern "C" fn GetSipRegistrationState(
         let state = e
             .registration_state(name.trim())?
             .ok_or(ApiError::NameUnknown(name))?;
-        let state = match state {
-            BindingState::Unregistered => SIP_REGISTRATION_STATE::SipStateUnregistered,
-            BindingState::Registering => SIP_REGISTRATION_STATE::SipStateRegistering,
-            BindingState::Registered => SIP_REGISTRATION_STATE::SipStateRegistered,
-            BindingState::Unregistering => SIP_REGISTRATION_STATE::SipStateUnregistering,
-            BindingState::WaitingToRetry => SIP_REGISTRATION_STATE::SipStateRetryWait,
-        };
-        state_out.write(state);
+        state_out.write(state.into());
         Ok(())
+    })
+}
+
+/// Writes the numbers of the registration info query for `name` (its texts:
+/// `GetSipRegistrationText`). Asks the engine's I/O thread, so it reflects everything that
+/// happened before the call (`SipRegisterNameUnknown` if the name is not registered by
+/// this engine).
+///
+/// # Safety
+/// `name` is NULL or NUL-terminated; `info_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn GetSipRegistrationInfo(
+    engine: SIPHANDLE,
+    name: *const c_char,
+    info_out: *mut SIP_REGISTRATION_INFO,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        let e = self::engine(engine)?;
+        let name = arg_str!(name)?;
+        let info_out = out_ptr!(info_out)?;
+        info_out.write(SIP_REGISTRATION_INFO::from(
+            &e.registration_info(name.trim())?,
+        ));
+        Ok(())
+    })
+}
+
+/// Writes one text of the registration info query for `name` (`which` is a
+/// `SIP_REGISTRATION_TEXT`) into `buffer` (`capacity` bytes, NUL-terminated), and the
+/// bytes it needs (terminator included) to `required` unless NULL. `SipBufferTooSmall`
+/// when it does not fit: call again with `required` bytes (NULL and 0 ask for the length
+/// only). A text the registrar did not give is "".
+///
+/// # Safety
+/// `name` is NULL or NUL-terminated; `buffer` is NULL (with `capacity` 0) or writable for
+/// `capacity` bytes; `required` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn GetSipRegistrationText(
+    engine: SIPHANDLE,
+    name: *const c_char,
+    which: u32,
+    buffer: *mut c_char,
+    capacity: u32,
+    required: *mut u32,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        let e = self::engine(engine)?;
+        let name = arg_str!(name)?;
+        let which = read_text_kind(which)?;
+        let out = text_out!(buffer, capacity, required)?;
+        out.write(&registration_text(
+            &e.registration_info(name.trim())?,
+            which,
+        ))
     })
 }
 
@@ -485,6 +644,55 @@ pub extern "C" fn EnableKeepAliveTransmissions(
         }
         let interval = (interval_seconds > 0).then(|| Duration::from_secs(interval_seconds.into()));
         e.set_keepalive(interval)
+    })
+}
+
+/// SIP Outbound (RFC 5626) for the registrations enabled from now on. `flows`: 0 off (the
+/// default); 1 one flow per name; 2 a second flow to the registrar's second target, when
+/// DNS lists one (the name is registered while either flow is). Each flow (`+sip.instance`,
+/// `reg-id`, `;ob`, `Supported: outbound, path, gruu`) is watched by keep-alives (STUN on
+/// UDP, CRLF ping and pong on TCP and TLS, at the registrar's Flow-Timer); a failed flow
+/// registers again at once. A registrar answering 439 gets a plain registration.
+#[unsafe(no_mangle)]
+pub extern "C" fn EnableSipOutbound(engine: SIPHANDLE, flows: u32) -> TELEPHONY_RETURN_VALUE {
+    entry(|| self::engine(engine)?.set_outbound(flows))
+}
+
+/// Sets the instance id (`+sip.instance`, RFC 5626 §4.1) of the registrations enabled
+/// from now on: a URN such as `urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6`. One is
+/// generated at start; an application that keeps it across restarts (`GetSipInstanceId`)
+/// keeps its GRUUs. Once set, it is sent (asking for GRUUs, RFC 5627) also without
+/// Outbound.
+///
+/// # Safety
+/// `instance_id` is NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn SetSipInstanceId(
+    engine: SIPHANDLE,
+    instance_id: *const c_char,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        let e = self::engine(engine)?;
+        e.set_instance_id(&arg_str!(instance_id)?)
+    })
+}
+
+/// Writes the instance id in use into `buffer` (`capacity` bytes), and the bytes it needs
+/// to `required` unless NULL (`SipBufferTooSmall` when it does not fit).
+///
+/// # Safety
+/// `buffer` is NULL (with `capacity` 0) or writable for `capacity` bytes; `required` is
+/// NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn GetSipInstanceId(
+    engine: SIPHANDLE,
+    buffer: *mut c_char,
+    capacity: u32,
+    required: *mut u32,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        let e = self::engine(engine)?;
+        text_out!(buffer, capacity, required)?.write(&e.instance_id())
     })
 }
 

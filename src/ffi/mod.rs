@@ -87,7 +87,72 @@ macro_rules! out_ptr {
     };
 }
 
-pub(crate) use {arg_opt_str, arg_str, out_ptr};
+/// A text out-parameter, the usual C convention: `buffer` holds `capacity` bytes (NULL
+/// with 0 asks only for the length); `required`, unless NULL, receives the bytes the text
+/// needs, its terminator included. Checked before any work.
+macro_rules! text_out {
+    ($buffer:ident, $capacity:ident, $required:ident) => {
+        match ($buffer.is_null() && $capacity != 0) {
+            true => Err($crate::api::ApiError::bad(concat!(
+                stringify!($buffer),
+                " is NULL but ",
+                stringify!($capacity),
+                " is not 0"
+            ))),
+            // SAFETY: each entry point's `# Safety` section requires `buffer` to be NULL
+            // (then `capacity` is 0, checked above) or writable for `capacity` bytes, and
+            // `required` to be NULL or valid, aligned and writable, for the call's duration.
+            false => Ok(unsafe { $crate::ffi::TextOut::new($buffer, $capacity, $required) }),
+        }
+    };
+}
+
+pub(crate) use {arg_opt_str, arg_str, out_ptr, text_out};
+
+/// A caller's text buffer known to be usable (made by [`text_out!`] only).
+pub(crate) struct TextOut {
+    buffer: *mut c_char,
+    capacity: usize,
+    required: *mut u32,
+}
+
+impl TextOut {
+    /// # Safety
+    /// `buffer` is NULL with `capacity` 0, or writable for `capacity` bytes; `required` is
+    /// NULL or valid, aligned and writable; both for the duration of the call.
+    pub(crate) unsafe fn new(buffer: *mut c_char, capacity: u32, required: *mut u32) -> TextOut {
+        TextOut {
+            buffer,
+            capacity: capacity as usize,
+            required,
+        }
+    }
+
+    /// Writes `text` (NULs dropped) and its terminator when they fit, and the length they
+    /// need to `required` either way; `BufferTooSmall` (nothing written to the buffer)
+    /// when they do not fit.
+    pub(crate) fn write(self, text: &str) -> Result<(), ApiError> {
+        let bytes: Vec<u8> = text.bytes().filter(|b| *b != 0).collect();
+        let needed = bytes.len() + 1;
+        if !self.required.is_null() {
+            // SAFETY: `TextOut::new`'s contract: `required` is valid, aligned and writable.
+            unsafe {
+                self.required
+                    .write(u32::try_from(needed).unwrap_or(u32::MAX))
+            };
+        }
+        if needed > self.capacity {
+            return Err(ApiError::BufferTooSmall(needed));
+        }
+        // SAFETY: `needed <= capacity`, and `TextOut::new`'s contract makes `buffer`
+        // writable for `capacity` bytes (not NULL: a NULL buffer has capacity 0 < needed).
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.buffer.cast::<u8>(), bytes.len());
+            self.buffer.add(bytes.len()).write(0);
+        }
+        Ok(())
+    }
+}
 
 /// A caller's out-parameter known to be writable (made by [`out_ptr!`] only).
 pub(crate) struct Out<T>(*mut T);
@@ -129,6 +194,15 @@ pub(crate) unsafe fn read_str(ptr: *const c_char, what: &str) -> Result<String, 
     std::str::from_utf8(bytes)
         .map(str::to_string)
         .map_err(|_| ApiError::bad(format!("{what} is not UTF-8")))
+}
+
+/// The `SIP_TRANSPORT` value of a transport.
+pub(crate) fn transport_code(transport: Transport) -> u32 {
+    match transport {
+        Transport::Udp => 0,
+        Transport::Tcp => 1,
+        Transport::Tls => 2,
+    }
 }
 
 /// Reads a `SIP_TRANSPORT` passed as an integer (an out-of-range enum is refused, not UB).

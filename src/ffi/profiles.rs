@@ -1,7 +1,8 @@
 //! Profile registry entry points over [`crate::api::profiles`].
 
 use super::codes::TELEPHONY_RETURN_VALUE;
-use super::{arg_opt_str, arg_str, entry, out_ptr, read_bool, read_transport};
+use super::lanscape::{SIP_REGISTRATION_INFO, read_text_kind, registration_text};
+use super::{arg_opt_str, arg_str, entry, out_ptr, read_bool, read_transport, text_out};
 use crate::api::ApiError;
 use crate::api::profiles::{
     self, ProfileError, ProfileId, ProfileObserver, ProfileSettings, ProfileState,
@@ -191,10 +192,34 @@ pub unsafe extern "C" fn SipProfileCreate(
             expires: expires_seconds,
             transport,
             tls: TlsSettings::default(),
+            outbound: 0,
+            instance: None,
         };
         let id = profiles::create_profile(registry, settings)?;
         profile_id_out.write(id);
         Ok(())
+    })
+}
+
+/// Sets a profile's SIP Outbound setting (RFC 5626; `flows`: 0 off, 1 one flow, 2 a second
+/// flow to the registrar's second target when DNS lists one) and instance id
+/// (`instance_id`: a URN such as `urn:uuid:…`, or NULL for the registration service's own,
+/// one per process), used from its next registration on. With Outbound the profile
+/// registers a flow that keep-alives watch; a registrar answering 439 gets a plain
+/// registration. An instance id given is sent (asking for GRUUs) also without Outbound.
+///
+/// # Safety
+/// `instance_id` is NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn SipProfileSetOutbound(
+    registry: SIPREGISTRY,
+    profile_id: u32,
+    flows: u32,
+    instance_id: *const c_char,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        let instance = arg_opt_str!(instance_id)?;
+        profiles::set_profile_outbound(registry, profile_id, flows, instance.as_deref())
     })
 }
 
@@ -302,6 +327,47 @@ pub unsafe extern "C" fn SipProfileGetState(
         let (_, state) = profiles::profile_state(profile)?;
         state_out.write(state.into());
         Ok(())
+    })
+}
+
+/// Writes the numbers of the registration info query for the profile (its texts:
+/// `SipProfileGetInfoText`); `SipRegisterNameUnknown` while it is not enabled. Asks the
+/// registration service's I/O thread, so it reflects everything that happened before.
+///
+/// # Safety
+/// `info_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn SipProfileGetInfo(
+    profile: SIPPROFILE,
+    info_out: *mut SIP_REGISTRATION_INFO,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        let info_out = out_ptr!(info_out)?;
+        info_out.write(SIP_REGISTRATION_INFO::from(&profiles::profile_info(
+            profile,
+        )?));
+        Ok(())
+    })
+}
+
+/// Writes one text of the profile's registration info query (`which` is a
+/// `SIP_REGISTRATION_TEXT`), as `GetSipRegistrationText` does.
+///
+/// # Safety
+/// `buffer` is NULL (with `capacity` 0) or writable for `capacity` bytes; `required` is
+/// NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn SipProfileGetInfoText(
+    profile: SIPPROFILE,
+    which: u32,
+    buffer: *mut c_char,
+    capacity: u32,
+    required: *mut u32,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        let which = read_text_kind(which)?;
+        let out = text_out!(buffer, capacity, required)?;
+        out.write(&registration_text(&profiles::profile_info(profile)?, which))
     })
 }
 

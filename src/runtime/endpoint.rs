@@ -10,7 +10,7 @@
 //! If the task dies (a panic anywhere in it), the failure is recorded: later calls return
 //! [`DriverFailed`] and the event thread hears [`EndpointEvent::Failed`] once.
 
-use crate::engine::binding::{BindingEvent, BindingState, Entropy};
+use crate::engine::binding::{BindingEvent, BindingState, Entropy, RegistrationInfo};
 use crate::engine::digest::CredentialStore;
 use crate::engine::endpoint::{self, BindingId, BindingSpec, EndpointStats, LogLevel};
 use crate::engine::message::MAX_MESSAGE_BYTES;
@@ -90,6 +90,7 @@ enum Command {
     KeepAlive(Option<Duration>),
     SendKeepAlive,
     Stats(mpsc::Sender<EndpointStats>),
+    Info(BindingId, mpsc::Sender<Option<(RegistrationInfo, Target)>>),
     SetTls(u64, Arc<rustls::ClientConfig>),
     SetStreamBind(Option<SocketAddr>),
     SetDns(Option<Vec<SocketAddr>>),
@@ -309,6 +310,16 @@ impl Endpoint {
             .map_err(|_| DriverFailed("the I/O driver did not answer".into()))
     }
 
+    /// What a binding knows about its registration and the target it uses (`None`: no such
+    /// binding). Asks the I/O thread, so it reflects everything that happened before.
+    pub fn info(&self, id: BindingId) -> Result<Option<(RegistrationInfo, Target)>, DriverFailed> {
+        let (reply, answer) = mpsc::channel();
+        self.send(Command::Info(id, reply))?;
+        answer
+            .recv_timeout(Duration::from_secs(5))
+            .map_err(|_| DriverFailed("the I/O driver did not answer".into()))
+    }
+
     /// Makes the driver panic, to test that its failure is reported.
     #[cfg(feature = "testkit")]
     pub fn inject_driver_panic(&self) {
@@ -507,6 +518,9 @@ impl Driver {
             Command::SetTrace(on) => self.core.set_trace(on),
             Command::KeepAlive(interval) => self.core.set_keepalive(now, interval),
             Command::SendKeepAlive => self.core.send_keepalive(),
+            Command::Info(id, reply) => {
+                let _ = reply.send(self.core.info(id));
+            }
             Command::Stats(reply) => {
                 let _ = reply.send(self.core.stats());
             }
