@@ -661,3 +661,75 @@ fn profiles_register_over_tcp_and_over_tls() {
     assert_eq!(SipProfileDisable(profile), SipSuccess);
     SipRegistryClose(registry);
 }
+
+#[test]
+fn a_profile_has_the_info_query_and_outbound_settings() {
+    use lanscape_sip::ffi::lanscape::SIP_REGISTRATION_INFO;
+    use lanscape_sip::ffi::lanscape::SIP_REGISTRATION_STATE::*;
+    use lanscape_sip::ffi::lanscape::SIP_REGISTRATION_TEXT::*;
+    let registrar = Registrar::accepting();
+    let (registry, observer) = open();
+    let id = create(registry, &registrar, "infoq", None);
+    let urn = cstr("urn:uuid:0b5e4d3c-2a19-4f08-9e7d-6c5b4a392817");
+    // SAFETY: a live C string.
+    let rc = unsafe { SipProfileSetOutbound(registry, id, 1, urn.as_ptr()) };
+    assert_eq!(rc, SipSuccess);
+    let bad = cstr("not a urn");
+    // SAFETY: a live C string.
+    let rc = unsafe { SipProfileSetOutbound(registry, id, 1, bad.as_ptr()) };
+    assert_eq!(rc, SipBadParameter);
+    let profile = retrieve(registry, id);
+    let mut info = SIP_REGISTRATION_INFO {
+        state: SipStateUnregistered,
+        last_status: 0,
+        granted_expires: 0,
+        seconds_until_refresh: 0,
+        transport: 0,
+        target_port: 0,
+        consecutive_failures: 0,
+        outbound: 0,
+        flow_timer: 0,
+    };
+    // SAFETY: a live out-pointer.
+    let rc = unsafe { SipProfileGetInfo(profile, &mut info) };
+    assert_eq!(
+        rc, SipRegisterNameUnknown,
+        "not enabled: no registration yet"
+    );
+    assert_eq!(SipProfileEnable(profile), SipSuccess);
+    assert!(observer.wait_for(&Note::State(id, SipProfileRegistered)));
+    // SAFETY: a live out-pointer.
+    let rc = unsafe { SipProfileGetInfo(profile, &mut info) };
+    assert_eq!(rc, SipSuccess);
+    assert_eq!((info.state, info.last_status), (SipStateRegistered, 200));
+    assert_eq!(info.target_port, registrar.port());
+    let mut buffer = [0 as std::ffi::c_char; 256];
+    let mut required = 0;
+    // SAFETY: `buffer` is writable for 256 bytes.
+    let rc = unsafe {
+        SipProfileGetInfoText(
+            profile,
+            SipTextContact as u32,
+            buffer.as_mut_ptr(),
+            256,
+            &mut required,
+        )
+    };
+    assert_eq!(rc, SipSuccess);
+    // SAFETY: the library wrote a NUL-terminated string.
+    let contact = unsafe { std::ffi::CStr::from_ptr(buffer.as_ptr()) }.to_string_lossy();
+    assert!(
+        contact.starts_with("sip:infoq@127.0.0.1:") && contact.ends_with(";ob"),
+        "{contact}"
+    );
+    let reg = &registrar.registers()[0];
+    assert!(
+        reg.header("Contact")
+            .unwrap()
+            .contains("+sip.instance=\"<urn:uuid:0b5e4d3c-2a19-4f08-9e7d-6c5b4a392817>\";reg-id=1"),
+        "{}",
+        reg.text
+    );
+    assert_eq!(SipProfileRelease(profile), SipSuccess);
+    assert_eq!(SipRegistryClose(registry), SipSuccess);
+}

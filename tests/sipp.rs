@@ -122,3 +122,63 @@ fn sipp_received_and_rport_move_the_contact_to_the_public_address() {
     assert_eq!(sipp.registers_received(), 3);
     StopSipTelephony(engine);
 }
+
+#[test]
+#[ignore = "needs sipp (scripts/test installs it and runs this)"]
+fn sipp_439_gets_a_registration_without_outbound() {
+    let mut sipp = Sipp::uas("outbound_439.xml");
+    let (engine, events) = engine(1);
+    assert_eq!(EnableSipOutbound(engine, 1), SipSuccess);
+    assert_eq!(enable(&sipp, 2000, false).call(engine), SipSuccess);
+    assert!(
+        events.wait_for(SipRegisterSuccess, 1, WAIT),
+        "{:?}\n{}",
+        events.events(),
+        sipp.messages()
+    );
+    assert!(sipp.finish().success(), "{}", sipp.messages());
+    let messages = sipp.messages();
+    let registers: Vec<&str> = messages
+        .split("REGISTER sip:")
+        .skip(1)
+        .map(|r| r.split("\r\n\r\n").next().unwrap_or_default())
+        .collect();
+    assert_eq!(registers.len(), 2, "{messages}");
+    assert!(registers[0].contains(";ob>") && registers[0].contains("reg-id=1"));
+    assert!(!registers[1].contains(";ob>") && !registers[1].contains("reg-id"));
+    let (_, info) = registration_info(engine, "alice");
+    assert_eq!((info.last_status, info.outbound), (200, 0));
+    assert_eq!(StopSipTelephony(engine), SipSuccess);
+}
+
+#[test]
+#[ignore = "needs sipp (scripts/test installs it and runs this)"]
+fn sipp_several_contacts_ours_is_found_by_instance_and_reg_id() {
+    use lanscape_sip::ffi::lanscape::SIP_REGISTRATION_TEXT::SipTextPubGruu;
+    let mut sipp = Sipp::uas("several_contacts.xml");
+    let (engine, events) = engine(1);
+    assert_eq!(EnableSipOutbound(engine, 1), SipSuccess);
+    let urn = cstr("urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6");
+    // SAFETY: a live C string.
+    let rc = unsafe { SetSipInstanceId(engine, urn.as_ptr()) };
+    assert_eq!(rc, SipSuccess);
+    assert_eq!(enable(&sipp, 2000, false).call(engine), SipSuccess);
+    assert!(
+        events.wait_for(SipRegisterSuccess, 1, WAIT),
+        "{:?}\n{}",
+        events.events(),
+        sipp.messages()
+    );
+    assert!(sipp.finish().success(), "{}", sipp.messages());
+    let (_, info) = registration_info(engine, "alice");
+    assert_eq!(
+        info.granted_expires, 200,
+        "ours, not another instance's or flow's"
+    );
+    assert_eq!(info.outbound, 1);
+    assert_eq!(
+        registration_text(engine, "alice", SipTextPubGruu),
+        "sip:alice@example.test;gr=urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6"
+    );
+    StopSipTelephony(engine);
+}

@@ -28,6 +28,8 @@ pub struct KamailioConfig {
     /// Also listen on TCP (the UDP port) and TLS (`tls_port`), with a certificate for the
     /// domain from a PKI of its own (`pki`).
     pub streams: bool,
+    /// SIP Outbound and GRUU (outbound, path and stun modules), with this Flow-Timer.
+    pub outbound: Option<u32>,
 }
 
 impl Default for KamailioConfig {
@@ -42,6 +44,7 @@ impl Default for KamailioConfig {
             shm_mb: 32,
             forbid_wrong_credentials: false,
             streams: false,
+            outbound: None,
         }
     }
 }
@@ -95,6 +98,9 @@ impl Kamailio {
         if config.auth {
             defines.push_str("#!define WITH_AUTH\n");
         }
+        if config.outbound.is_some() {
+            defines.push_str("#!define WITH_OUTBOUND\n");
+        }
         if config.forbid_wrong_credentials {
             defines.push_str("#!define FORBID_WRONG_CREDENTIALS\n");
         }
@@ -124,7 +130,8 @@ impl Kamailio {
             .replace("@MIN_EXPIRES@", &config.min_expires.to_string())
             .replace("@ALGORITHM@", config.algorithm)
             .replace("@USERS@", &users)
-            .replace("@FORWARD@", &forward);
+            .replace("@FORWARD@", &forward)
+            .replace("@FLOW_TIMER@", &config.outbound.unwrap_or(0).to_string());
         std::fs::write(dir.join("kamailio.cfg"), cfg).unwrap();
         let mut kamailio = Kamailio {
             port,
@@ -171,6 +178,29 @@ impl Kamailio {
                 .status();
             let _ = child.wait();
         }
+    }
+
+    /// Freezes every process of it (SIGSTOP): sockets stay open, nothing is answered.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets it run again after [`Kamailio::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .args([signal, "--", &format!("-{}", child.id())])
+                .status();
+        }
+    }
+
+    /// `kamcmd ul.dump`, as text.
+    pub fn dump(&self) -> String {
+        self.kamcmd(&["ul.dump"]).unwrap_or_default()
     }
 
     /// Starts it again on the same port, with an empty location table.

@@ -361,3 +361,76 @@ pub fn create_profile(
     assert_eq!(rc, TELEPHONY_RETURN_VALUE::SipSuccess);
     id
 }
+
+/// `GetSipRegistrationInfo` for `name`: the code and what it wrote (999 in every field it
+/// did not).
+pub fn registration_info(
+    engine: SIPHANDLE,
+    name: &str,
+) -> (TELEPHONY_RETURN_VALUE, SIP_REGISTRATION_INFO) {
+    let name = cstr(name);
+    let mut info = SIP_REGISTRATION_INFO {
+        state: SIP_REGISTRATION_STATE::SipStateUnregistered,
+        last_status: 999,
+        granted_expires: 999,
+        seconds_until_refresh: 999,
+        transport: 999,
+        target_port: 999,
+        consecutive_failures: 999,
+        outbound: 999,
+        flow_timer: 999,
+    };
+    // SAFETY: a live C string and out-pointer.
+    let rc = unsafe { GetSipRegistrationInfo(engine, name.as_ptr(), &mut info) };
+    (rc, info)
+}
+
+/// `GetSipRegistrationText` for `name`, the C way: the length first (NULL buffer), then the
+/// text into a buffer of exactly that size.
+pub fn registration_text(engine: SIPHANDLE, name: &str, which: SIP_REGISTRATION_TEXT) -> String {
+    let name = cstr(name);
+    let mut required = 0u32;
+    // SAFETY: a live C string; NULL with 0 asks for the length only.
+    let rc = unsafe {
+        GetSipRegistrationText(
+            engine,
+            name.as_ptr(),
+            which as u32,
+            std::ptr::null_mut(),
+            0,
+            &mut required,
+        )
+    };
+    assert_eq!(rc, TELEPHONY_RETURN_VALUE::SipBufferTooSmall);
+    let mut buffer = vec![0x55 as c_char; required as usize];
+    let mut again = 0u32;
+    // SAFETY: `buffer` is writable for `required` bytes.
+    let rc = unsafe {
+        GetSipRegistrationText(
+            engine,
+            name.as_ptr(),
+            which as u32,
+            buffer.as_mut_ptr(),
+            required,
+            &mut again,
+        )
+    };
+    assert_eq!((rc, again), (TELEPHONY_RETURN_VALUE::SipSuccess, required));
+    // SAFETY: the library wrote a NUL-terminated string into `buffer`.
+    unsafe { CStr::from_ptr(buffer.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// `GetSipInstanceId`.
+pub fn instance_id(engine: SIPHANDLE) -> String {
+    let mut buffer = [0 as c_char; 128];
+    let mut required = 0;
+    // SAFETY: `buffer` is writable for 128 bytes.
+    let rc = unsafe { GetSipInstanceId(engine, buffer.as_mut_ptr(), 128, &mut required) };
+    assert_eq!(rc, TELEPHONY_RETURN_VALUE::SipSuccess);
+    // SAFETY: the library wrote a NUL-terminated string.
+    unsafe { CStr::from_ptr(buffer.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
