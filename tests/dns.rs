@@ -9,17 +9,10 @@ use lanscape_sip::ffi::TELEPHONY_RETURN_VALUE::{self, *};
 use lanscape_sip::ffi::lanscape::*;
 use lanscape_sip::ffi::profiles::SIP_TRANSPORT::{self, *};
 use std::time::{Duration, Instant};
-use support::dnsmasq::{Dnsmasq, Record};
+use support::dnsmasq::{Dnsmasq, Record, dns_servers};
 use support::kamailio::{Kamailio, KamailioConfig};
 use support::sipp::Sipp;
 use support::*;
-
-fn dns_servers(engine: SIPHANDLE, dns: &Dnsmasq) {
-    let servers = cstr(&dns.server());
-    // SAFETY: a live C string.
-    let rc = unsafe { SetSipDnsServers(engine, servers.as_ptr()) };
-    assert_eq!(rc, SipSuccess);
-}
 
 /// DNS for a server whose UDP SRV records (`srv_name`) list `primary` (priority 10) then
 /// `secondary` (priority 20), as (host name, port), each host at 127.0.0.1.

@@ -153,10 +153,7 @@ fn two_flows_to_two_registrars_keep_the_name_registered_when_one_freezes() {
     );
     let (engine, events) = engine(1);
     let logs = Logs::capture(engine, false);
-    let servers = cstr(&dns.server());
-    // SAFETY: a live C string.
-    let rc = unsafe { SetSipDnsServers(engine, servers.as_ptr()) };
-    assert_eq!(rc, SipSuccess);
+    support::dnsmasq::dns_servers(engine, &dns);
     credentials(engine, "*", "gw", "gw-secret");
     domain(engine, "flows.test");
     assert_eq!(EnableSipOutbound(engine, 3), SipBadParameter);

@@ -8,12 +8,6 @@ use lanscape_sip::ffi::lanscape::*;
 use std::time::Duration;
 use support::*;
 
-fn set_instance(engine: SIPHANDLE, urn: &str) -> lanscape_sip::ffi::TELEPHONY_RETURN_VALUE {
-    let urn = cstr(urn);
-    // SAFETY: a live C string.
-    unsafe { SetSipInstanceId(engine, urn.as_ptr()) }
-}
-
 #[test]
 fn an_outbound_registration_carries_its_flow_and_instance() {
     let registrar = Registrar::accepting();
@@ -52,7 +46,7 @@ fn a_plain_registration_carries_no_instance_unless_one_is_set() {
     assert!(!reg.header("Contact").unwrap().contains("instance"));
     // An instance the application keeps asks for GRUUs, also without Outbound.
     let urn = "urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6";
-    assert_eq!(set_instance(engine, urn), SipSuccess);
+    assert_eq!(set_instance_id(engine, urn), SipSuccess);
     assert_eq!(instance_id(engine), urn);
     assert_eq!(Enable::to(&registrar, "bob").call(engine), SipSuccess);
     assert!(events.wait_for(SipRegisterSuccess, 2, WAIT));
@@ -77,7 +71,7 @@ fn a_plain_registration_carries_no_instance_unless_one_is_set() {
         "urn:a:<b>",
         "urn:a b:c",
     ] {
-        assert_eq!(set_instance(engine, bad), SipBadParameter, "{bad:?}");
+        assert_eq!(set_instance_id(engine, bad), SipBadParameter, "{bad:?}");
     }
     assert_eq!(StopSipTelephony(engine), SipSuccess);
 }

@@ -158,10 +158,10 @@ fn sipp_several_contacts_ours_is_found_by_instance_and_reg_id() {
     let mut sipp = Sipp::uas("several_contacts.xml");
     let (engine, events) = engine(1);
     assert_eq!(EnableSipOutbound(engine, 1), SipSuccess);
-    let urn = cstr("urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6");
-    // SAFETY: a live C string.
-    let rc = unsafe { SetSipInstanceId(engine, urn.as_ptr()) };
-    assert_eq!(rc, SipSuccess);
+    assert_eq!(
+        set_instance_id(engine, "urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6"),
+        SipSuccess
+    );
     assert_eq!(enable(&sipp, 2000, false).call(engine), SipSuccess);
     assert!(
         events.wait_for(SipRegisterSuccess, 1, WAIT),

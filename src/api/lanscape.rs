@@ -394,24 +394,27 @@ impl PhoneEngine {
         }
         let server = parse_host(&p.server_address, "registration server address")?;
         let server_port = explicit_port(p.server_port, "server port")?;
-        let (instance, reg_id, two_flows) = {
+        // One snapshot of the settings, taken under one lock.
+        let (
+            (instance, reg_id, two_flows),
+            (domain, proxy, credentials, transport, stream_port, tls_version, tls),
+        ) = {
             let s = self.settings.lock();
             (
-                (s.outbound > 0 || s.instance_set).then(|| s.instance.clone()),
-                (s.outbound > 0).then_some(1),
-                s.outbound == 2,
-            )
-        };
-        let (domain, proxy, credentials, transport, stream_port, tls_version, tls) = {
-            let s = self.settings.lock();
-            (
-                s.domain.clone(),
-                s.proxy.clone(),
-                Arc::new(s.credentials.clone()),
-                s.transport,
-                s.stream_port,
-                s.tls_version,
-                s.transport.allows(Transport::Tls).then(|| s.tls.clone()),
+                (
+                    (s.outbound > 0 || s.instance_set).then(|| s.instance.clone()),
+                    (s.outbound > 0).then_some(1),
+                    s.outbound == 2,
+                ),
+                (
+                    s.domain.clone(),
+                    s.proxy.clone(),
+                    Arc::new(s.credentials.clone()),
+                    s.transport,
+                    s.stream_port,
+                    s.tls_version,
+                    s.transport.allows(Transport::Tls).then(|| s.tls.clone()),
+                ),
             )
         };
         let aor_domain = domain.clone().unwrap_or_else(|| server.clone());

@@ -1029,14 +1029,13 @@ impl Binding {
 /// Whether two `+sip.instance` values name the same instance: the URN inside the angle
 /// brackets, compared without regard to case (RFC 5626 §4.1, RFC 4122 UUIDs).
 fn same_instance(listed: &str, ours: &str) -> bool {
-    let urn = |s: &str| {
+    fn urn(s: &str) -> &str {
         s.trim()
             .trim_matches('"')
             .trim_start_matches('<')
             .trim_end_matches('>')
-            .to_string()
-    };
-    urn(listed).eq_ignore_ascii_case(&urn(ours))
+    }
+    urn(listed).eq_ignore_ascii_case(urn(ours))
 }
 
 /// Entropy for tests: 1, 2, 3, … (branches, tags and jitter are then predictable).

@@ -71,6 +71,11 @@ fn partner(id: BindingId) -> BindingId {
     BindingId(id.0 ^ SECOND_FLOW)
 }
 
+/// Whether `id` is the second flow of a binding (not an id callers know).
+fn is_second_flow(id: BindingId) -> bool {
+    id.0 & SECOND_FLOW != 0
+}
+
 /// The binding a flow belongs to (the id callers know).
 fn primary(id: BindingId) -> BindingId {
     BindingId(id.0 & !SECOND_FLOW)
@@ -344,7 +349,7 @@ impl Endpoint {
     pub fn add(&mut self, now: Instant, specs: Vec<BindingSpec>) {
         for spec in specs {
             let id = spec.id;
-            if id.0 & SECOND_FLOW != 0 || self.bindings.contains_key(&id) {
+            if is_second_flow(id) || self.bindings.contains_key(&id) {
                 self.log(
                     LogLevel::Error,
                     format!("binding {} exists already or is not a valid id", id.0),
@@ -391,15 +396,14 @@ impl Endpoint {
             0 => destination.key.clone(),
             n => format!("{}#{n}", destination.key),
         };
-        let fresh =
-            TargetList::new(destination.targets.clone(), destination.valid_until).rotated(rotation);
         let state = self.lists.entry(key.clone()).or_insert_with(|| ListState {
-            list: fresh.clone(),
+            list: TargetList::new(destination.targets.clone(), destination.valid_until)
+                .rotated(rotation),
             query: destination.query.clone(),
             resolving: false,
             users: 0,
         });
-        if state.list.targets() != fresh.targets() {
+        if !state.list.holds(&destination.targets) {
             // A newer answer (looked up for this call).
             state
                 .list
@@ -448,7 +452,7 @@ impl Endpoint {
                     .bindings
                     .keys()
                     .copied()
-                    .filter(|id| id.0 & SECOND_FLOW == 0)
+                    .filter(|id| !is_second_flow(*id))
                     .collect();
                 all.sort_unstable();
                 all
@@ -468,7 +472,7 @@ impl Endpoint {
             let Some(slot) = self.bindings.get_mut(&id) else {
                 continue;
             };
-            if !std::mem::replace(&mut slot.stopping, true) && id.0 & SECOND_FLOW == 0 {
+            if !std::mem::replace(&mut slot.stopping, true) && !is_second_flow(id) {
                 self.events.push_back(Event::Stopping(id));
             }
             let never_started = slot.pending.take_if(|p| *p == Input::Start).is_some();
@@ -618,16 +622,14 @@ impl Endpoint {
     /// Registered bindings are left alone: their next refresh finds out for itself.
     pub fn handle_unreachable(&mut self, now: Instant, addr: SocketAddr, why: &str) {
         let target = Target::udp(addr);
-        let mut ids: Vec<BindingId> = self
-            .bindings
-            .iter()
-            .filter(|(_, s)| s.next_hop == target && s.branch.is_some())
-            .map(|(id, _)| *id)
+        let ids: Vec<BindingId> = self
+            .bindings_on(&target)
+            .into_iter()
+            .filter(|id| self.bindings[id].branch.is_some())
             .collect();
         if ids.is_empty() {
             return;
         }
-        ids.sort_unstable();
         self.log(LogLevel::Warning, format!("{target}: {why}"));
         for id in ids {
             let failure = Failure::Unreachable(why.to_string());
@@ -653,11 +655,27 @@ impl Endpoint {
     fn lose_connection(&mut self, now: Instant, target: &Target, failure: Failure) {
         self.framers.remove(target);
         self.idle.remove(target);
+        self.fail_bindings_on(now, target, failure, Duration::from_secs(1));
+    }
+
+    /// Every binding on `target`: what is in flight fails with `failure`, the registered
+    /// ones register again within `spread` (at a random point of it; at once when zero).
+    fn fail_bindings_on(
+        &mut self,
+        now: Instant,
+        target: &Target,
+        failure: Failure,
+        spread: Duration,
+    ) {
+        let spread_ms = spread.as_millis() as u64;
         for id in self.bindings_on(target) {
-            let spread = Duration::from_millis(self.entropy.next_u64() % 1000);
+            let at = match spread_ms {
+                0 => now,
+                ms => now + Duration::from_millis(self.entropy.next_u64() % ms),
+            };
             let failure = failure.clone();
             self.drive(id, now, |b, e, out| {
-                b.connection_lost(failure, now, now + spread, e, out)
+                b.connection_lost(failure, now, at, e, out)
             });
         }
     }
@@ -735,7 +753,8 @@ impl Endpoint {
                         self.events.push_back(Event::Close(target.clone()));
                         self.lose_connection(now, &target, Failure::Transport(why));
                     } else {
-                        self.reregister_all(now, &target, Failure::Unreachable(why));
+                        let failure = Failure::Unreachable(why);
+                        self.fail_bindings_on(now, &target, failure, Duration::ZERO);
                     }
                 }
             }
@@ -747,17 +766,6 @@ impl Endpoint {
         self.bindings
             .values()
             .any(|s| s.next_hop == *target && s.binding.outbound_flow().is_some())
-    }
-
-    /// Every binding on a UDP target: what is in flight fails, the registered ones register
-    /// again now.
-    fn reregister_all(&mut self, now: Instant, target: &Target, failure: Failure) {
-        for id in self.bindings_on(target) {
-            let failure = failure.clone();
-            self.drive(id, now, |b, e, out| {
-                b.connection_lost(failure, now, now, e, out)
-            });
-        }
     }
 
     fn drop_datagram(&mut self, why: String) {
@@ -828,7 +836,7 @@ impl Endpoint {
                 self.reindex(id, now);
                 return false;
             }
-            return self.go_home(id, now);
+            return self.go_home(id);
         }
         let generation = state.list.generation();
         let current = (slot.generation == generation).then_some(&slot.next_hop);
@@ -854,7 +862,7 @@ impl Endpoint {
 
     /// A redirected binding whose redirect targets failed (or could not be looked up) goes
     /// back to its own list and Request-URI. Returns whether it had one.
-    fn go_home(&mut self, id: BindingId, now: Instant) -> bool {
+    fn go_home(&mut self, id: BindingId) -> bool {
         let Some(slot) = self.bindings.get_mut(&id) else {
             return false;
         };
@@ -868,7 +876,6 @@ impl Endpoint {
         if let Some(state) = self.lists.get_mut(&home) {
             state.users += 1;
         }
-        let _ = now;
         true
     }
 
@@ -1012,7 +1019,7 @@ impl Endpoint {
                 .lists
                 .get(key)
                 .is_some_and(|s| !s.list.targets().is_empty());
-            if !usable && !self.go_home(id, now) {
+            if !usable && !self.go_home(id) {
                 let why = format!("cannot look up {key}");
                 self.drive(id, now, |b, e, out| {
                     b.fail(Failure::Local(why), now, e, out)
@@ -1135,7 +1142,7 @@ impl Endpoint {
                 // The binding tries the next target at once (its timer is due now); a
                 // redirected one whose redirect targets all failed goes back home for it.
                 if exhausted {
-                    self.go_home(id, now);
+                    self.go_home(id);
                 }
                 let after = retry_after.map_or(String::new(), |d| {
                     format!(" (Retry-After {} s)", d.as_secs())
@@ -1149,7 +1156,7 @@ impl Endpoint {
         if gave_up {
             // Every target failed (reported): a redirected binding starts its next round
             // from its own registrar.
-            self.go_home(id, now);
+            self.go_home(id);
         }
         if let Some(uris) = redirect {
             self.redirect(id, uris, now);

@@ -312,6 +312,18 @@ impl TargetList {
         self
     }
 
+    /// Whether the list holds this answer (as it would after [`TargetList::replace`]).
+    pub fn holds(&self, answer: &[Target]) -> bool {
+        let len = answer.len();
+        len == self.targets.len()
+            && answer
+                .iter()
+                .cycle()
+                .skip(self.rotation % len.max(1))
+                .take(len)
+                .eq(self.targets.iter())
+    }
+
     /// The targets, in order.
     pub fn targets(&self) -> &[Target] {
         &self.targets
@@ -598,5 +610,23 @@ mod tests {
         assert_eq!(list.generation(), 1);
         assert!(!list.expired(now));
         assert_eq!(list.choose(None, now), Choice::Use(udp(3)));
+    }
+
+    #[test]
+    fn a_rotated_list_holds_its_answer_rotated() {
+        let answer = vec![udp(1), udp(2), udp(3)];
+        let list = TargetList::new(answer.clone(), None).rotated(1);
+        assert_eq!(list.targets(), [udp(2), udp(3), udp(1)]);
+        assert!(list.holds(&answer));
+        assert!(
+            !list.holds(&[udp(2), udp(3), udp(1)]),
+            "already rotated: another answer"
+        );
+        assert!(!list.holds(&answer[..2]));
+        let mut replaced = list.clone();
+        replaced.replace(vec![udp(4), udp(5)], None);
+        assert_eq!(replaced.targets(), [udp(5), udp(4)]);
+        assert!(replaced.holds(&[udp(4), udp(5)]));
+        assert!(TargetList::new(vec![], None).rotated(1).holds(&[]));
     }
 }

@@ -303,8 +303,14 @@ impl Endpoint {
 
     /// The counters of this endpoint.
     pub fn stats(&self) -> Result<EndpointStats, DriverFailed> {
+        self.ask(Command::Stats)
+    }
+
+    /// Sends the command `make` builds around a reply channel; waits (boundedly) for the
+    /// driver's answer.
+    fn ask<T>(&self, make: impl FnOnce(mpsc::Sender<T>) -> Command) -> Result<T, DriverFailed> {
         let (reply, answer) = mpsc::channel();
-        self.send(Command::Stats(reply))?;
+        self.send(make(reply))?;
         answer
             .recv_timeout(Duration::from_secs(5))
             .map_err(|_| DriverFailed("the I/O driver did not answer".into()))
@@ -313,11 +319,7 @@ impl Endpoint {
     /// What a binding knows about its registration and the target it uses (`None`: no such
     /// binding). Asks the I/O thread, so it reflects everything that happened before.
     pub fn info(&self, id: BindingId) -> Result<Option<(RegistrationInfo, Target)>, DriverFailed> {
-        let (reply, answer) = mpsc::channel();
-        self.send(Command::Info(id, reply))?;
-        answer
-            .recv_timeout(Duration::from_secs(5))
-            .map_err(|_| DriverFailed("the I/O driver did not answer".into()))
+        self.ask(|reply| Command::Info(id, reply))
     }
 
     /// Makes the driver panic, to test that its failure is reported.

@@ -123,6 +123,14 @@ impl Dnsmasq {
     }
 }
 
+/// Makes `engine` ask `dns` (`SetSipDnsServers`).
+pub fn dns_servers(engine: lanscape_sip::ffi::lanscape::SIPHANDLE, dns: &Dnsmasq) {
+    let servers = crate::support::cstr(&dns.server());
+    // SAFETY: a live C string.
+    let rc = unsafe { lanscape_sip::ffi::lanscape::SetSipDnsServers(engine, servers.as_ptr()) };
+    assert_eq!(rc, lanscape_sip::ffi::TELEPHONY_RETURN_VALUE::SipSuccess);
+}
+
 impl Drop for Dnsmasq {
     fn drop(&mut self) {
         let _ = self.child.kill();

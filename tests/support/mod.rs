@@ -434,3 +434,10 @@ pub fn instance_id(engine: SIPHANDLE) -> String {
         .to_string_lossy()
         .into_owned()
 }
+
+/// `SetSipInstanceId`.
+pub fn set_instance_id(engine: SIPHANDLE, urn: &str) -> TELEPHONY_RETURN_VALUE {
+    let urn = cstr(urn);
+    // SAFETY: a live C string.
+    unsafe { SetSipInstanceId(engine, urn.as_ptr()) }
+}
