@@ -147,6 +147,10 @@ struct Shared {
     next_profile: ProfileId,
     next_binding: u64,
     bindings: HashMap<BindingId, ProfileId>,
+    /// The generation of the running service: bumped when one starts and when the last
+    /// registry closes, so the events of a service being stopped are not taken for those
+    /// of the next one.
+    generation: u64,
 }
 
 static SHARED: Lazy<Mutex<Shared>> = Lazy::new(Mutex::default);
@@ -258,11 +262,16 @@ impl Shared {
 pub fn open_registry(observer: Arc<dyn ProfileObserver>) -> Result<RegistryHandle, ApiError> {
     let mut service = SERVICE.lock();
     if service.is_none() {
+        let generation = {
+            let mut shared = SHARED.lock();
+            shared.generation += 1;
+            shared.generation
+        };
         let endpoint = Endpoint::open(
             SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
             "lanscape-sip-profiles",
             true,
-            on_endpoint_event,
+            move |event| on_endpoint_event(generation, event),
         )?;
         *service = Some(endpoint);
     }
@@ -275,7 +284,9 @@ pub fn open_registry(observer: Arc<dyn ProfileObserver>) -> Result<RegistryHandl
 /// Closes a registry and its profile handles; the last one stops the service.
 ///
 /// The last close unregisters every profile (waiting at most 4 s) and joins the service's
-/// threads, with no lock held, so a callback running meanwhile may still call in.
+/// threads, with no lock held, so a callback running meanwhile may still call in, and a
+/// registry opened meanwhile starts a new service. The profiles are detached from the old
+/// service at once, under the lock: nothing it does later touches them.
 pub fn close_registry(registry: RegistryHandle) -> Result<(), ApiError> {
     let mut service = SERVICE.lock();
     let (unregister, last) = {
@@ -297,7 +308,19 @@ pub fn close_registry(registry: RegistryHandle) -> Result<(), ApiError> {
                 unregister.extend(stop_binding(&mut shared, profile));
             }
         }
-        (unregister, shared.registries.is_empty())
+        let last = shared.registries.is_empty();
+        if last {
+            // No registry is left to hear of these profiles: they are unregistered (the
+            // old service still removes their bindings) and take no more of its events.
+            shared.generation += 1;
+            shared.bindings.clear();
+            for p in shared.profiles.values_mut() {
+                p.binding = None;
+                p.shown = None;
+                p.state = ProfileState::Unregistered;
+            }
+        }
+        (unregister, last)
     };
     if !last {
         return unregister_on(service.as_ref(), unregister);
@@ -307,13 +330,6 @@ pub fn close_registry(registry: RegistryHandle) -> Result<(), ApiError> {
     if let Some(endpoint) = endpoint {
         endpoint.stop_and_wait(None, CLOSE_WAIT);
         endpoint.close();
-    }
-    let mut shared = SHARED.lock();
-    shared.bindings.clear();
-    for p in shared.profiles.values_mut() {
-        p.binding = None;
-        p.shown = None;
-        p.state = ProfileState::Unregistered;
     }
     Ok(())
 }
@@ -451,11 +467,12 @@ pub fn release_profile(handle: ProfileHandle) -> Result<(), ApiError> {
 /// Enables a profile through a handle; registers it unless it already is (then nothing
 /// is notified). `Registering` and what follows reach the observers from the event thread.
 pub fn enable_profile(handle: ProfileHandle) -> Result<(), ApiError> {
-    let (local, locator) = {
+    let (local, locator, generation) = {
         let service = SERVICE.lock();
         let endpoint = service.as_ref().ok_or(ApiError::InvalidHandle)?;
         endpoint.failure()?;
-        (endpoint.local_addr(), endpoint.locator())
+        let generation = SHARED.lock().generation;
+        (endpoint.local_addr(), endpoint.locator(), generation)
     };
     let (profile, settings) = {
         let shared = SHARED.lock();
@@ -482,6 +499,11 @@ pub fn enable_profile(handle: ProfileHandle) -> Result<(), ApiError> {
     let endpoint = service.as_ref().ok_or(ApiError::InvalidHandle)?;
     let mut shared = SHARED.lock();
     let entry = shared.handles.get(handle).ok_or(ApiError::InvalidHandle)?;
+    if shared.generation != generation {
+        // The service the binding was made for stopped: so the handle's registry closed
+        // meanwhile, and its handles died with it.
+        return Err(ApiError::InvalidHandle);
+    }
     let p = shared
         .profiles
         .get(&profile)
@@ -618,10 +640,13 @@ fn stop_binding(shared: &mut Shared, profile: ProfileId) -> Vec<BindingId> {
 
 /// The event thread: the one place where a profile's state changes, right before its
 /// observers hear of it.
-fn on_endpoint_event(event: EndpointEvent) {
+fn on_endpoint_event(generation: u64, event: EndpointEvent) {
     let mut notes = Vec::new();
     {
         let mut shared = SHARED.lock();
+        if shared.generation != generation {
+            return; // a service being stopped: its profiles were detached from it
+        }
         match event {
             EndpointEvent::Log { .. } => return, // the profile API has no log callback yet
             EndpointEvent::Failed(_) => {
