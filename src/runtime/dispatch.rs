@@ -6,22 +6,25 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 /// Owns the delivery thread; closing it delivers what is queued, then joins the thread.
+///
+/// Events travel in batches (all those one wake-up of the I/O driver produced), so a burst
+/// costs the delivery thread one wake-up rather than one per event.
 pub struct Dispatcher<T: Send + 'static> {
-    sender: Option<mpsc::Sender<T>>,
+    sender: Option<mpsc::Sender<Vec<T>>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl<T: Send + 'static> Dispatcher<T> {
-    /// Starts a thread that calls `deliver` for every event sent.
+    /// Starts a thread that calls `deliver` for every event sent, in order.
     pub fn start(
         name: &str,
         mut deliver: impl FnMut(T) + Send + 'static,
     ) -> std::io::Result<Dispatcher<T>> {
-        let (sender, receiver) = mpsc::channel::<T>();
+        let (sender, receiver) = mpsc::channel::<Vec<T>>();
         let thread = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
-                for event in receiver {
+                for event in receiver.into_iter().flatten() {
                     // A panic in our own delivery code must not kill the thread or cross
                     // into C; user callbacks are C functions and cannot unwind.
                     let _ =
@@ -34,8 +37,8 @@ impl<T: Send + 'static> Dispatcher<T> {
         })
     }
 
-    /// A sender for the event producers.
-    pub fn sender(&self) -> mpsc::Sender<T> {
+    /// A sender for the event producers: each message is a batch, delivered in order.
+    pub fn sender(&self) -> mpsc::Sender<Vec<T>> {
         self.sender
             .clone()
             .expect("dispatcher is open until dropped")

@@ -166,6 +166,7 @@ impl Endpoint {
             published: published.clone(),
             socket,
             events: dispatcher.sender(),
+            batch: Vec::new(),
             waiters: HashMap::new(),
             next_waiter: 0,
             connections: HashMap::new(),
@@ -190,7 +191,7 @@ impl Endpoint {
             {
                 let why = format!("the I/O driver failed: {}", panic_text(e.into_panic()));
                 *watched.failure.lock() = Some(why.clone());
-                let _ = events.send(EndpointEvent::Failed(why));
+                let _ = events.send(vec![EndpointEvent::Failed(why)]);
             }
             let _ = ended.send(());
         });
@@ -366,24 +367,36 @@ fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "panic".into())
 }
 
-/// Randomness from the operating system.
-#[derive(Default)]
+/// Randomness for Call-IDs, tags, branches, cnonces and jitter: ChaCha12 (rand's `StdRng`,
+/// a cryptographically strong generator) seeded once from the operating system, so that
+/// each value costs no system call.
 pub struct OsEntropy {
-    fallback: u64,
+    rng: rand::rngs::StdRng,
+}
+
+impl Default for OsEntropy {
+    fn default() -> Self {
+        use rand::SeedableRng;
+        let rng = rand::rngs::StdRng::try_from_rng(&mut rand::rngs::SysRng).unwrap_or_else(|_| {
+            // Only if the OS refuses: the clock and the process id (still unique).
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            rand::rngs::StdRng::seed_from_u64(nanos ^ u64::from(std::process::id()).rotate_left(32))
+        });
+        OsEntropy { rng }
+    }
 }
 
 impl Entropy for OsEntropy {
     fn next_u64(&mut self) -> u64 {
-        getrandom::u64().unwrap_or_else(|_| {
-            // Only if the OS refuses: a counter mixed with the clock (still unique).
-            self.fallback = self.fallback.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
-            self.fallback ^ nanos.rotate_left(17)
-        })
+        use rand::Rng;
+        self.rng.next_u64()
     }
 }
+
+/// Datagrams read at most per wake-up of the driver before its output is flushed.
+const DRAIN_DATAGRAMS: usize = 64;
 
 struct Driver {
     core: endpoint::Endpoint,
@@ -392,7 +405,10 @@ struct Driver {
     located: tmpsc::UnboundedSender<(String, Answer)>,
     published: Arc<Published>,
     socket: UdpSocket,
-    events: mpsc::Sender<EndpointEvent>,
+    /// The event thread's queue: one batch per wake-up of the driver.
+    events: mpsc::Sender<Vec<EndpointEvent>>,
+    /// Events for the next batch.
+    batch: Vec<EndpointEvent>,
     waiters: HashMap<u64, mpsc::Sender<()>>,
     next_waiter: u64,
     connections: HashMap<Target, Connection>,
@@ -446,13 +462,21 @@ impl Driver {
                 Wake::Command(None) => break,
                 Wake::Command(Some(command)) => self.on_command(command, now),
                 Wake::Datagram(Ok((len, from))) => {
-                    self.core.handle_datagram(now, from, &buf[..len])
+                    self.core.handle_datagram(now, from, &buf[..len]);
+                    // Drain what else is queued (bounded), so that a burst costs one
+                    // wake-up and one flush rather than one per datagram.
+                    for _ in 1..DRAIN_DATAGRAMS {
+                        match self.socket.try_recv_from(&mut buf) {
+                            Ok((len, from)) => self.core.handle_datagram(now, from, &buf[..len]),
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                            Err(e) => {
+                                self.receive_error(now, e);
+                                break;
+                            }
+                        }
+                    }
                 }
-                Wake::Datagram(Err(e)) => {
-                    // The error an ICMP message left on the socket: the queue says more.
-                    self.log(LogLevel::Debug, format!("receive error: {e}"));
-                    self.read_icmp(now);
-                }
+                Wake::Datagram(Err(e)) => self.receive_error(now, e),
                 Wake::Icmp(Ok(_)) => self.read_icmp(now),
                 Wake::Icmp(Err(e)) => {
                     self.icmp = false;
@@ -475,6 +499,12 @@ impl Driver {
             }
             self.flush().await;
         }
+    }
+
+    /// A receive error: the error an ICMP message left on the socket; its queue says more.
+    fn receive_error(&mut self, now: std::time::Instant, e: std::io::Error) {
+        self.log(LogLevel::Debug, format!("receive error: {e}"));
+        self.read_icmp(now);
     }
 
     /// Hands every ICMP error queued on the socket to the core. Stops reading them if the
@@ -591,10 +621,12 @@ impl Driver {
                 connection.send(transmit.contents);
             }
         }
+        // States are published (under one lock) before the batch that tells of them leaves.
+        let mut states = None;
         while let Some(event) = self.core.poll_event() {
             let event = match event {
                 endpoint::Event::State { id, state } => {
-                    let mut states = self.published.states.lock();
+                    let states = states.get_or_insert_with(|| self.published.states.lock());
                     match state {
                         Some(state) => states.insert(id, state),
                         None => states.remove(&id),
@@ -626,12 +658,17 @@ impl Driver {
                 endpoint::Event::Binding { id, event } => EndpointEvent::Binding { id, event },
                 endpoint::Event::Log { level, message } => EndpointEvent::Log { level, message },
             };
-            let _ = self.events.send(event);
+            self.batch.push(event);
+        }
+        drop(states);
+        if !self.batch.is_empty() {
+            let _ = self.events.send(std::mem::take(&mut self.batch));
         }
     }
 
-    fn log(&self, level: LogLevel, message: String) {
-        let _ = self.events.send(EndpointEvent::Log { level, message });
+    /// A diagnostic, in order with the events of the same wake-up.
+    fn log(&mut self, level: LogLevel, message: String) {
+        self.batch.push(EndpointEvent::Log { level, message });
     }
 }
 
