@@ -1,16 +1,20 @@
 //! Load benchmark: one engine registers N unique names against Kamailio on loopback, then
 //! sipp's UAC REGISTER scenario registers N names against a fresh Kamailio of the same
-//! config, in the same run and on the same transport (UDP, TCP, TLS). Prints one table row
-//! per transport and N with the ours/sipp rate ratio, then the memory a TCP or TLS
-//! connection costs, and how evenly 10,000 names registered at once refresh
-//! (`LOAD_SPREAD=N` another count, 0 to skip; three minutes).
+//! config, in the same run and on the same transport (UDP, TCP, TLS). The first table
+//! authenticates as real registrars ask (401 with an MD5 challenge, qop=auth, then the
+//! REGISTER again with its Authorization), the second does not. Each row gives both rates
+//! and both clients' CPU time per 1,000 registrations, with their ratios. Then: 100,000
+//! names held and refreshed by one engine, the per-call latency on an idle engine, the
+//! memory a TCP or TLS connection costs, and how evenly 10,000 names registered at once
+//! refresh (`LOAD_SPREAD=N` another count, 0 to skip; three minutes).
 //!
 //! Debian's sipp is built without TLS (and its source package is not reachable here), so
 //! over TLS sipp speaks TCP to a local `stunnel` client that carries it over TLS to
 //! Kamailio; the table says so.
 //!
 //! `cargo bench --bench load` (sizes from `LOAD_SIZES`, default `1000,10000,50000`;
-//! transports from `LOAD_TRANSPORTS`, default `udp,tcp,tls`).
+//! transports from `LOAD_TRANSPORTS`, default `udp,tcp,tls`; `LOAD_SCALE`, default 100000,
+//! 0 to skip).
 
 #[path = "../tests/support/mod.rs"]
 #[allow(unused_imports)]
@@ -37,19 +41,33 @@ const SPREAD_SECONDS: usize = 180;
 /// Transactions sipp may have in flight, as many as the engine allows per hop.
 const SIPP_CONCURRENCY: usize = lanscape_sip::testkit::hooks::MAX_IN_FLIGHT_PER_HOP;
 
+/// The digest user and password of both clients (Kamailio checks the password of the
+/// user named in the Authorization, whatever name is registered).
+const AUTH_USER: &str = "gw";
+const AUTH_PASSWORD: &str = "gw-secret";
+
 struct Ours {
     rate: f64,
     p50_ms: f64,
     p99_ms: f64,
+    cpu_per_1000: f64,
     cpu_per_1000_refreshes: f64,
     bytes_per_binding: f64,
     retransmissions: u64,
 }
 
-fn registrar() -> Kamailio {
+struct Sipp {
+    rate: f64,
+    cpu_per_1000: f64,
+}
+
+/// Kamailio, asking digest authentication (MD5, qop=auth) when `auth`.
+fn registrar(auth: bool) -> Kamailio {
     Kamailio::start(KamailioConfig {
-        auth: false,
-        shm_mb: 512,
+        auth,
+        algorithm: "MD5",
+        users: vec![(AUTH_USER, AUTH_PASSWORD)],
+        shm_mb: 1024,
         streams: true,
         ..Default::default()
     })
@@ -64,7 +82,7 @@ fn port_of(kam: &Kamailio, transport: Transport) -> u16 {
 }
 
 /// An engine on 127.0.0.1 registering over `transport` to `kam` (trusting its CA).
-fn engine_for(kam: &Kamailio, transport: Transport) -> PhoneEngine {
+fn engine_for(kam: &Kamailio, transport: Transport, auth: bool) -> PhoneEngine {
     let engine = PhoneEngine::start(StartParams {
         phone_name: "load bench".into(),
         phone_lines: 1,
@@ -89,6 +107,11 @@ fn engine_for(kam: &Kamailio, transport: Transport) -> PhoneEngine {
     engine
         .set_domain("kam.test")
         .unwrap_or_else(|_| panic!("domain"));
+    if auth {
+        engine
+            .add_credentials("", AUTH_USER, AUTH_PASSWORD)
+            .unwrap_or_else(|_| panic!("credentials"));
+    }
     engine
 }
 
@@ -113,24 +136,17 @@ fn rss() -> u64 {
     pages * 4096
 }
 
-/// CPU time (user + system) of this process, seconds.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    // After the command name: state is field 3, utime 14 and stime 15 (1-based).
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    let hz: f64 = Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0);
-    ticks as f64 / hz
+/// CPU time (user + system) of this process, or of its children waited for, seconds.
+fn cpu_seconds(who: libc::c_int) -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `usage` is writable and sized for a `rusage`; `who` is RUSAGE_SELF or
+    // RUSAGE_CHILDREN.
+    let rc = unsafe { libc::getrusage(who, usage.as_mut_ptr()) };
+    assert_eq!(rc, 0, "getrusage");
+    // SAFETY: getrusage succeeded, so it filled the struct (zeroed before in any case).
+    let usage = unsafe { usage.assume_init() };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -181,12 +197,14 @@ fn names(n: usize) -> String {
         .join(",")
 }
 
-fn run_ours(n: usize, transport: Transport) -> Ours {
-    let kam = registrar();
-    let engine = engine_for(&kam, transport);
+fn run_ours(n: usize, transport: Transport, auth: bool) -> Ours {
+    let kam = registrar(auth);
+    let engine = engine_for(&kam, transport, auth);
     let params = params(names(n), &kam, transport);
     let rss_before = rss();
+    let cpu_start = cpu_seconds(libc::RUSAGE_SELF);
     let (started, times) = register_all(&engine, &params, n);
+    let cpu_registering = cpu_seconds(libc::RUSAGE_SELF) - cpu_start;
     let mut latencies: Vec<Duration> = times.iter().map(|t| *t - started).collect();
     latencies.sort();
     let elapsed = *latencies.last().unwrap();
@@ -199,7 +217,7 @@ fn run_ours(n: usize, transport: Transport) -> Ours {
 
     // One refresh round: every name refreshes REFRESH_S after it registered.
     let stats_before = engine.stats().unwrap_or_default();
-    let cpu_before = cpu_seconds();
+    let cpu_before = cpu_seconds(libc::RUSAGE_SELF);
     let deadline = Instant::now() + Duration::from_secs(u64::from(REFRESH_S) * 3);
     let refreshes = loop {
         let sent = engine.stats().unwrap_or_default().requests - stats_before.requests;
@@ -210,13 +228,14 @@ fn run_ours(n: usize, transport: Transport) -> Ours {
     };
     // Let the last answers of the round arrive before reading the CPU time.
     std::thread::sleep(Duration::from_millis(300));
-    let cpu = cpu_seconds() - cpu_before;
+    let cpu = cpu_seconds(libc::RUSAGE_SELF) - cpu_before;
     let stats = engine.stats().unwrap_or_default();
     engine.shutdown();
     Ours {
         rate: n as f64 / elapsed.as_secs_f64(),
         p50_ms: percentile(&latencies, 0.50),
         p99_ms: percentile(&latencies, 0.99),
+        cpu_per_1000: cpu_registering / (n as f64 / 1000.0),
         cpu_per_1000_refreshes: cpu / (refreshes as f64 / 1000.0),
         bytes_per_binding: rss_after.saturating_sub(rss_before) as f64 / n as f64,
         retransmissions: stats.retransmissions,
@@ -227,8 +246,8 @@ fn run_ours(n: usize, transport: Transport) -> Ours {
 /// `SPREAD_INTERVAL_S`), then the REGISTERs the engine sends in each second of
 /// `SPREAD_SECONDS` seconds. Returns the busiest second's count and the mean per second.
 fn refresh_spread(n: usize) -> (f64, f64) {
-    let kam = registrar();
-    let engine = engine_for(&kam, Transport::Udp);
+    let kam = registrar(false);
+    let engine = engine_for(&kam, Transport::Udp, false);
     let mut params = params(names(n), &kam, Transport::Udp);
     params.update_interval_s = SPREAD_INTERVAL_S;
     register_all(&engine, &params, n);
@@ -252,6 +271,51 @@ fn refresh_spread(n: usize) -> (f64, f64) {
     let max = counts.iter().copied().fold(0.0, f64::max);
     let mean = counts.iter().sum::<f64>() / counts.len() as f64;
     (max, mean)
+}
+
+/// The per-call overhead: on an idle engine, one name at a time is registered (with
+/// digest authentication, over UDP) and then unregistered, `LATENCY_ROUNDS` times; returns
+/// the p50 and p99, ms, from the API call to the success callback.
+fn single_name_latency() -> (f64, f64) {
+    const LATENCY_ROUNDS: usize = 300;
+    let kam = registrar(true);
+    let engine = engine_for(&kam, Transport::Udp, true);
+    let seen: Arc<(Mutex<Vec<NotificationKind>>, Condvar)> = Arc::default();
+    {
+        let seen = seen.clone();
+        engine.set_notification_listener(Some(Arc::new(
+            move |n: &lanscape_sip::api::Notification| {
+                seen.0.lock().unwrap().push(n.kind);
+                seen.1.notify_all();
+            },
+        )));
+    }
+    let wait_for = |kind: NotificationKind| {
+        let guard = seen.0.lock().unwrap();
+        let (mut guard, timeout) = seen
+            .1
+            .wait_timeout_while(guard, Duration::from_secs(10), |k| !k.contains(&kind))
+            .unwrap();
+        assert!(!timeout.timed_out(), "no {kind:?}");
+        guard.clear();
+    };
+    let mut latencies = Vec::with_capacity(LATENCY_ROUNDS);
+    for i in 0..LATENCY_ROUNDS {
+        let params = params(format!("lat{i}"), &kam, Transport::Udp);
+        let started = Instant::now();
+        engine
+            .enable_register_server(&params)
+            .unwrap_or_else(|_| panic!("enable"));
+        wait_for(NotificationKind::RegisterSuccess);
+        latencies.push(started.elapsed());
+        engine
+            .disable_register_server()
+            .unwrap_or_else(|_| panic!("disable"));
+        wait_for(NotificationKind::Unregistered);
+    }
+    engine.shutdown();
+    latencies.sort();
+    (percentile(&latencies, 0.50), percentile(&latencies, 0.99))
 }
 
 /// A local `stunnel` client: TCP on the returned port, TLS to `kam` (verifying it).
@@ -287,9 +351,10 @@ fn stunnel(kam: &Kamailio, dir: &Path) -> (std::process::Child, u16) {
     (child, port)
 }
 
-/// sipp's REGISTER rate against a fresh registrar, from sipp's own start and end times.
-fn run_sipp(n: usize, transport: Transport) -> f64 {
-    let kam = registrar();
+/// sipp's REGISTER rate against a fresh registrar, from sipp's own start and end times,
+/// and the CPU time it used.
+fn run_sipp(n: usize, transport: Transport, auth: bool) -> Sipp {
+    let kam = registrar(auth);
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("load-sipp-{n}"));
     std::fs::create_dir_all(&dir).unwrap();
     let users = dir.join("users.csv");
@@ -300,7 +365,11 @@ fn run_sipp(n: usize, transport: Transport) -> f64 {
     std::fs::write(&users, csv).unwrap();
     let stats = dir.join("stats.csv");
     let _ = std::fs::remove_file(&stats);
-    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/sipp_uac_register.xml");
+    let scenario = match auth {
+        true => "benches/sipp_uac_register_auth.xml",
+        false => "benches/sipp_uac_register.xml",
+    };
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join(scenario);
     let (tunnel, target_port, mode) = match transport {
         Transport::Udp => (None, kam.port, "u1"),
         Transport::Tcp => (None, kam.port, "t1"),
@@ -309,6 +378,8 @@ fn run_sipp(n: usize, transport: Transport) -> f64 {
             (Some(child), port, "t1")
         }
     };
+    // Only sipp ends (and is waited for) between the two readings.
+    let cpu_before = cpu_seconds(libc::RUSAGE_CHILDREN);
     let status = Command::new("sipp")
         .arg(format!("127.0.0.1:{target_port}"))
         .args(["-t", mode])
@@ -333,6 +404,7 @@ fn run_sipp(n: usize, transport: Transport) -> f64 {
         .stderr(Stdio::null())
         .status()
         .expect("sipp runs");
+    let cpu = cpu_seconds(libc::RUSAGE_CHILDREN) - cpu_before;
     if let Some(mut tunnel) = tunnel {
         let _ = tunnel.kill();
         let _ = tunnel.wait();
@@ -353,19 +425,22 @@ fn run_sipp(n: usize, transport: Transport) -> f64 {
     let elapsed = epoch("CurrentTime") - epoch("StartTime");
     let successful: f64 = column("SuccessfulCall(C)").parse().unwrap();
     assert_eq!(successful as usize, n);
-    successful / elapsed
+    Sipp {
+        rate: successful / elapsed,
+        cpu_per_1000: cpu / (n as f64 / 1000.0),
+    }
 }
 
 /// Resident memory of `k` engines, each with one name registered over `transport` (and so,
 /// over TCP or TLS, one connection each), per engine.
 fn memory_per_engine(transport: Transport) -> f64 {
     const K: usize = 50;
-    let kam = registrar();
+    let kam = registrar(false);
     let registered: Arc<(Mutex<usize>, Condvar)> = Arc::default();
     let before = rss();
     let engines: Vec<PhoneEngine> = (0..K)
         .map(|i| {
-            let engine = engine_for(&kam, transport);
+            let engine = engine_for(&kam, transport, false);
             let registered = registered.clone();
             engine.set_notification_listener(Some(Arc::new(
                 move |n: &lanscape_sip::api::Notification| {
@@ -415,18 +490,19 @@ fn in_child(task: &str) -> Vec<f64> {
         .collect()
 }
 
-/// The child's side of [`in_child`]: `ours:TRANSPORT:N`, `spread:udp:N` or
-/// `memory:TRANSPORT`.
+/// The child's side of [`in_child`]: `ours:TRANSPORT:N:AUTH` (AUTH `auth` or `plain`),
+/// `spread:udp:N`, `latency:udp` or `memory:TRANSPORT`.
 fn child(task: &str) {
     let parts: Vec<&str> = task.split(':').collect();
     let transport = parse_transport(parts[1]).expect("a transport");
     let values = match parts[0] {
         "ours" => {
-            let o = run_ours(parts[2].parse().unwrap(), transport);
+            let o = run_ours(parts[2].parse().unwrap(), transport, parts[3] == "auth");
             vec![
                 o.rate,
                 o.p50_ms,
                 o.p99_ms,
+                o.cpu_per_1000,
                 o.cpu_per_1000_refreshes,
                 o.bytes_per_binding,
                 o.retransmissions as f64,
@@ -436,10 +512,64 @@ fn child(task: &str) {
             let (max, mean) = refresh_spread(parts[2].parse().unwrap());
             vec![max, mean]
         }
+        "latency" => {
+            let (p50, p99) = single_name_latency();
+            vec![p50, p99]
+        }
         _ => vec![memory_per_engine(transport)],
     };
     let values: Vec<String> = values.iter().map(|v| v.to_string()).collect();
     println!("RESULT {}", values.join(" "));
+}
+
+/// Ours in a fresh process.
+fn ours(transport: Transport, n: usize, auth: bool) -> Ours {
+    let mode = if auth { "auth" } else { "plain" };
+    let o = in_child(&format!(
+        "ours:{}:{n}:{mode}",
+        transport_name(transport).to_lowercase()
+    ));
+    Ours {
+        rate: o[0],
+        p50_ms: o[1],
+        p99_ms: o[2],
+        cpu_per_1000: o[3],
+        cpu_per_1000_refreshes: o[4],
+        bytes_per_binding: o[5],
+        retransmissions: o[6] as u64,
+    }
+}
+
+/// One table of the engine against sipp, with or without authentication.
+fn versus_sipp(transports: &[Transport], sizes: &[usize], auth: bool) {
+    println!(
+        "| transport | N | ours reg/s | sipp reg/s | ours/sipp rate | ours CPU s per 1000 reg | sipp CPU s per 1000 reg | ours/sipp CPU | p50 ms | p99 ms | CPU s per 1000 refreshes | bytes per binding | retransmissions |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &transport in transports {
+        for &n in sizes {
+            let ours = ours(transport, n, auth);
+            let sipp = run_sipp(n, transport, auth);
+            let name = match transport {
+                Transport::Tls => "TLS (sipp: TCP via stunnel)",
+                other => transport_name(other),
+            };
+            println!(
+                "| {name} | {n} | {:.0} | {:.0} | {:.2} | {:.4} | {:.4} | {:.2} | {:.1} | {:.1} | {:.3} | {:.0} | {} |",
+                ours.rate,
+                sipp.rate,
+                ours.rate / sipp.rate,
+                ours.cpu_per_1000,
+                sipp.cpu_per_1000,
+                ours.cpu_per_1000 / sipp.cpu_per_1000,
+                ours.p50_ms,
+                ours.p99_ms,
+                ours.cpu_per_1000_refreshes,
+                ours.bytes_per_binding,
+                ours.retransmissions,
+            );
+        }
+    }
 }
 
 fn parse_transport(name: &str) -> Option<Transport> {
@@ -488,40 +618,36 @@ fn main() {
         .split(',')
         .filter_map(parse_transport)
         .collect();
-    println!(
-        "| transport | N | ours reg/s | sipp reg/s | ours/sipp | p50 ms | p99 ms | CPU s per 1000 refreshes | bytes per binding | retransmissions |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for &transport in &transports {
-        for &n in &sizes {
-            let task = format!("ours:{}:{n}", transport_name(transport).to_lowercase());
-            let o = in_child(&task);
-            let ours = Ours {
-                rate: o[0],
-                p50_ms: o[1],
-                p99_ms: o[2],
-                cpu_per_1000_refreshes: o[3],
-                bytes_per_binding: o[4],
-                retransmissions: o[5] as u64,
-            };
-            let sipp = run_sipp(n, transport);
-            let name = match transport {
-                Transport::Tls => "TLS (sipp: TCP via stunnel)",
-                other => transport_name(other),
-            };
-            println!(
-                "| {name} | {n} | {:.0} | {:.0} | {:.2} | {:.1} | {:.1} | {:.3} | {:.0} | {} |",
-                ours.rate,
-                sipp,
-                ours.rate / sipp,
-                ours.p50_ms,
-                ours.p99_ms,
-                ours.cpu_per_1000_refreshes,
-                ours.bytes_per_binding,
-                ours.retransmissions,
-            );
-        }
+    println!("### With digest authentication (MD5, qop=auth: 401, then 200)");
+    println!();
+    versus_sipp(&transports, &sizes, true);
+    println!();
+    println!("### Without authentication");
+    println!();
+    versus_sipp(&transports, &sizes, false);
+    let scale: usize = std::env::var("LOAD_SCALE")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100_000);
+    if scale > 0 {
+        let o = ours(Transport::Udp, scale, true);
+        println!();
+        println!(
+            "| one engine, UDP, digest | reg/s | CPU s per 1000 reg | CPU s per 1000 refreshes | bytes per binding |"
+        );
+        println!("|---|---:|---:|---:|---:|");
+        println!(
+            "| {scale} names | {:.0} | {:.4} | {:.4} | {:.0} |",
+            o.rate, o.cpu_per_1000, o.cpu_per_1000_refreshes, o.bytes_per_binding
+        );
     }
+    let l = in_child("latency:udp");
+    println!();
+    println!(
+        "| one name on an idle engine, UDP, digest (API call to success callback) | p50 ms | p99 ms |"
+    );
+    println!("|---|---:|---:|");
+    println!("| Kamailio on loopback | {:.3} | {:.3} |", l[0], l[1]);
     println!();
     println!("| transport | resident bytes per engine (1 name) | a connection costs |");
     println!("|---|---:|---:|");

@@ -151,7 +151,7 @@ impl Kamailio {
         let child = Command::new("kamailio")
             .arg("-f")
             .arg(self.dir.join("kamailio.cfg"))
-            .args(["-DD", "-E", "-M", "8", "-m"])
+            .args(["-DD", "-E", "-x", "tlsf", "-M", "8", "-m"])
             .arg(self.shm_mb.to_string())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
