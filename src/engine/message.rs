@@ -1,16 +1,16 @@
 //! Building REGISTER requests and reading the responses to them.
 //!
-//! Parsing is bounded before rsip sees a byte (size, header count, header length), runs
+//! Parsing is bounded before a byte is read (size, header count, header length), runs
 //! under `catch_unwind`, and extracts only what a registration client needs into
-//! [`ResponseInfo`]. Compact header forms (`v`, `i`, `m`) are understood.
-//!
-//! rsip frames the message and splits the headers; the Via and Contact values and the
-//! request line are handled here because rsip 0.4 neither parses nor prints IPv6 hosts.
+//! [`ResponseInfo`]: one scan over the header lines, which copies nothing it does not keep
+//! (it runs for every datagram). Compact header forms (`v`, `i`, `m`, `k`) and folded
+//! header lines (RFC 3261 §7.3.1) are understood; a header value must be UTF-8 only if it
+//! is read. No general SIP parser is used: rsip 0.4 neither parses nor prints IPv6 hosts,
+//! rejected folding, and parsed every header into owned strings.
 
 use crate::engine::digest::ChallengeKind;
 use crate::engine::transport::Transport;
 use crate::engine::uri::{HostPort, SipUri, parse_ip};
-use rsip::prelude::*;
 use std::net::{IpAddr, SocketAddr};
 
 /// Largest message accepted (the UDP payload limit).
@@ -211,7 +211,7 @@ pub enum ParseError {
     HeaderTooLong,
     /// A request, not a response (we are a pure client).
     NotAResponse,
-    /// rsip rejected the syntax.
+    /// Not SIP syntax (the text says where).
     Syntax(String),
     /// A header the response must have is missing or unreadable.
     MissingHeader(&'static str),
@@ -265,12 +265,72 @@ pub fn parse_response(bytes: &[u8]) -> Result<ResponseInfo, ParseError> {
         .unwrap_or_else(|_| Err(ParseError::Syntax("parser panicked".into())))
 }
 
+/// A header line: its name, and its value (owned only when it was folded).
+type HeaderLine<'a> = (&'a [u8], std::borrow::Cow<'a, [u8]>);
+
+/// The header lines of a message (after its start line), up to the empty line or the end;
+/// a folded value (RFC 3261 §7.3.1) is joined with single spaces.
+fn header_lines(head: &[u8]) -> Result<Vec<HeaderLine<'_>>, ParseError> {
+    use std::borrow::Cow;
+    let mut headers: Vec<HeaderLine<'_>> = Vec::with_capacity(16);
+    for line in head.split(|&b| b == b'\n').skip(1) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        if line[0] == b' ' || line[0] == b'\t' {
+            let (_, value) = headers.last_mut().ok_or_else(|| {
+                ParseError::Syntax("a continuation line starts the headers".into())
+            })?;
+            let more = line.trim_ascii();
+            if !more.is_empty() {
+                let value = value.to_mut();
+                value.push(b' ');
+                value.extend_from_slice(more);
+            }
+            continue;
+        }
+        let colon = line
+            .iter()
+            .position(|&b| b == b':')
+            .ok_or_else(|| ParseError::Syntax("a header line without a colon".into()))?;
+        let name = line[..colon].trim_ascii_end();
+        if name.is_empty() || !name.iter().all(|&b| is_token_char(b)) {
+            return Err(ParseError::Syntax(
+                "a header name that is not a token".into(),
+            ));
+        }
+        headers.push((name, Cow::Borrowed(line[colon + 1..].trim_ascii())));
+    }
+    Ok(headers)
+}
+
+/// RFC 3261 §25.1 `token` characters.
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+}
+
+/// The status code of a status line `SIP/2.0 NNN reason`.
+fn status_code(bytes: &[u8]) -> Result<u16, ParseError> {
+    let rest = &bytes[b"SIP/2.0 ".len().min(bytes.len())..];
+    let digits = rest.get(..3).filter(|d| d.iter().all(u8::is_ascii_digit));
+    let after = rest.get(3).copied();
+    match (digits, after) {
+        (Some(d), None | Some(b' ' | b'\r' | b'\n')) => {
+            let code = d.iter().fold(0u16, |n, b| n * 10 + u16::from(b - b'0'));
+            (100..=699)
+                .contains(&code)
+                .then_some(code)
+                .ok_or_else(|| ParseError::Syntax(format!("status code {code}")))
+        }
+        _ => Err(ParseError::Syntax("no status code".into())),
+    }
+}
+
+/// Scans the few headers a registration client reads, without copying the others; a value
+/// must be UTF-8 only if it is read.
 fn parse_bounded(bytes: &[u8]) -> Result<ResponseInfo, ParseError> {
-    let message =
-        rsip::SipMessage::try_from(bytes).map_err(|e| ParseError::Syntax(e.to_string()))?;
-    let rsip::SipMessage::Response(response) = message else {
-        return Err(ParseError::NotAResponse);
-    };
+    let status = status_code(bytes)?;
     let mut top_via: Option<String> = None;
     let mut call_id = None;
     let mut cseq = None;
@@ -284,44 +344,36 @@ fn parse_bounded(bytes: &[u8]) -> Result<ResponseInfo, ParseError> {
     let mut path = Vec::new();
     let mut flow_timer = None;
     let mut option_tags = Vec::new();
-    for header in response.headers.iter() {
+    for (name, value) in header_lines(bytes)? {
+        let Some(header) = Header::named(name) else {
+            continue;
+        };
+        let value = std::str::from_utf8(&value)
+            .map_err(|_| ParseError::Syntax(format!("{} is not UTF-8", header.name())))?;
         match header {
-            rsip::Header::Via(v) => set_top_via(&mut top_via, v.value()),
-            rsip::Header::CallId(v) => set_once(&mut call_id, v.value()),
-            rsip::Header::CSeq(v) if cseq.is_none() => {
-                cseq = Some(
-                    v.typed()
-                        .map_err(|_| ParseError::MissingHeader("CSeq"))
-                        .map(|c| (c.seq, c.method.to_string().to_ascii_uppercase()))?,
-                );
+            Header::Via => set_top_via(&mut top_via, value),
+            Header::CallId => set_once(&mut call_id, value),
+            Header::CSeq if cseq.is_none() => {
+                let mut parts = value.split_ascii_whitespace();
+                let number = parts.next().and_then(|n| n.parse::<u32>().ok());
+                let method = parts.next().filter(|m| m.bytes().all(is_token_char));
+                match (number, method, parts.next()) {
+                    (Some(n), Some(m), None) => cseq = Some((n, m.to_ascii_uppercase())),
+                    _ => return Err(ParseError::MissingHeader("CSeq")),
+                }
             }
-            rsip::Header::Contact(v) => parse_contacts(v.value(), &mut contacts),
-            rsip::Header::Expires(v) => expires = v.value().trim().parse().ok().or(expires),
-            rsip::Header::MinExpires(v) => {
-                min_expires = v.value().trim().parse().ok().or(min_expires)
-            }
-            rsip::Header::WwwAuthenticate(v) => {
-                challenges.push((ChallengeKind::Www, v.value().to_string()))
-            }
-            rsip::Header::ProxyAuthenticate(v) => {
-                challenges.push((ChallengeKind::Proxy, v.value().to_string()))
-            }
-            rsip::Header::RetryAfter(v) => retry_after = retry_after.or(leading_number(v.value())),
-            rsip::Header::Require(v) => push_tags(v.value(), &mut option_tags),
-            rsip::Header::Supported(v) => push_tags(v.value(), &mut option_tags),
-            rsip::Header::Other(name, value) => match name.to_ascii_lowercase().as_str() {
-                "retry-after" => retry_after = retry_after.or(leading_number(value)),
-                "v" => set_top_via(&mut top_via, value),
-                "i" => set_once(&mut call_id, value),
-                "m" => parse_contacts(value, &mut contacts),
-                "service-route" => push_entries(value, &mut service_route),
-                "p-associated-uri" => push_entries(value, &mut associated_uris),
-                "path" => push_entries(value, &mut path),
-                "flow-timer" => flow_timer = flow_timer.or(leading_number(value)),
-                "k" => push_tags(value, &mut option_tags),
-                _ => {}
-            },
-            _ => {}
+            Header::CSeq => {}
+            Header::Contact => parse_contacts(value, &mut contacts),
+            Header::Expires => expires = value.parse().ok().or(expires),
+            Header::MinExpires => min_expires = value.parse().ok().or(min_expires),
+            Header::WwwAuthenticate => challenges.push((ChallengeKind::Www, value.to_string())),
+            Header::ProxyAuthenticate => challenges.push((ChallengeKind::Proxy, value.to_string())),
+            Header::RetryAfter => retry_after = retry_after.or(leading_number(value)),
+            Header::Require | Header::Supported => push_tags(value, &mut option_tags),
+            Header::ServiceRoute => push_entries(value, &mut service_route),
+            Header::PAssociatedUri => push_entries(value, &mut associated_uris),
+            Header::Path => push_entries(value, &mut path),
+            Header::FlowTimer => flow_timer = flow_timer.or(leading_number(value)),
         }
     }
     let via_value = top_via.ok_or(ParseError::MissingHeader("Via"))?;
@@ -340,7 +392,7 @@ fn parse_bounded(bytes: &[u8]) -> Result<ResponseInfo, ParseError> {
     let rport = param("rport").and_then(|p| p.parse::<u16>().ok());
     let (cseq, cseq_method) = cseq.ok_or(ParseError::MissingHeader("CSeq"))?;
     Ok(ResponseInfo {
-        status: response.status_code.code(),
+        status,
         reason: reason_phrase(bytes),
         branch,
         received,
@@ -359,6 +411,65 @@ fn parse_bounded(bytes: &[u8]) -> Result<ResponseInfo, ParseError> {
         flow_timer,
         option_tags,
     })
+}
+
+/// The headers a registration client reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Header {
+    Via,
+    CallId,
+    CSeq,
+    Contact,
+    Expires,
+    MinExpires,
+    WwwAuthenticate,
+    ProxyAuthenticate,
+    RetryAfter,
+    Require,
+    Supported,
+    ServiceRoute,
+    PAssociatedUri,
+    Path,
+    FlowTimer,
+}
+
+impl Header {
+    /// Full names and compact forms (RFC 3261 §7.3.3), matched without regard to case.
+    const NAMES: [(&'static str, Header); 19] = [
+        ("via", Header::Via),
+        ("v", Header::Via),
+        ("call-id", Header::CallId),
+        ("i", Header::CallId),
+        ("cseq", Header::CSeq),
+        ("contact", Header::Contact),
+        ("m", Header::Contact),
+        ("expires", Header::Expires),
+        ("min-expires", Header::MinExpires),
+        ("www-authenticate", Header::WwwAuthenticate),
+        ("proxy-authenticate", Header::ProxyAuthenticate),
+        ("retry-after", Header::RetryAfter),
+        ("require", Header::Require),
+        ("supported", Header::Supported),
+        ("k", Header::Supported),
+        ("service-route", Header::ServiceRoute),
+        ("p-associated-uri", Header::PAssociatedUri),
+        ("path", Header::Path),
+        ("flow-timer", Header::FlowTimer),
+    ];
+
+    fn named(name: &[u8]) -> Option<Header> {
+        Self::NAMES
+            .iter()
+            .find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
+            .map(|(_, h)| *h)
+    }
+
+    fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, h)| *h == self)
+            .map_or("a header", |(n, _)| n)
+    }
 }
 
 /// The reason phrase of a status line, at most 128 characters.
@@ -661,6 +772,49 @@ mod tests {
         ] {
             assert!(parse_response(garbage).is_err());
         }
+    }
+
+    #[test]
+    fn the_scan_unfolds_and_reads_only_what_it_needs() {
+        // A folded Contact and Via (RFC 3261 §7.3.1), and a header we do not read carrying
+        // bytes that are not UTF-8: the response is read.
+        let folded =
+            b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5070\r\n \t;branch=z9hG4bKabc\r\n\
+            X-Junk: \xff\xfe\r\nCall-ID: cid@host\r\nCSeq: 7 register\r\n\
+            Contact: <sip:alice@127.0.0.1:5070>\r\n  ;expires=60\r\nContent-Length: 0\r\n\r\n";
+        let info = parse_response(folded).expect("a folded response is read");
+        assert_eq!(info.branch, "z9hG4bKabc");
+        assert_eq!((info.cseq, info.cseq_method.as_str()), (7, "REGISTER"));
+        assert_eq!(info.contacts.len(), 1);
+        assert_eq!(info.contacts[0].expires, Some(60));
+        // Not UTF-8 in a header that is read: rejected, and the text names it.
+        let bad = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bK\xff\r\n\r\n";
+        assert_eq!(
+            parse_response(bad),
+            Err(ParseError::Syntax("via is not UTF-8".into()))
+        );
+        for (text, why) in [
+            (
+                &b"SIP/2.0 200 OK\r\nNo colon here\r\n\r\n"[..],
+                "without a colon",
+            ),
+            (
+                b"SIP/2.0 200 OK\r\n folded first: x\r\n\r\n",
+                "continuation",
+            ),
+            (b"SIP/2.0 200 OK\r\nBad Name: x\r\n\r\n", "not a token"),
+            (b"SIP/2.0 099 Low\r\n\r\n", "status code 99"),
+            (b"SIP/2.0 2000 OK\r\n\r\n", "no status code"),
+        ] {
+            match parse_response(text) {
+                Err(ParseError::Syntax(e)) => assert!(e.contains(why), "{e}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        // A CSeq that is not `number METHOD` is unreadable.
+        let cseq = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKa\r\n\
+            Call-ID: c\r\nCSeq: 7 REGISTER extra\r\n\r\n";
+        assert_eq!(parse_response(cseq), Err(ParseError::MissingHeader("CSeq")));
     }
 
     #[test]
