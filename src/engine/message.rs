@@ -237,7 +237,7 @@ fn check_bounds(bytes: &[u8]) -> Result<(), ParseError> {
     if bytes.len() > MAX_MESSAGE_BYTES {
         return Err(ParseError::TooLarge(bytes.len()));
     }
-    let head_end = find(bytes, b"\r\n\r\n").map_or(bytes.len(), |i| i + 2);
+    let head_end = header_end(bytes).map_or(bytes.len(), |i| i - 2);
     let mut lines = 0usize;
     for line in bytes[..head_end].split(|&b| b == b'\n') {
         if line.len() > MAX_HEADER_LINE {
@@ -254,8 +254,9 @@ fn check_bounds(bytes: &[u8]) -> Result<(), ParseError> {
     Ok(())
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+/// Where the header section of a message ends: just after its empty line (`CRLF CRLF`).
+pub(crate) fn header_end(bytes: &[u8]) -> Option<usize> {
+    memchr::memmem::find(bytes, b"\r\n\r\n").map(|i| i + 4)
 }
 
 /// Parses a response received from the network.

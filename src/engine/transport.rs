@@ -2,7 +2,7 @@
 //! goes ([`Target`]), and the bounded framing of SIP messages on a byte stream (RFC 3261
 //! §18.3). Sans I/O: connections are opened and read by a driver.
 
-use crate::engine::message::{MAX_HEADER_LINE, MAX_HEADERS, MAX_MESSAGE_BYTES};
+use crate::engine::message::{MAX_HEADER_LINE, MAX_HEADERS, MAX_MESSAGE_BYTES, header_end};
 use std::net::SocketAddr;
 
 /// A SIP transport.
@@ -139,55 +139,72 @@ impl std::fmt::Display for FramingError {
 /// Cuts a byte stream into SIP messages by their Content-Length, bounded like datagrams:
 /// at most [`MAX_MESSAGE_BYTES`] buffered, the header limits checked before a message is
 /// handed on. CRLFs between messages (keep-alive pongs, RFC 5626 §4.4.1) are skipped.
+///
+/// Messages are taken from a read offset, so a read that carries many of them costs one copy
+/// of each, not a copy of the rest of the buffer per message.
 #[derive(Debug, Default)]
 pub struct StreamFramer {
     buf: Vec<u8>,
+    /// Where the bytes not yet framed start in `buf`.
+    start: usize,
 }
 
 impl StreamFramer {
     /// Appends bytes read from the stream.
     pub fn push(&mut self, bytes: &[u8]) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
         self.buf.extend_from_slice(bytes);
     }
 
     /// Bytes buffered and not yet framed.
     #[cfg(test)]
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.start
     }
 
     /// The next complete message, `Ok(None)` when more bytes are needed, or an error after
     /// which the stream cannot be trusted any more.
     pub fn next_message(&mut self) -> Result<Option<Vec<u8>>, FramingError> {
-        let skip = self
-            .buf
+        let pending = &self.buf[self.start..];
+        let skip = pending
             .iter()
             .position(|b| *b != b'\r' && *b != b'\n')
-            .unwrap_or(self.buf.len());
-        self.buf.drain(..skip);
-        if self.buf.is_empty() {
+            .unwrap_or(pending.len());
+        self.start += skip;
+        let pending = &self.buf[self.start..];
+        if pending.is_empty() {
+            self.buf.clear();
+            self.start = 0;
             return Ok(None);
         }
-        let window = &self.buf[..self.buf.len().min(MAX_MESSAGE_BYTES)];
-        let Some(head_end) = find(window, b"\r\n\r\n").map(|i| i + 4) else {
-            if self.buf.len() >= MAX_MESSAGE_BYTES {
+        let window = &pending[..pending.len().min(MAX_MESSAGE_BYTES)];
+        let Some(head_end) = header_end(window) else {
+            if pending.len() >= MAX_MESSAGE_BYTES {
                 return Err(FramingError::HeaderTooLarge);
             }
-            check_lines(&self.buf)?; // refuse an endless line early
+            check_lines(pending)?; // refuse an endless line early
             return Ok(None);
         };
-        let head = &self.buf[..head_end];
+        let head = &pending[..head_end];
         check_lines(head)?;
         let length = content_length(head)?;
         let total = head_end
             .checked_add(length)
             .filter(|t| *t <= MAX_MESSAGE_BYTES)
             .ok_or_else(|| FramingError::BadContentLength(length.to_string()))?;
-        if self.buf.len() < total {
+        if pending.len() < total {
             return Ok(None);
         }
-        let rest = self.buf.split_off(total);
-        Ok(Some(std::mem::replace(&mut self.buf, rest)))
+        let message = pending[..total].to_vec();
+        self.start += total;
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+        Ok(Some(message))
     }
 }
 
@@ -223,10 +240,6 @@ fn content_length(head: &[u8]) -> Result<usize, FramingError> {
     Err(FramingError::MissingContentLength)
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,6 +273,21 @@ mod tests {
         let mut f = StreamFramer::default();
         f.push(format!("\r\n\r\n{A}\r\n{B}").as_bytes());
         assert_eq!(all(&mut f), [A, B]);
+        assert_eq!(f.buffered(), 0);
+    }
+
+    #[test]
+    fn many_messages_in_one_read_then_the_rest_of_the_last() {
+        let mut f = StreamFramer::default();
+        let mut read = format!("{A}{B}").repeat(50);
+        read.push_str(&A[..10]);
+        f.push(read.as_bytes());
+        let got = all(&mut f);
+        assert_eq!(got.len(), 100);
+        assert!(got.chunks(2).all(|pair| pair == [A, B]));
+        assert_eq!(f.buffered(), 10, "the start of the next one waits");
+        f.push(&A.as_bytes()[10..]);
+        assert_eq!(all(&mut f), [A]);
         assert_eq!(f.buffered(), 0);
     }
 
