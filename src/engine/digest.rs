@@ -1,8 +1,8 @@
 //! HTTP Digest authentication for SIP (RFC 2617, RFC 7616, RFC 8760).
 //!
-//! rsip 0.4 cannot parse `algorithm=SHA-256` and defaults to SHA-256 when the algorithm is
-//! absent (see `shared/KNOWN-PITFALLS.md`), so challenges are parsed and `Authorization`
-//! values are built here. Supported: MD5, MD5-sess, SHA-256, SHA-256-sess, SHA-512-256,
+//! Challenges are parsed and `Authorization` values are built here (general SIP parsers
+//! get this wrong: rsip 0.4 could not parse `algorithm=SHA-256` and defaulted to SHA-256
+//! when the algorithm is absent; see `shared/KNOWN-PITFALLS.md`). Supported: MD5, MD5-sess, SHA-256, SHA-256-sess, SHA-512-256,
 //! SHA-512-256-sess; qop `auth` and `auth-int` (REGISTER has an empty body) or no qop.
 
 use md5::{Digest as _, Md5};
