@@ -18,6 +18,7 @@ use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfi
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How long one DNS query may take (per attempt; two attempts).
@@ -27,48 +28,67 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 pub type Answer = Result<(Vec<Target>, Option<Instant>), String>;
 
 /// A resolver: the system's configuration, or the DNS servers an application set.
+///
+/// The resolver is built at the first lookup (shared by the clones of this value): an
+/// engine that registers to addresses never asks DNS and does not carry a resolver.
 #[derive(Clone)]
 pub struct Dns {
-    /// `None` when the system configuration could not be read: only the system's own
-    /// address lookup is used then.
-    resolver: Option<TokioResolver>,
-    /// Whether the system's own address lookup answers what DNS does not.
-    system_fallback: bool,
+    /// `Some(None)` when the resolver could not be built (the system configuration could
+    /// not be read): only the system's own address lookup is used then.
+    resolver: Arc<OnceLock<Option<TokioResolver>>>,
+    /// The servers set, or `None` for the system's configuration.
+    servers: Option<Arc<[SocketAddr]>>,
 }
 
 impl Dns {
     /// The system's resolver configuration (`/etc/resolv.conf`).
     pub fn system() -> Dns {
-        let resolver = TokioResolver::builder_tokio().ok().and_then(|mut builder| {
-            tune(builder.options_mut());
-            builder.build().ok()
-        });
         Dns {
-            resolver,
-            system_fallback: true,
+            resolver: Arc::default(),
+            servers: None,
         }
     }
 
     /// These DNS servers (UDP, then TCP for truncated answers), and nothing else.
     pub fn with_servers(servers: &[SocketAddr]) -> Dns {
-        let name_servers = servers
-            .iter()
-            .map(|s| {
-                let mut udp = ConnectionConfig::udp();
-                udp.port = s.port();
-                let mut tcp = ConnectionConfig::tcp();
-                tcp.port = s.port();
-                NameServerConfig::new(s.ip(), true, vec![udp, tcp])
-            })
-            .collect();
-        let config = ResolverConfig::from_name_servers(name_servers);
-        let mut builder =
-            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
-        tune(builder.options_mut());
         Dns {
-            resolver: builder.build().ok(),
-            system_fallback: false,
+            resolver: Arc::default(),
+            servers: Some(servers.into()),
         }
+    }
+
+    /// Whether the system's own address lookup answers what DNS does not.
+    fn system_fallback(&self) -> bool {
+        self.servers.is_none()
+    }
+
+    /// The resolver, built on first use.
+    fn resolver(&self) -> Option<&TokioResolver> {
+        self.resolver
+            .get_or_init(|| match &self.servers {
+                None => TokioResolver::builder_tokio().ok().and_then(|mut builder| {
+                    tune(builder.options_mut());
+                    builder.build().ok()
+                }),
+                Some(servers) => {
+                    let name_servers = servers
+                        .iter()
+                        .map(|s| {
+                            let mut udp = ConnectionConfig::udp();
+                            udp.port = s.port();
+                            let mut tcp = ConnectionConfig::tcp();
+                            tcp.port = s.port();
+                            NameServerConfig::new(s.ip(), true, vec![udp, tcp])
+                        })
+                        .collect();
+                    let config = ResolverConfig::from_name_servers(name_servers);
+                    let mut builder =
+                        TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
+                    tune(builder.options_mut());
+                    builder.build().ok()
+                }
+            })
+            .as_ref()
     }
 
     /// Locates a server (RFC 3263 §4): its targets in order of preference.
@@ -178,14 +198,14 @@ impl Dns {
         name: &str,
         kind: RecordType,
     ) -> Option<hickory_resolver::lookup::Lookup> {
-        let resolver = self.resolver.as_ref()?;
+        let resolver = self.resolver()?;
         resolver.lookup(fqdn(name), kind).await.ok()
     }
 
     /// The addresses of a name in the local socket's family, and until when they hold.
     async fn addresses(&self, name: &str, ipv6: bool) -> Result<(Vec<IpAddr>, Instant), String> {
         let wanted = |ip: &IpAddr| ip.is_ipv6() == ipv6;
-        if let Some(resolver) = &self.resolver
+        if let Some(resolver) = self.resolver()
             && let Ok(lookup) = resolver.lookup_ip(fqdn(name)).await
         {
             let ips: Vec<IpAddr> = lookup.iter().filter(wanted).collect();
@@ -193,7 +213,7 @@ impl Dns {
                 return Ok((ips, lookup.valid_until()));
             }
         }
-        if !self.system_fallback {
+        if !self.system_fallback() {
             return Err(format!("{name} has no address"));
         }
         // The system's own lookup (hosts file, nsswitch), off the I/O thread.
