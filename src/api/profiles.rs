@@ -147,9 +147,8 @@ struct Shared {
     next_profile: ProfileId,
     next_binding: u64,
     bindings: HashMap<BindingId, ProfileId>,
-    /// The generation of the running service: bumped when one starts and when the last
-    /// registry closes, so the events of a service being stopped are not taken for those
-    /// of the next one.
+    /// The generation of the service: bumped when the last registry closes, so the events
+    /// of a service being stopped are not taken for those of the next one.
     generation: u64,
 }
 
@@ -262,11 +261,7 @@ impl Shared {
 pub fn open_registry(observer: Arc<dyn ProfileObserver>) -> Result<RegistryHandle, ApiError> {
     let mut service = SERVICE.lock();
     if service.is_none() {
-        let generation = {
-            let mut shared = SHARED.lock();
-            shared.generation += 1;
-            shared.generation
-        };
+        let generation = SHARED.lock().generation;
         let endpoint = Endpoint::open(
             SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
             "lanscape-sip-profiles",
@@ -467,12 +462,11 @@ pub fn release_profile(handle: ProfileHandle) -> Result<(), ApiError> {
 /// Enables a profile through a handle; registers it unless it already is (then nothing
 /// is notified). `Registering` and what follows reach the observers from the event thread.
 pub fn enable_profile(handle: ProfileHandle) -> Result<(), ApiError> {
-    let (local, locator, generation) = {
+    let (local, locator) = {
         let service = SERVICE.lock();
         let endpoint = service.as_ref().ok_or(ApiError::InvalidHandle)?;
         endpoint.failure()?;
-        let generation = SHARED.lock().generation;
-        (endpoint.local_addr(), endpoint.locator(), generation)
+        (endpoint.local_addr(), endpoint.locator())
     };
     let (profile, settings) = {
         let shared = SHARED.lock();
@@ -498,12 +492,10 @@ pub fn enable_profile(handle: ProfileHandle) -> Result<(), ApiError> {
     let service = SERVICE.lock();
     let endpoint = service.as_ref().ok_or(ApiError::InvalidHandle)?;
     let mut shared = SHARED.lock();
+    // The handle is still live, so its registry is open and the service that gave `local`
+    // and `locator` is still the running one (only the last close stops it, and that kills
+    // every handle; handles are never reused).
     let entry = shared.handles.get(handle).ok_or(ApiError::InvalidHandle)?;
-    if shared.generation != generation {
-        // The service the binding was made for stopped: so the handle's registry closed
-        // meanwhile, and its handles died with it.
-        return Err(ApiError::InvalidHandle);
-    }
     let p = shared
         .profiles
         .get(&profile)

@@ -152,12 +152,8 @@ impl Endpoint {
         let published: Arc<Published> = Arc::default();
         let (conn_events, conn_receiver) = tmpsc::unbounded_channel();
         let (located, located_receiver) = tmpsc::unbounded_channel();
-        let dns = {
-            let _entered = service.handle().enter();
-            Dns::system()
-        };
         let driver = Driver {
-            dns,
+            dns: Dns::system(),
             located,
             core: endpoint::Endpoint::new(
                 Box::new(OsEntropy::default()),
