@@ -126,7 +126,7 @@ pub fn parse_aor(s: &str) -> Result<(String, Host), ApiError> {
         .ok_or_else(bad)?;
     let user = uri.user.ok_or_else(bad)?;
     match parse_names(&user) {
-        Ok(names) if names.len() == 1 && names[0] == user => Ok((user, uri.host_port.host)),
+        Ok(names) if names.len() == 1 && *names[0] == *user => Ok((user, uri.host_port.host)),
         _ => Err(bad()),
     }
 }
@@ -170,12 +170,12 @@ pub fn parse_local_ip(s: Option<&str>) -> Result<Option<IpAddr>, ApiError> {
 }
 
 /// Splits a comma-separated list of names; each must be a valid SIP user part.
-pub fn parse_names(list: &str) -> Result<Vec<String>, ApiError> {
-    let names: Vec<String> = list
+pub fn parse_names(list: &str) -> Result<Vec<Arc<str>>, ApiError> {
+    let names: Vec<Arc<str>> = list
         .split(',')
         .map(str::trim)
         .filter(|n| !n.is_empty())
-        .map(str::to_string)
+        .map(Arc::from)
         .collect();
     if names.is_empty() {
         return Err(ApiError::BadNameList("no name".into()));
@@ -379,7 +379,7 @@ mod tests {
     fn names_are_trimmed_and_validated() {
         assert_eq!(
             parse_names(" alice , bob,,alice ").unwrap(),
-            ["alice", "bob", "alice"]
+            ["alice", "bob", "alice"].map(Arc::from)
         );
         assert!(matches!(parse_names(" , "), Err(ApiError::BadNameList(_))));
         assert!(matches!(parse_names("a b"), Err(ApiError::BadNameList(_))));

@@ -108,7 +108,8 @@ struct Listeners {
 
 #[derive(Clone)]
 struct Label {
-    name: String,
+    /// The one copy of the name (the name map's key and the engine's user part too).
+    name: Arc<str>,
     line: i32,
 }
 
@@ -126,7 +127,7 @@ struct Settings {
     tls_version: u64,
     credentials: CredentialStore,
     /// The current registration: name -> binding.
-    registration: std::collections::HashMap<String, BindingId>,
+    registration: std::collections::HashMap<Arc<str>, BindingId>,
     next_id: u64,
     longest_timeout: Duration,
     /// SIP Outbound (RFC 5626) for registrations enabled next: the flows per name (0: off).
@@ -187,7 +188,7 @@ impl PhoneEngine {
                             for label in names {
                                 notify(&Notification {
                                     kind: NotificationKind::RegisterError,
-                                    name: label.name,
+                                    name: label.name.to_string(),
                                     line: label.line,
                                 });
                             }
@@ -202,7 +203,7 @@ impl PhoneEngine {
                         if let (Some(label), Some(listener)) = (label, listener) {
                             listener(&Notification {
                                 kind: NotificationKind::from(&event),
-                                name: label.name,
+                                name: label.name.to_string(),
                                 line: label.line,
                             });
                         }
@@ -462,6 +463,11 @@ impl PhoneEngine {
         };
         let refresh_interval = Duration::from_secs(u64::from(p.update_interval_s));
 
+        // Shared by every name: one copy each.
+        let request_uri: Arc<str> = request_uri.into();
+        let route: Option<Arc<str>> = route.map(Into::into);
+        let user_agent: Arc<str> = user_agent(&self.params.phone_name).into();
+        let instance: Option<Arc<str>> = instance.map(Into::into);
         let mut specs = Vec::with_capacity(names.len());
         let mut new_labels = Vec::with_capacity(names.len());
         let mut registration = std::collections::HashMap::with_capacity(names.len());
@@ -504,7 +510,7 @@ impl PhoneEngine {
                         timeout,
                         nat_detect: p.nat_auto_detect,
                         credentials: credentials.clone(),
-                        user_agent: user_agent(&self.params.phone_name),
+                        user_agent: user_agent.clone(),
                         retry_base: Duration::from_secs(1),
                         retry_max: Duration::from_secs(300),
                         instance: instance.clone(),
@@ -558,7 +564,7 @@ impl PhoneEngine {
                 .labels
                 .lock()
                 .iter()
-                .filter(|(_, label)| label.name == name)
+                .filter(|(_, label)| *label.name == *name)
                 .map(|(id, _)| *id)
                 .collect();
             old.sort_unstable();

@@ -34,21 +34,61 @@ pub trait Entropy {
     }
 }
 
+/// A token written out on the stack: `N` hex digits of a value, and a suffix.
+struct HexText {
+    bytes: [u8; 48],
+    len: usize,
+}
+
+impl HexText {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).expect("hex digits and ASCII")
+    }
+}
+
+/// The last `N` hex digits of `value` (lower case, zero-padded), then `suffix` (ASCII, at
+/// most `48 - N` bytes).
+fn hex_text<const N: usize>(value: u128, suffix: &str) -> HexText {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut bytes = [0u8; 48];
+    for (i, byte) in bytes[..N].iter_mut().enumerate() {
+        *byte = DIGITS[(value >> (4 * (N - 1 - i)) & 0xf) as usize];
+    }
+    bytes[N..N + suffix.len()].copy_from_slice(suffix.as_bytes());
+    HexText {
+        bytes,
+        len: N + suffix.len(),
+    }
+}
+
+/// The user part of a `sip:` or `sips:` AOR as written (`None` without one).
+fn aor_user(aor: &str) -> Option<&str> {
+    let rest = aor
+        .strip_prefix("sip:")
+        .or_else(|| aor.strip_prefix("sips:"))?;
+    rest.split_once('@').map(|(user, _)| user)
+}
+
+/// A binding's Call-ID as sent.
+fn call_id_text(call_id: u128) -> HexText {
+    hex_text::<32>(call_id, "@lanscape")
+}
+
 /// Settings of one binding.
 #[derive(Debug, Clone)]
 pub struct BindingConfig {
     /// User part of the AOR and of the Contact.
-    pub user: String,
+    pub user: Arc<str>,
     /// Address of record, e.g. `sip:alice@example.com`.
     pub aor: String,
     /// Request-URI, e.g. `sip:example.com`.
-    pub request_uri: String,
+    pub request_uri: Arc<str>,
     /// Our SIP address: the Via sent-by and the first Contact.
     pub local: SocketAddr,
     /// Transport of every request (Via, Contact `transport` parameter, Timer E).
     pub transport: Transport,
     /// Route header value when registering through an outbound proxy.
-    pub route: Option<String>,
+    pub route: Option<Arc<str>>,
     /// Expiry asked of the registrar, seconds.
     pub expires: u32,
     /// Refresh interval (the update interval).
@@ -60,18 +100,72 @@ pub struct BindingConfig {
     /// Credentials for digest challenges.
     pub credentials: Arc<CredentialStore>,
     /// User-Agent header value.
-    pub user_agent: String,
+    pub user_agent: Arc<str>,
     /// First retry delay after a failure; doubles per consecutive failure.
     pub retry_base: Duration,
     /// Longest retry delay (also bounded by the refresh interval).
     pub retry_max: Duration,
     /// The UA's instance (`urn:uuid:…`, RFC 5626 §4.1), sent as `+sip.instance` with
     /// `Supported: gruu` (RFC 5627); `None`: neither.
-    pub instance: Option<String>,
+    pub instance: Option<Arc<str>>,
     /// SIP Outbound (RFC 5626): the `reg-id` of this flow, sent with `;ob` in the Contact
     /// and `Supported: outbound, path`; `None`: a plain registration. Needs `instance`.
     pub reg_id: Option<u32>,
 }
+
+/// The settings the bindings of one call have in common, held once for all of them (see
+/// [`Binding::new_sharing`]): 100,000 names then cost one copy, not 100,000.
+#[derive(Debug, PartialEq, Eq)]
+struct Shared {
+    request_uri: Arc<str>,
+    local: SocketAddr,
+    route: Option<Arc<str>>,
+    expires: u32,
+    refresh_interval: Duration,
+    timeout: Duration,
+    nat_detect: bool,
+    user_agent: Arc<str>,
+    retry_base: Duration,
+    retry_max: Duration,
+    instance: Option<Arc<str>>,
+}
+
+impl Shared {
+    fn of(config: &BindingConfig) -> Shared {
+        Shared {
+            request_uri: config.request_uri.clone(),
+            local: config.local,
+            route: config.route.clone(),
+            expires: config.expires,
+            refresh_interval: config.refresh_interval,
+            timeout: config.timeout,
+            nat_detect: config.nat_detect,
+            user_agent: config.user_agent.clone(),
+            retry_base: config.retry_base,
+            retry_max: config.retry_max,
+            instance: config.instance.clone(),
+        }
+    }
+
+    /// Whether `config` has these settings (compared without building a copy).
+    fn matches(&self, config: &BindingConfig) -> bool {
+        *self.request_uri == *config.request_uri
+            && self.local == config.local
+            && self.route.as_deref() == config.route.as_deref()
+            && self.expires == config.expires
+            && self.refresh_interval == config.refresh_interval
+            && self.timeout == config.timeout
+            && self.nat_detect == config.nat_detect
+            && *self.user_agent == *config.user_agent
+            && self.retry_base == config.retry_base
+            && self.retry_max == config.retry_max
+            && self.instance.as_deref() == config.instance.as_deref()
+    }
+}
+
+/// The settings [`Binding::new_sharing`] shares between bindings, held by their creator.
+#[derive(Debug)]
+pub struct SharedSettings(Arc<Shared>);
 
 /// What a binding knows about its registration, for the registration info query.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -105,6 +199,32 @@ pub struct RegistrationInfo {
     pub consecutive_failures: u32,
 }
 
+/// What the info query shows, as a binding keeps it: small, and nothing allocated for
+/// what is usually absent or the same for every binding.
+#[derive(Debug, Default)]
+struct Known {
+    last_status: u16,
+    /// `None` for "OK" (and before any response).
+    last_reason: Option<Box<str>>,
+    granted_expires: Option<u32>,
+    /// The contact address registered last, when it is no longer the binding's contact
+    /// (a NAT switch under way).
+    registered_elsewhere: Option<Box<SocketAddr>>,
+    outbound: bool,
+    flow_timer: Option<u32>,
+    /// GRUUs, Service-Route, P-Associated-URI and Path; `None` when all are empty.
+    extras: Option<Box<Extras>>,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Extras {
+    pub_gruu: Option<String>,
+    temp_gruu: Option<String>,
+    service_route: Vec<String>,
+    associated_uris: Vec<String>,
+    path: Vec<String>,
+}
+
 /// Why a registration attempt failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
@@ -130,6 +250,24 @@ pub enum Failure {
     /// The TLS handshake failed: the certificate is not trusted, does not match the SIP
     /// domain, or the server refused us.
     Tls(String),
+}
+
+impl Failure {
+    /// Which kind of failure this is, without its details.
+    fn kind(&self) -> u8 {
+        match self {
+            Failure::TimedOut => 0,
+            Failure::AuthRejected => 1,
+            Failure::IntervalRejected => 2,
+            Failure::Rejected(_) => 3,
+            Failure::ContactMissing => 4,
+            Failure::Malformed(_) => 5,
+            Failure::Local(_) => 6,
+            Failure::Unreachable(_) => 7,
+            Failure::Transport(_) => 8,
+            Failure::Tls(_) => 9,
+        }
+    }
 }
 
 impl std::fmt::Display for Failure {
@@ -217,7 +355,7 @@ enum Purpose {
 #[derive(Debug)]
 enum Phase {
     Idle,
-    InFlight(Purpose, ClientTransaction),
+    InFlight(Purpose, Box<ClientTransaction>),
     Registered { refresh_at: Instant },
     RetryWait { retry_at: Instant, after: Failure },
     Done,
@@ -260,16 +398,30 @@ const MAX_NAT_SWITCHES: u8 = 2;
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Reported {
     Registered,
-    Failed(std::mem::Discriminant<Failure>),
+    /// The failure's kind ([`Failure::kind`]).
+    Failed(u8),
     Unregistered,
 }
 
 /// One registration binding.
 #[derive(Debug)]
 pub struct Binding {
-    config: BindingConfig,
-    call_id: String,
-    from_tag: String,
+    /// What the bindings of one call have in common.
+    shared: Arc<Shared>,
+    aor: Box<str>,
+    /// The user part of our Contact when it is not the AOR's (kept once otherwise).
+    contact_user: Option<Arc<str>>,
+    /// The transport of the next requests (the target's).
+    transport: Transport,
+    /// SIP Outbound's `reg-id` (RFC 5626), if configured.
+    reg_id: Option<u32>,
+    credentials: Arc<CredentialStore>,
+    /// The Request-URI after a redirect (else the shared one).
+    redirected_uri: Option<Box<str>>,
+    /// Call-ID (32 hex digits and `@lanscape`) and From tag (16 hex digits), written out
+    /// where they are sent.
+    call_id: u128,
+    from_tag: u64,
     cseq: u32,
     contact: SocketAddr,
     expires: u32,
@@ -291,18 +443,38 @@ pub struct Binding {
     /// Whether requests use SIP Outbound (configured, and no 439 said otherwise).
     outbound: bool,
     /// What the registration info query shows.
-    info: RegistrationInfo,
+    info: Known,
 }
 
 impl Binding {
     /// Creates an idle binding with a fresh Call-ID and From tag.
+    #[cfg(any(test, feature = "testkit"))]
     pub fn new(config: BindingConfig, entropy: &mut dyn Entropy) -> Self {
-        let call_id = format!("{}{}@lanscape", entropy.token(), entropy.token());
+        Binding::new_sharing(config, &mut None, entropy)
+    }
+
+    /// [`Binding::new`], sharing the settings held by `last` (the previous binding created)
+    /// when they are the same, and leaving this binding's there otherwise: the names of one
+    /// call then hold one copy of them.
+    pub fn new_sharing(
+        config: BindingConfig,
+        last: &mut Option<SharedSettings>,
+        entropy: &mut dyn Entropy,
+    ) -> Self {
+        let shared = match last {
+            Some(SharedSettings(shared)) if shared.matches(&config) => shared.clone(),
+            _ => {
+                let shared = Arc::new(Shared::of(&config));
+                *last = Some(SharedSettings(shared.clone()));
+                shared
+            }
+        };
+        let call_id = u128::from(entropy.next_u64()) << 64 | u128::from(entropy.next_u64());
         Binding {
             contact: config.local,
             expires: config.expires,
             call_id,
-            from_tag: entropy.token(),
+            from_tag: entropy.next_u64(),
             cseq: 0,
             phase: Phase::Idle,
             attempt: Attempt::default(),
@@ -316,8 +488,30 @@ impl Binding {
             failovers: 0,
             redirected: Vec::new(),
             outbound: config.reg_id.is_some() && config.instance.is_some(),
-            info: RegistrationInfo::default(),
-            config,
+            info: Known::default(),
+            shared,
+            contact_user: (aor_user(&config.aor) != Some(&*config.user)).then_some(config.user),
+            aor: config.aor.into(),
+            transport: config.transport,
+            reg_id: config.reg_id,
+            credentials: config.credentials,
+            redirected_uri: None,
+        }
+    }
+
+    /// Registers `contact` from now on; the info query shows the one registered until then.
+    fn switch_contact(&mut self, contact: SocketAddr) {
+        if self.info.granted_expires.is_some() && self.info.registered_elsewhere.is_none() {
+            self.info.registered_elsewhere = Some(Box::new(self.contact));
+        }
+        self.contact = contact;
+    }
+
+    /// The user part of our Contact.
+    fn user(&self) -> &str {
+        match &self.contact_user {
+            Some(user) => user,
+            None => aor_user(&self.aor).unwrap_or_default(),
         }
     }
 
@@ -330,22 +524,43 @@ impl Binding {
 
     /// What the binding knows about its registration.
     pub fn info(&self) -> RegistrationInfo {
-        let mut info = self.info.clone();
-        info.consecutive_failures = self.consecutive_failures;
-        info.refresh_at = match self.phase {
-            Phase::Registered { refresh_at } => Some(refresh_at),
-            _ => None,
-        };
-        if info.contact.is_empty() {
-            info.contact = self.contact_uri(self.contact);
+        let known = &self.info;
+        let extras = known.extras.as_deref();
+        let extra = |f: fn(&Extras) -> &Vec<String>| extras.map(f).cloned().unwrap_or_default();
+        RegistrationInfo {
+            last_status: known.last_status,
+            last_reason: match (&known.last_reason, known.last_status) {
+                (Some(reason), _) => reason.to_string(),
+                (None, 0) => String::new(),
+                (None, _) => "OK".into(),
+            },
+            granted_expires: known.granted_expires,
+            refresh_at: match self.phase {
+                Phase::Registered { refresh_at } => Some(refresh_at),
+                _ => None,
+            },
+            contact: self.contact_uri(
+                known
+                    .registered_elsewhere
+                    .as_deref()
+                    .copied()
+                    .unwrap_or(self.contact),
+            ),
+            pub_gruu: extras.and_then(|e| e.pub_gruu.clone()),
+            temp_gruu: extras.and_then(|e| e.temp_gruu.clone()),
+            service_route: extra(|e| &e.service_route),
+            associated_uris: extra(|e| &e.associated_uris),
+            path: extra(|e| &e.path),
+            outbound: known.outbound,
+            flow_timer: known.flow_timer,
+            consecutive_failures: self.consecutive_failures,
         }
-        info
     }
 
     /// The Call-ID, stable for the binding's life (for the fuzz target's responses).
     #[cfg(feature = "testkit")]
-    pub fn call_id(&self) -> &str {
-        &self.call_id
+    pub fn call_id(&self) -> String {
+        call_id_text(self.call_id).as_str().to_string()
     }
 
     /// The CSeq number of the latest request (for the fuzz target's responses).
@@ -401,17 +616,19 @@ impl Binding {
 
     /// The transport of the next requests (the target chosen may use another one).
     pub fn set_transport(&mut self, transport: Transport) {
-        self.config.transport = transport;
+        self.transport = transport;
     }
 
     /// The Request-URI of the next requests (a redirect names another registrar).
     pub fn set_request_uri(&mut self, uri: String) {
-        self.config.request_uri = uri;
+        self.redirected_uri = Some(uri.into());
     }
 
     /// The Request-URI in use.
     pub fn request_uri(&self) -> &str {
-        &self.config.request_uri
+        self.redirected_uri
+            .as_deref()
+            .unwrap_or(&self.shared.request_uri)
     }
 
     /// No new request before `until` (every target asked so with Retry-After): a binding
@@ -473,7 +690,7 @@ impl Binding {
     /// at `now`: its owner runs the retry through the same admission as every other request
     /// (see [`Binding::next_deadline`]), so new credentials never start a burst.
     pub fn set_credentials(&mut self, credentials: Arc<CredentialStore>, now: Instant) {
-        self.config.credentials = credentials;
+        self.credentials = credentials;
         if let Phase::RetryWait {
             retry_at,
             after: Failure::AuthRejected,
@@ -541,7 +758,7 @@ impl Binding {
             return false;
         };
         if response.branch != tx.branch()
-            || response.call_id != self.call_id
+            || response.call_id != call_id_text(self.call_id).as_str()
             || response.cseq != self.cseq
             || response.cseq_method != "REGISTER"
         {
@@ -555,7 +772,7 @@ impl Binding {
             .retry_after
             .map(|s| Duration::from_secs(u64::from(s)).min(MAX_RETRY_AFTER));
         self.info.last_status = response.status;
-        self.info.last_reason.clone_from(&response.reason);
+        self.info.last_reason = (response.reason != "OK").then(|| response.reason.as_str().into());
         match response.status {
             200..=299 => self.on_success(purpose, response, now, entropy, out),
             300..=399 if purpose == Purpose::Register => {
@@ -597,7 +814,7 @@ impl Binding {
         match purpose {
             Purpose::Unregister => self.finish_unregistered(out),
             Purpose::RemoveOld { new_contact } => {
-                self.contact = new_contact;
+                self.switch_contact(new_contact);
                 self.send(Purpose::Register, now, entropy, out);
             }
             Purpose::Register => {
@@ -617,7 +834,7 @@ impl Binding {
                             out,
                         );
                     } else {
-                        self.contact = public;
+                        self.switch_contact(public);
                         self.send(Purpose::Register, now, entropy, out);
                     }
                     return;
@@ -630,14 +847,15 @@ impl Binding {
                     Some(expires) if expires > 0 => {
                         let contact = listed.expect("granted comes from a listed contact");
                         self.info.granted_expires = Some(expires);
-                        self.info.contact = self.contact_uri(self.contact);
-                        self.info.pub_gruu.clone_from(&contact.pub_gruu);
-                        self.info.temp_gruu.clone_from(&contact.temp_gruu);
-                        self.info.service_route.clone_from(&response.service_route);
-                        self.info
-                            .associated_uris
-                            .clone_from(&response.associated_uris);
-                        self.info.path.clone_from(&response.path);
+                        self.info.registered_elsewhere = None;
+                        let extras = Extras {
+                            pub_gruu: contact.pub_gruu.clone(),
+                            temp_gruu: contact.temp_gruu.clone(),
+                            service_route: response.service_route.clone(),
+                            associated_uris: response.associated_uris.clone(),
+                            path: response.path.clone(),
+                        };
+                        self.info.extras = (extras != Extras::default()).then(|| Box::new(extras));
                         self.info.outbound =
                             self.outbound && response.option_tags.iter().any(|t| t == "outbound");
                         self.info.flow_timer = response.flow_timer;
@@ -656,7 +874,7 @@ impl Binding {
                             false => 800 + entropy.next_u64() % 151,
                         };
                         let refresh = self
-                            .config
+                            .shared
                             .refresh_interval
                             .min(Duration::from_secs(u64::from(expires)))
                             .mul_f64(permille as f64 / 1000.0)
@@ -745,7 +963,7 @@ impl Binding {
             return self.fail_or_finish(purpose, Failure::AuthRejected, now, entropy, out);
         }
         for challenge in digest::strongest_per_realm(parsed) {
-            if self.config.credentials.find(&challenge.realm).is_none() {
+            if self.credentials.find(&challenge.realm).is_none() {
                 return self.fail_or_finish(purpose, Failure::AuthRejected, now, entropy, out);
             }
             let slot = self.auth.iter().position(|a| {
@@ -758,6 +976,9 @@ impl Binding {
                 }
                 self.auth.remove(i);
             }
+            // Room for exactly this one: a `Vec` grows to four entries at its first push,
+            // and each binding keeps its challenges for its whole life.
+            self.auth.reserve_exact(1);
             self.auth.push(AuthEntry {
                 challenge,
                 nonce_count: 0,
@@ -769,10 +990,10 @@ impl Binding {
 
     /// The address the registrar saw us at, when NAT detection is on and it told us.
     fn observed_address(&self, response: &ResponseInfo) -> Option<SocketAddr> {
-        if !self.config.nat_detect || (response.received.is_none() && response.rport.is_none()) {
+        if !self.shared.nat_detect || (response.received.is_none() && response.rport.is_none()) {
             return None;
         }
-        if self.config.transport.is_stream() {
+        if self.transport.is_stream() {
             // Over a connection the registrar reaches us through that connection; the
             // source port it saw is the connection's, not one we listen on.
             return None;
@@ -791,12 +1012,12 @@ impl Binding {
         response: &'r ResponseInfo,
         addr: SocketAddr,
     ) -> Option<&'r message::ContactInfo> {
-        if let Some(instance) = &self.config.instance {
+        if let Some(instance) = &self.shared.instance {
             let by_instance = response.contacts.iter().find(|c| {
                 c.instance
                     .as_deref()
                     .is_some_and(|i| same_instance(i, instance))
-                    && (!self.outbound || c.reg_id == self.config.reg_id)
+                    && (!self.outbound || c.reg_id == self.reg_id)
             });
             if by_instance.is_some() {
                 return by_instance;
@@ -834,14 +1055,18 @@ impl Binding {
             Purpose::Register => (self.contact_value(None), self.expires),
             Purpose::RemoveOld { .. } | Purpose::Unregister => (self.contact_value(Some(0)), 0),
         };
-        let supported = match (&self.config.instance, self.outbound) {
+        let supported = match (&self.shared.instance, self.outbound) {
             (Some(_), true) => Some("outbound, path, gruu"),
             (Some(_), false) => Some("path, gruu"),
             (None, _) => None,
         };
+        let request_uri = self
+            .redirected_uri
+            .as_deref()
+            .unwrap_or(&self.shared.request_uri);
         let mut authorization = Vec::with_capacity(self.auth.len());
         for entry in &mut self.auth {
-            let Some(credential) = self.config.credentials.find(&entry.challenge.realm) else {
+            let Some(credential) = self.credentials.find(&entry.challenge.realm) else {
                 continue;
             };
             entry.nonce_count = entry.nonce_count.wrapping_add(1).max(1);
@@ -851,7 +1076,7 @@ impl Binding {
                 credential,
                 &AnswerInput {
                     method: "REGISTER",
-                    uri: &self.config.request_uri,
+                    uri: request_uri,
                     nonce_count: entry.nonce_count,
                     cnonce: &cnonce,
                     body: b"",
@@ -861,19 +1086,19 @@ impl Binding {
         }
         self.sent_credentials = !authorization.is_empty();
         let built = message::build_register(&message::RegisterRequest {
-            request_uri: &self.config.request_uri,
-            aor: &self.config.aor,
-            from_tag: &self.from_tag,
-            call_id: &self.call_id,
+            request_uri,
+            aor: &self.aor,
+            from_tag: hex_text::<16>(u128::from(self.from_tag), "").as_str(),
+            call_id: call_id_text(self.call_id).as_str(),
             cseq: self.cseq,
             branch: &branch,
-            transport: self.config.transport,
-            sent_by: self.config.local,
+            transport: self.transport,
+            sent_by: self.shared.local,
             contact: &contact,
             expires,
-            route: self.config.route.as_deref(),
+            route: self.shared.route.as_deref(),
             authorization: &authorization,
-            user_agent: &self.config.user_agent,
+            user_agent: &self.shared.user_agent,
             supported,
         });
         match built {
@@ -886,20 +1111,20 @@ impl Binding {
                     branch,
                     bytes,
                     now,
-                    self.config.timeout,
-                    self.config.transport.is_stream(),
+                    self.shared.timeout,
+                    self.transport.is_stream(),
                 );
-                self.phase = Phase::InFlight(purpose, tx);
+                self.phase = Phase::InFlight(purpose, Box::new(tx));
             }
             Err(e) => self.fail_or_finish(purpose, Failure::Local(e.0), now, entropy, out),
         }
     }
 
     fn contact_uri(&self, addr: SocketAddr) -> String {
-        let transport = self.config.transport;
+        let transport = self.transport;
         let uri = SipUri {
             secure: false,
-            user: Some(self.config.user.clone()),
+            user: Some(self.user().to_string()),
             host_port: HostPort::from(addr),
             transport: transport.is_stream().then_some(transport),
         }
@@ -914,9 +1139,9 @@ impl Binding {
     /// The Contact header value of our contact now, with its `expires` if given.
     fn contact_value(&self, expires: Option<u32>) -> String {
         let mut value = format!("<{}>", self.contact_uri(self.contact));
-        if let Some(instance) = &self.config.instance {
+        if let Some(instance) = &self.shared.instance {
             value.push_str(&format!(";+sip.instance=\"<{instance}>\""));
-            if let (true, Some(reg_id)) = (self.outbound, self.config.reg_id) {
+            if let (true, Some(reg_id)) = (self.outbound, self.reg_id) {
                 value.push_str(&format!(";reg-id={reg_id}"));
             }
         }
@@ -972,7 +1197,7 @@ impl Binding {
             after: failure.clone(),
         };
         self.report(
-            Reported::Failed(std::mem::discriminant(&failure)),
+            Reported::Failed(failure.kind()),
             BindingEvent::Failed(failure),
             out,
         );
@@ -985,7 +1210,7 @@ impl Binding {
         if matches!(failure, Failure::AuthRejected | Failure::IntervalRejected) {
             let permille = 1000 + entropy.next_u64() % 101;
             return self
-                .config
+                .shared
                 .refresh_interval
                 .mul_f64(permille as f64 / 1000.0);
         }
@@ -999,11 +1224,11 @@ impl Binding {
                 .min(OUTBOUND_MAX_TIME)
         } else {
             let cap = self
-                .config
+                .shared
                 .retry_max
-                .min(self.config.refresh_interval)
-                .max(self.config.retry_base);
-            self.config.retry_base.saturating_mul(1 << shift).min(cap)
+                .min(self.shared.refresh_interval)
+                .max(self.shared.retry_base);
+            self.shared.retry_base.saturating_mul(1 << shift).min(cap)
         };
         // 50% to 100% of the full delay, so that many bindings do not retry together.
         let permille = 500 + entropy.next_u64() % 501;
@@ -1431,6 +1656,64 @@ mod tests {
     }
 
     const INSTANCE: &str = "urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6";
+
+    #[test]
+    fn the_names_of_one_call_hold_one_copy_of_their_settings() {
+        let mut e = Counter(0);
+        let mut last = None;
+        let a = Binding::new_sharing(config(), &mut last, &mut e);
+        let b = Binding::new_sharing(
+            BindingConfig {
+                user: "bob".into(),
+                aor: "sip:bob@example.com".into(),
+                ..config()
+            },
+            &mut last,
+            &mut e,
+        );
+        assert!(Arc::ptr_eq(&a.shared, &b.shared));
+        let c = Binding::new_sharing(
+            BindingConfig {
+                expires: 60,
+                ..config()
+            },
+            &mut last,
+            &mut e,
+        );
+        assert!(!Arc::ptr_eq(&b.shared, &c.shared));
+        assert_eq!(c.shared.expires, 60);
+        // Each keeps its own identity.
+        assert_eq!(b.user(), "bob");
+        assert_ne!(a.call_id, b.call_id);
+    }
+
+    #[test]
+    fn the_contact_user_is_kept_only_when_it_is_not_the_aors() {
+        let mut e = Counter(0);
+        let plain = Binding::new(config(), &mut e);
+        assert!(plain.contact_user.is_none());
+        assert_eq!(plain.user(), "alice");
+        let other = Binding::new(
+            BindingConfig {
+                user: "alice-phone".into(),
+                ..config()
+            },
+            &mut e,
+        );
+        assert_eq!(other.user(), "alice-phone");
+        assert!(other.info().contact.starts_with("sip:alice-phone@"));
+        assert_eq!(aor_user("sips:x@y"), Some("x"));
+        assert_eq!(aor_user("sip:y"), None);
+    }
+
+    #[test]
+    fn call_id_and_tag_are_written_as_before() {
+        assert_eq!(
+            call_id_text(0x0123_4567_89ab_cdef_0000_0000_0000_0002).as_str(),
+            "0123456789abcdef0000000000000002@lanscape"
+        );
+        assert_eq!(hex_text::<16>(0xab, "").as_str(), "00000000000000ab");
+    }
 
     fn outbound_config() -> BindingConfig {
         BindingConfig {

@@ -18,6 +18,7 @@
 
 use crate::engine::binding::{
     Binding, BindingConfig, BindingEvent, BindingState, Entropy, Failure, Output, RegistrationInfo,
+    SharedSettings,
 };
 use crate::engine::digest::CredentialStore;
 use crate::engine::flow::{FlowOutput, Flows};
@@ -204,11 +205,11 @@ struct Slot {
     /// The target in use.
     next_hop: Target,
     /// The target list it comes from, and the list's generation when it was chosen.
-    list: String,
+    list: Arc<str>,
     generation: u64,
     /// After a redirect: the list and Request-URI to go back to when the redirect's
     /// targets fail.
-    home: Option<(String, String)>,
+    home: Option<Box<(Arc<str>, String)>>,
     branch: Option<String>,
     timer: Option<Instant>,
     state: Option<BindingState>,
@@ -230,7 +231,9 @@ struct ListState {
 pub struct Endpoint {
     entropy: Box<dyn Entropy + Send>,
     max_in_flight: usize,
-    bindings: HashMap<BindingId, Slot>,
+    /// Boxed: the table then holds a pointer per binding, and its spare capacity (up to
+    /// half of it after growing) costs pointers, not slots.
+    bindings: HashMap<BindingId, Box<Slot>>,
     by_branch: HashMap<String, BindingId>,
     timers: BTreeSet<(Instant, BindingId)>,
     in_flight: HashMap<Target, usize>,
@@ -241,11 +244,11 @@ pub struct Endpoint {
     /// One per open stream connection.
     framers: HashMap<Target, StreamFramer>,
     /// Target lists by key.
-    lists: HashMap<String, ListState>,
+    lists: HashMap<Arc<str>, ListState>,
     /// Bindings with two Outbound flows, by the id callers know.
     groups: HashMap<BindingId, Group>,
     /// Bindings waiting for a list being looked up.
-    parked: HashMap<String, Vec<BindingId>>,
+    parked: HashMap<Arc<str>, Vec<BindingId>>,
     /// Connections no binding uses, and when they close.
     idle: HashMap<Target, Instant>,
     stop_waiters: Vec<(HashSet<BindingId>, u64)>,
@@ -253,6 +256,9 @@ pub struct Endpoint {
     /// SIP Outbound flows watched by keep-alives.
     flows: Flows,
     trace: bool,
+    /// The settings of the binding added last, shared by the next ones when they have the
+    /// same.
+    last_shared: Option<SharedSettings>,
     stats: EndpointStats,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -279,6 +285,7 @@ impl Endpoint {
             keepalive: None,
             flows: Flows::default(),
             trace: false,
+            last_shared: None,
             stats: EndpointStats::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -392,10 +399,11 @@ impl Endpoint {
         destination: &Located,
         rotation: usize,
     ) -> bool {
-        let key = match rotation {
+        let name = match rotation {
             0 => destination.key.clone(),
             n => format!("{}#{n}", destination.key),
         };
+        let key = list_key(&self.lists, name);
         let state = self.lists.entry(key.clone()).or_insert_with(|| ListState {
             list: TargetList::new(destination.targets.clone(), destination.valid_until)
                 .rotated(rotation),
@@ -421,12 +429,12 @@ impl Endpoint {
         };
         state.users += 1;
         config.transport = first.transport;
-        let binding = Binding::new(config, self.entropy.as_mut());
+        let binding = Binding::new_sharing(config, &mut self.last_shared, self.entropy.as_mut());
         *self.users.entry(first.clone()).or_default() += 1;
         self.idle.remove(&first);
         self.bindings.insert(
             id,
-            Slot {
+            Box::new(Slot {
                 binding,
                 next_hop: first,
                 list: key,
@@ -437,7 +445,7 @@ impl Endpoint {
                 state: None,
                 stopping: false,
                 pending: None,
-            },
+            }),
         );
         true
     }
@@ -823,7 +831,7 @@ impl Endpoint {
         {
             state.resolving = true;
             self.events.push_back(Event::Resolve {
-                key: key.clone(),
+                key: key.to_string(),
                 query: query.clone(),
             });
         }
@@ -866,7 +874,7 @@ impl Endpoint {
         let Some(slot) = self.bindings.get_mut(&id) else {
             return false;
         };
-        let Some((home, uri)) = slot.home.take() else {
+        let Some((home, uri)) = slot.home.take().map(|home| *home) else {
             return false;
         };
         let away = std::mem::replace(&mut slot.list, home.clone());
@@ -951,6 +959,7 @@ impl Endpoint {
             transport: None,
             ..uris[0].clone()
         };
+        let key = list_key(&self.lists, key);
         let state = self.lists.entry(key.clone()).or_insert_with(|| {
             let mut list = TargetList::new(targets.clone(), None);
             let query = match (targets.is_empty(), named) {
@@ -979,7 +988,7 @@ impl Endpoint {
         slot.generation = u64::MAX;
         match slot.home {
             Some(_) => self.leave_list(&away), // one redirect after another: one way home
-            None => slot.home = Some((away, old_uri)),
+            None => slot.home = Some(Box::new((away, old_uri))),
         }
     }
 
@@ -1222,8 +1231,8 @@ impl Endpoint {
             self.publish_end(id);
             self.release_hop(&hop, now);
             self.leave_list(&list);
-            if let Some((home, _)) = home {
-                self.leave_list(&home);
+            if let Some(home) = home {
+                self.leave_list(&home.0);
             }
             true
         } else {
@@ -1308,7 +1317,7 @@ impl Endpoint {
             if let Some(slot) = self.bindings.get_mut(&id) {
                 slot.state = state;
             }
-            let flow = |id| self.bindings.get(&id).and_then(|s: &Slot| s.state);
+            let flow = |id| self.bindings.get(&id).and_then(|s| s.state);
             let combined = combine(flow(p), flow(partner(p)));
             self.publish_group(p, combined);
             return;
@@ -1339,6 +1348,15 @@ impl Endpoint {
 
     fn log(&mut self, level: LogLevel, message: String) {
         self.events.push_back(Event::Log { level, message });
+    }
+}
+
+/// The key of the list named `name`: the map's own when it has the list, so that every
+/// binding of a list holds one shared key.
+fn list_key(lists: &HashMap<Arc<str>, ListState>, name: String) -> Arc<str> {
+    match lists.get_key_value(name.as_str()) {
+        Some((key, _)) => key.clone(),
+        None => name.into(),
     }
 }
 
