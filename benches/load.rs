@@ -8,6 +8,9 @@
 //! memory a TCP or TLS connection costs, and how evenly 10,000 names registered at once
 //! refresh (`LOAD_SPREAD=N` another count, 0 to skip; three minutes).
 //!
+//! Over UDP and TCP, up to 3,000 names, libre's `sipreg` (Debian libre-dev, through
+//! `benches/libre_sipreg.c`) is a third client against a third fresh Kamailio.
+//!
 //! Debian's sipp is built without TLS (and its source package is not reachable here), so
 //! over TLS sipp speaks TCP to a local `stunnel` client that carries it over TLS to
 //! Kamailio; the table says so.
@@ -431,6 +434,73 @@ fn run_sipp(n: usize, transport: Transport, auth: bool) -> Sipp {
     }
 }
 
+/// Largest N libre's sipreg registers in the table.
+const LIBRE_MAX_N: usize = 3000;
+
+/// libre's `sipreg` client (`benches/libre_sipreg.c`), built once per run with Debian's
+/// libre-dev.
+fn libre_program() -> &'static Path {
+    static PROGRAM: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    PROGRAM.get_or_init(|| {
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("libre_sipreg");
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/libre_sipreg.c");
+        let flags = Command::new("pkg-config")
+            .args(["--cflags", "--libs", "libre"])
+            .output()
+            .expect("pkg-config runs");
+        assert!(flags.status.success(), "libre: apt-get install libre-dev");
+        let flags = String::from_utf8(flags.stdout).unwrap();
+        let status = Command::new("cc")
+            .args(["-O2", "-o"])
+            .arg(&out)
+            .arg(&source)
+            .args(flags.split_whitespace())
+            .status()
+            .expect("cc runs");
+        assert!(status.success(), "benches/libre_sipreg.c builds");
+        out
+    })
+}
+
+/// libre's sipreg registering N names (at most as many at once as sipp) on `transport` (UDP
+/// or TCP) at a fresh Kamailio: rate and CPU time, like sipp's.
+fn run_libre(n: usize, transport: Transport, auth: bool) -> Sipp {
+    let kam = registrar(auth);
+    let program = libre_program();
+    let cpu_before = cpu_seconds(libc::RUSAGE_CHILDREN);
+    let out = Command::new(program)
+        .arg(transport_name(transport).to_lowercase())
+        .arg("127.0.0.1")
+        .arg(kam.port.to_string())
+        .arg(n.to_string())
+        .args([AUTH_USER, AUTH_PASSWORD])
+        .arg(SIPP_CONCURRENCY.to_string())
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("libre_sipreg runs");
+    let cpu = cpu_seconds(libc::RUSAGE_CHILDREN) - cpu_before;
+    assert!(out.status.success(), "libre_sipreg failed: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let fields: Vec<f64> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("libre_sipreg printed no result: {text}"))
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(fields[1] as usize, n, "libre registered every name");
+    assert_eq!(
+        kam.registered_users(),
+        Some(n as u64),
+        "Kamailio holds every libre name"
+    );
+    Sipp {
+        rate: n as f64 / fields[0],
+        cpu_per_1000: cpu / (n as f64 / 1000.0),
+    }
+}
+
 /// Resident memory of `k` engines, each with one name registered over `transport` (and so,
 /// over TCP or TLS, one connection each), per engine.
 fn memory_per_engine(transport: Transport) -> f64 {
@@ -543,19 +613,35 @@ fn ours(transport: Transport, n: usize, auth: bool) -> Ours {
 /// One table of the engine against sipp, with or without authentication.
 fn versus_sipp(transports: &[Transport], sizes: &[usize], auth: bool) {
     println!(
-        "| transport | N | ours reg/s | sipp reg/s | ours/sipp rate | ours CPU s per 1000 reg | sipp CPU s per 1000 reg | ours/sipp CPU | p50 ms | p99 ms | CPU s per 1000 refreshes | bytes per binding | retransmissions |"
+        "| transport | N | ours reg/s | sipp reg/s | ours/sipp rate | ours CPU s per 1000 reg | sipp CPU s per 1000 reg | ours/sipp CPU | libre reg/s | libre CPU s per 1000 reg | ours/libre CPU | p50 ms | p99 ms | CPU s per 1000 refreshes | bytes per binding | retransmissions |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &transport in transports {
         for &n in sizes {
             let ours = ours(transport, n, auth);
             let sipp = run_sipp(n, transport, auth);
+            // libre over UDP and TCP (its TLS needs a build with OpenSSL and a CA setup of
+            // its own), up to LIBRE_MAX_N names.
+            let libre = match transport {
+                Transport::Tls => None,
+                _ if n > LIBRE_MAX_N => None,
+                _ => Some(run_libre(n, transport, auth)),
+            };
+            let libre = match libre {
+                Some(l) => format!(
+                    "{:.0} | {:.4} | {:.2}",
+                    l.rate,
+                    l.cpu_per_1000,
+                    ours.cpu_per_1000 / l.cpu_per_1000
+                ),
+                None => "— | — | —".into(),
+            };
             let name = match transport {
                 Transport::Tls => "TLS (sipp: TCP via stunnel)",
                 other => transport_name(other),
             };
             println!(
-                "| {name} | {n} | {:.0} | {:.0} | {:.2} | {:.4} | {:.4} | {:.2} | {:.1} | {:.1} | {:.3} | {:.0} | {} |",
+                "| {name} | {n} | {:.0} | {:.0} | {:.2} | {:.4} | {:.4} | {:.2} | {libre} | {:.1} | {:.1} | {:.3} | {:.0} | {} |",
                 ours.rate,
                 sipp.rate,
                 ours.rate / sipp.rate,
@@ -597,6 +683,8 @@ fn main() {
         ("kamailio", "kamailio"),
         ("sipp", "sip-tester"),
         ("stunnel", "stunnel4"),
+        ("pkg-config", "pkg-config"),
+        ("cc", "gcc"),
     ] {
         let found = std::process::Command::new("sh")
             .args(["-c", &format!("command -v {program}")])
