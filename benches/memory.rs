@@ -3,6 +3,11 @@
 //! the 200) through an in-process registrar on a simulated clock, counted by a counting
 //! allocator. This is the engine's part of the load benchmark's resident bytes per binding
 //! (the rest: the API's name maps, the allocator's own overhead and free lists).
+//!
+//! It also times the endpoint's own work per registration (two requests built, a challenge
+//! answered, two responses read, the events), without sockets, threads or the registrar:
+//! the part of the load benchmark's CPU figure that is the engine's code, measured without
+//! the noise of a real network.
 
 use lanscape_sip::engine::binding::{BindingConfig, Entropy};
 use lanscape_sip::engine::digest::{Credential, CredentialStore};
@@ -18,12 +23,34 @@ use std::time::{Duration, Instant};
 struct Counting;
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
+/// Allocations (and reallocations) made, counted only while `COUNTING`.
+static ALLOCATIONS: AtomicIsize = AtomicIsize::new(0);
+static COUNTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn count_allocation() {
+    if COUNTING.load(Ordering::Relaxed) {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Runs `f`, adding its time and allocations to `core`.
+fn in_core<T>(core: &mut (Duration, isize), f: impl FnOnce() -> T) -> T {
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    COUNTING.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    let out = f();
+    core.0 += started.elapsed();
+    COUNTING.store(false, Ordering::Relaxed);
+    core.1 += ALLOCATIONS.load(Ordering::Relaxed) - before;
+    out
+}
 
 // SAFETY: every call is forwarded to the system allocator unchanged; only a counter of
 // live bytes is kept beside it.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        count_allocation();
         // SAFETY: the caller's contract is the system allocator's.
         unsafe { System.alloc(layout) }
     }
@@ -37,6 +64,7 @@ unsafe impl GlobalAlloc for Counting {
             new_size as isize - layout.size() as isize,
             Ordering::Relaxed,
         );
+        count_allocation();
         // SAFETY: the caller's contract is the system allocator's.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -135,14 +163,21 @@ fn run(n: u64) {
             }
         })
         .collect();
-    endpoint.add(now, specs);
+    let mut core = (Duration::ZERO, 0);
+    in_core(&mut core, || endpoint.add(now, specs));
     let mut registered = 0;
     let mut answers = Vec::new();
+    let mut transmits = Vec::new();
+    let mut events = Vec::new();
     while registered < n {
-        while let Some(transmit) = endpoint.poll_transmit() {
+        in_core(&mut core, || {
+            transmits.extend(std::iter::from_fn(|| endpoint.poll_transmit()));
+            events.extend(std::iter::from_fn(|| endpoint.poll_event()));
+        });
+        for transmit in transmits.drain(..) {
             answers.push(answer(std::str::from_utf8(&transmit.contents).unwrap()));
         }
-        for event in std::iter::from_fn(|| endpoint.poll_event()) {
+        for event in events.drain(..) {
             if let Event::Binding { event, .. } = event {
                 match event {
                     lanscape_sip::engine::binding::BindingEvent::Registered { .. } => {
@@ -155,19 +190,31 @@ fn run(n: u64) {
         if answers.is_empty() && registered < n {
             panic!("stalled at {registered} of {n}");
         }
-        for bytes in answers.drain(..) {
-            endpoint.handle_datagram(now, hop, &bytes);
-        }
+        in_core(&mut core, || {
+            for bytes in &answers {
+                endpoint.handle_datagram(now, hop, bytes);
+            }
+        });
+        answers.clear();
     }
     answers.shrink_to_fit();
+    transmits.shrink_to_fit();
+    events.shrink_to_fit();
     let held = LIVE.load(Ordering::Relaxed) - before;
-    println!("| {n} | {} |", held / n as isize,);
+    println!(
+        "| {n} | {} | {:.2} | {:.1} |",
+        held / n as isize,
+        core.0.as_secs_f64() * 1e6 / n as f64,
+        core.1 as f64 / n as f64,
+    );
     drop(endpoint);
 }
 
 fn main() {
     let sizes = std::env::var("MEMORY_SIZES").unwrap_or_else(|_| "1000,100000".into());
-    println!("| N | engine heap bytes per binding |\n|---|---|");
+    println!(
+        "| N | engine heap bytes per binding | engine core µs per registration | allocations per registration |\n|---:|---:|---:|---:|"
+    );
     for n in sizes.split(',').filter_map(|s| s.trim().parse().ok()) {
         run(n);
     }

@@ -1024,10 +1024,11 @@ impl Binding {
             }
         }
         let ours = self.contact_uri(addr);
+        // Registrars mostly echo the URI as sent: the full comparison only when not.
         response
             .contacts
             .iter()
-            .find(|c| uri::equivalent(&c.raw, &ours))
+            .find(|c| c.raw == ours || uri::equivalent(&c.raw, &ours))
     }
 
     fn begin_attempt(&mut self, now: Instant, entropy: &mut dyn Entropy, out: &mut Vec<Output>) {
@@ -1121,32 +1122,44 @@ impl Binding {
     }
 
     fn contact_uri(&self, addr: SocketAddr) -> String {
-        let transport = self.transport;
-        let uri = SipUri {
-            secure: false,
-            user: Some(self.user().to_string()),
-            host_port: HostPort::from(addr),
-            transport: transport.is_stream().then_some(transport),
+        let mut uri = String::with_capacity(64);
+        self.write_contact_uri(&mut uri, addr);
+        uri
+    }
+
+    /// Writes our contact URI at `addr` (the SIP URI of `SipUri`'s form, written straight
+    /// into `out`).
+    fn write_contact_uri(&self, out: &mut String, addr: SocketAddr) {
+        use std::fmt::Write as _;
+        out.push_str("sip:");
+        out.push_str(self.user());
+        out.push('@');
+        let _ = write!(out, "{}", HostPort::from(addr));
+        if self.transport.is_stream() {
+            out.push_str(";transport=");
+            out.push_str(self.transport.param());
         }
-        .to_string();
         // RFC 5626: the flow's contact carries `ob`.
-        match self.outbound {
-            true => format!("{uri};ob"),
-            false => uri,
+        if self.outbound {
+            out.push_str(";ob");
         }
     }
 
     /// The Contact header value of our contact now, with its `expires` if given.
     fn contact_value(&self, expires: Option<u32>) -> String {
-        let mut value = format!("<{}>", self.contact_uri(self.contact));
+        use std::fmt::Write as _;
+        let mut value = String::with_capacity(160);
+        value.push('<');
+        self.write_contact_uri(&mut value, self.contact);
+        value.push('>');
         if let Some(instance) = &self.shared.instance {
-            value.push_str(&format!(";+sip.instance=\"<{instance}>\""));
+            let _ = write!(value, ";+sip.instance=\"<{instance}>\"");
             if let (true, Some(reg_id)) = (self.outbound, self.reg_id) {
-                value.push_str(&format!(";reg-id={reg_id}"));
+                let _ = write!(value, ";reg-id={reg_id}");
             }
         }
         if let Some(expires) = expires {
-            value.push_str(&format!(";expires={expires}"));
+            let _ = write!(value, ";expires={expires}");
         }
         value
     }

@@ -5,8 +5,11 @@
 //! when the algorithm is absent; see `shared/KNOWN-PITFALLS.md`). Supported: MD5, MD5-sess, SHA-256, SHA-256-sess, SHA-512-256,
 //! SHA-512-256-sess; qop `auth` and `auth-int` (REGISTER has an empty body) or no qop.
 
-use md5::{Digest as _, Md5};
+#[cfg(test)]
+use md5::Digest as _;
+use md5::Md5;
 use sha2::{Sha256, Sha512_256};
+use std::borrow::Cow;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// Which header carried a challenge, and so which header must carry the answer.
@@ -49,11 +52,23 @@ impl Algorithm {
         }
     }
 
-    fn hash_hex(self, input: &[u8]) -> String {
+    /// The hex digest of `parts` joined by `:`, hashed piece by piece: no copy of the
+    /// input (which may hold the password) is made.
+    fn hash_parts(self, parts: &[&[u8]]) -> HexDigest {
+        fn run<D: md5::Digest>(parts: &[&[u8]]) -> HexDigest {
+            let mut hasher = D::new();
+            for (i, part) in parts.iter().enumerate() {
+                if i > 0 {
+                    hasher.update(b":");
+                }
+                hasher.update(part);
+            }
+            HexDigest::of(&hasher.finalize())
+        }
         match self {
-            Algorithm::Md5 => to_hex(&Md5::digest(input)),
-            Algorithm::Sha256 => to_hex(&Sha256::digest(input)),
-            Algorithm::Sha512_256 => to_hex(&Sha512_256::digest(input)),
+            Algorithm::Md5 => run::<Md5>(parts),
+            Algorithm::Sha256 => run::<Sha256>(parts),
+            Algorithm::Sha512_256 => run::<Sha512_256>(parts),
         }
     }
 
@@ -124,7 +139,7 @@ pub fn parse_challenge(kind: ChallengeKind, value: &str) -> Result<Challenge, Ch
         params
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     };
     let realm = get("realm").ok_or(ChallengeError::Malformed)?.to_string();
     let nonce = get("nonce").ok_or(ChallengeError::Malformed)?.to_string();
@@ -192,10 +207,9 @@ fn parse_algorithm(a: &str) -> Option<(Algorithm, bool)> {
 }
 
 /// Splits `k=v, k="quoted, value"` into pairs; `None` on broken syntax.
-fn parse_auth_params(input: &str) -> Option<Vec<(String, String)>> {
-    let mut out = Vec::new();
+fn parse_auth_params(input: &str) -> Option<Vec<(&str, Cow<'_, str>)>> {
+    let mut out = Vec::with_capacity(8);
     let mut chars = input.char_indices().peekable();
-    let bytes = input;
     loop {
         // skip separators
         while let Some(&(_, c)) = chars.peek() {
@@ -216,7 +230,7 @@ fn parse_auth_params(input: &str) -> Option<Vec<(String, String)>> {
             end = i + c.len_utf8();
             chars.next();
         }
-        let key = bytes[start..end].to_string();
+        let key = &input[start..end];
         if key.is_empty() {
             return None;
         }
@@ -225,39 +239,55 @@ fn parse_auth_params(input: &str) -> Option<Vec<(String, String)>> {
         }
         if chars.peek().map(|&(_, c)| c) != Some('=') {
             // a bare token with no value (not used by Digest); keep it empty
-            out.push((key, String::new()));
+            out.push((key, Cow::Borrowed("")));
             continue;
         }
         chars.next();
         while chars.peek().is_some_and(|&(_, c)| c.is_ascii_whitespace()) {
             chars.next();
         }
-        let mut value = String::new();
-        if chars.peek().map(|&(_, c)| c) == Some('"') {
+        let value = if chars.peek().map(|&(_, c)| c) == Some('"') {
             chars.next();
-            let mut closed = false;
-            while let Some((_, c)) = chars.next() {
+            // Borrowed from the input until an escape needs a copy.
+            let from = chars.peek().map_or(input.len(), |&(i, _)| i);
+            let mut value: Option<String> = None;
+            let mut closed = None;
+            while let Some((i, c)) = chars.next() {
                 match c {
-                    '\\' => value.push(chars.next()?.1),
+                    '\\' => {
+                        let escaped = chars.next()?.1;
+                        value
+                            .get_or_insert_with(|| input[from..i].to_string())
+                            .push(escaped);
+                    }
                     '"' => {
-                        closed = true;
+                        closed = Some(i);
                         break;
                     }
-                    _ => value.push(c),
+                    _ => {
+                        if let Some(value) = &mut value {
+                            value.push(c);
+                        }
+                    }
                 }
             }
-            if !closed {
-                return None;
+            let to = closed?;
+            match value {
+                Some(value) => Cow::Owned(value),
+                None => Cow::Borrowed(&input[from..to]),
             }
         } else {
-            while let Some(&(_, c)) = chars.peek() {
+            let from = chars.peek().map_or(input.len(), |&(i, _)| i);
+            let mut to = from;
+            while let Some(&(i, c)) = chars.peek() {
                 if c == ',' || c.is_ascii_whitespace() {
                     break;
                 }
-                value.push(c);
+                to = i + c.len_utf8();
                 chars.next();
             }
-        }
+            Cow::Borrowed(&input[from..to])
+        };
         out.push((key, value));
     }
     Some(out)
@@ -346,73 +376,87 @@ pub struct AnswerInput<'a> {
 /// Computes the `Authorization` / `Proxy-Authorization` header value for a challenge.
 pub fn answer(challenge: &Challenge, credential: &Credential, input: &AnswerInput<'_>) -> String {
     let alg = challenge.algorithm;
-    let mut a1 = format!(
-        "{}:{}:{}",
-        credential.username, challenge.realm, credential.password
-    );
-    let mut ha1 = alg.hash_hex(a1.as_bytes());
-    a1.zeroize();
+    let mut ha1 = alg.hash_parts(&[
+        credential.username.as_bytes(),
+        challenge.realm.as_bytes(),
+        credential.password.as_bytes(),
+    ]);
     if challenge.session {
-        let mut sess = format!("{}:{}:{}", ha1, challenge.nonce, input.cnonce);
-        ha1.zeroize();
-        ha1 = alg.hash_hex(sess.as_bytes());
-        sess.zeroize();
+        ha1 = alg.hash_parts(&[
+            ha1.as_bytes(),
+            challenge.nonce.as_bytes(),
+            input.cnonce.as_bytes(),
+        ]);
     }
+    let method = input.method.as_bytes();
+    let uri = input.uri.as_bytes();
     let ha2 = match challenge.qop {
-        Some(Qop::AuthInt) => alg.hash_hex(
-            format!(
-                "{}:{}:{}",
-                input.method,
-                input.uri,
-                alg.hash_hex(input.body)
-            )
-            .as_bytes(),
-        ),
-        _ => alg.hash_hex(format!("{}:{}", input.method, input.uri).as_bytes()),
-    };
-    let nc = format!("{:08x}", input.nonce_count);
-    let response = match challenge.qop {
-        Some(q) => {
-            let qop = if q == Qop::Auth { "auth" } else { "auth-int" };
-            alg.hash_hex(
-                format!(
-                    "{}:{}:{}:{}:{}:{}",
-                    ha1, challenge.nonce, nc, input.cnonce, qop, ha2
-                )
-                .as_bytes(),
-            )
+        Some(Qop::AuthInt) => {
+            let body = alg.hash_parts(&[input.body]);
+            alg.hash_parts(&[method, uri, body.as_bytes()])
         }
-        None => alg.hash_hex(format!("{}:{}:{}", ha1, challenge.nonce, ha2).as_bytes()),
+        _ => alg.hash_parts(&[method, uri]),
     };
-    ha1.zeroize();
+    let nc = HexDigest::of(&input.nonce_count.to_be_bytes());
+    let qop = match challenge.qop {
+        Some(Qop::Auth) => Some("auth"),
+        Some(Qop::AuthInt) => Some("auth-int"),
+        None => None,
+    };
+    let response = match qop {
+        Some(qop) => alg.hash_parts(&[
+            ha1.as_bytes(),
+            challenge.nonce.as_bytes(),
+            nc.as_bytes(),
+            input.cnonce.as_bytes(),
+            qop.as_bytes(),
+            ha2.as_bytes(),
+        ]),
+        None => alg.hash_parts(&[ha1.as_bytes(), challenge.nonce.as_bytes(), ha2.as_bytes()]),
+    };
+    drop(ha1);
 
-    let mut out = format!(
-        "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", response=\"{}\", algorithm={}{}",
-        quote(&credential.username),
-        quote(&challenge.realm),
-        quote(&challenge.nonce),
-        quote(input.uri),
-        response,
-        alg.name(),
-        if challenge.session { "-sess" } else { "" },
+    let mut out = String::with_capacity(
+        200 + credential.username.len()
+            + challenge.realm.len()
+            + challenge.nonce.len()
+            + input.uri.len()
+            + input.cnonce.len()
+            + challenge.opaque.as_ref().map_or(0, String::len),
     );
-    if let Some(q) = challenge.qop {
-        let qop = if q == Qop::Auth { "auth" } else { "auth-int" };
-        out.push_str(&format!(
-            ", cnonce=\"{}\", qop={}, nc={}",
-            quote(input.cnonce),
-            qop,
-            nc
-        ));
+    out.push_str("Digest username=");
+    push_quoted(&mut out, &credential.username);
+    out.push_str(", realm=");
+    push_quoted(&mut out, &challenge.realm);
+    out.push_str(", nonce=");
+    push_quoted(&mut out, &challenge.nonce);
+    out.push_str(", uri=");
+    push_quoted(&mut out, input.uri);
+    out.push_str(", response=\"");
+    out.push_str(response.as_str());
+    out.push_str("\", algorithm=");
+    out.push_str(alg.name());
+    if challenge.session {
+        out.push_str("-sess");
+    }
+    if let Some(qop) = qop {
+        out.push_str(", cnonce=");
+        push_quoted(&mut out, input.cnonce);
+        out.push_str(", qop=");
+        out.push_str(qop);
+        out.push_str(", nc=");
+        out.push_str(nc.as_str());
     }
     if let Some(opaque) = &challenge.opaque {
-        out.push_str(&format!(", opaque=\"{}\"", quote(opaque)));
+        out.push_str(", opaque=");
+        push_quoted(&mut out, opaque);
     }
     out
 }
 
-fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+/// Appends `s` as a quoted string (RFC 3261 §25.1), without CR or LF.
+fn push_quoted(out: &mut String, s: &str) {
+    out.push('"');
     for c in s.chars() {
         if c == '"' || c == '\\' {
             out.push('\\');
@@ -421,9 +465,53 @@ fn quote(s: &str) -> String {
             out.push(c);
         }
     }
-    out
+    out.push('"');
 }
 
+#[cfg(test)]
+fn quote(s: &str) -> String {
+    let mut out = String::new();
+    push_quoted(&mut out, s);
+    out[1..out.len() - 1].to_string()
+}
+
+/// A digest in lower-case hex, on the stack (at most 32 bytes, SHA-256 and SHA-512/256),
+/// wiped when dropped: HA1 stands for the password.
+struct HexDigest {
+    bytes: [u8; 64],
+    len: usize,
+}
+
+impl HexDigest {
+    fn of(digest: &[u8]) -> HexDigest {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut bytes = [0u8; 64];
+        for (i, b) in digest.iter().take(32).enumerate() {
+            bytes[2 * i] = HEX[usize::from(b >> 4)];
+            bytes[2 * i + 1] = HEX[usize::from(b & 15)];
+        }
+        HexDigest {
+            bytes,
+            len: 2 * digest.len().min(32),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).expect("hex digits")
+    }
+}
+
+impl Drop for HexDigest {
+    fn drop(&mut self) {
+        self.bytes.zeroize();
+    }
+}
+
+#[cfg(test)]
 fn to_hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
@@ -440,7 +528,12 @@ mod tests {
 
     fn response_field(answer: &str) -> String {
         let params = parse_auth_params(answer.strip_prefix("Digest").unwrap()).unwrap();
-        params.into_iter().find(|(k, _)| k == "response").unwrap().1
+        params
+            .into_iter()
+            .find(|(k, _)| *k == "response")
+            .unwrap()
+            .1
+            .into_owned()
     }
 
     #[test]
@@ -570,6 +663,23 @@ mod tests {
         assert_eq!(store.find("r").unwrap().username, "exact");
         assert_eq!(store.find("other").unwrap().username, "any");
         assert!(!format!("{:?}", store.find("r").unwrap()).contains("\"y\""));
+    }
+
+    #[test]
+    fn challenge_values_are_read_with_their_escapes_and_without_quotes() {
+        let c = parse_challenge(
+            ChallengeKind::Www,
+            r#"Digest realm="a\"b", nonce="n\\1x", opaque=plain, qop="auth""#,
+        )
+        .unwrap();
+        assert_eq!(c.realm, "a\"b");
+        assert_eq!(c.nonce, "n\\1x");
+        assert_eq!(c.opaque.as_deref(), Some("plain"));
+        assert_eq!(c.qop, Some(Qop::Auth));
+        assert_eq!(
+            parse_challenge(ChallengeKind::Www, r#"Digest realm="open, nonce="x""#),
+            Err(ChallengeError::Malformed)
+        );
     }
 
     #[test]

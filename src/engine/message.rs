@@ -332,8 +332,8 @@ fn status_code(bytes: &[u8]) -> Result<u16, ParseError> {
 /// must be UTF-8 only if it is read.
 fn parse_bounded(bytes: &[u8]) -> Result<ResponseInfo, ParseError> {
     let status = status_code(bytes)?;
-    let mut top_via: Option<String> = None;
-    let mut call_id = None;
+    let mut top_via: Option<&str> = None;
+    let mut call_id: Option<&str> = None;
     let mut cseq = None;
     let mut contacts = Vec::new();
     let mut expires = None;
@@ -345,15 +345,18 @@ fn parse_bounded(bytes: &[u8]) -> Result<ResponseInfo, ParseError> {
     let mut path = Vec::new();
     let mut flow_timer = None;
     let mut option_tags = Vec::new();
-    for (name, value) in header_lines(bytes)? {
+    let headers = header_lines(bytes)?;
+    for (name, value) in &headers {
         let Some(header) = Header::named(name) else {
             continue;
         };
-        let value = std::str::from_utf8(&value)
+        let value = std::str::from_utf8(value)
             .map_err(|_| ParseError::Syntax(format!("{} is not UTF-8", header.name())))?;
         match header {
-            Header::Via => set_top_via(&mut top_via, value),
-            Header::CallId => set_once(&mut call_id, value),
+            Header::Via => {
+                top_via = top_via.or_else(|| Some(list_items(value).next().unwrap_or_default()))
+            }
+            Header::CallId => call_id = call_id.or(Some(value.trim())),
             Header::CSeq if cseq.is_none() => {
                 let mut parts = value.split_ascii_whitespace();
                 let number = parts.next().and_then(|n| n.parse::<u32>().ok());
@@ -378,12 +381,12 @@ fn parse_bounded(bytes: &[u8]) -> Result<ResponseInfo, ParseError> {
         }
     }
     let via_value = top_via.ok_or(ParseError::MissingHeader("Via"))?;
-    let via_params = parse_via_params(&via_value).ok_or(ParseError::MissingHeader("Via"))?;
+    let via_params = parse_via_params(via_value).ok_or(ParseError::MissingHeader("Via"))?;
     let param = |name: &str| {
         via_params
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .and_then(|(_, v)| v.as_deref())
+            .and_then(|(_, v)| *v)
     };
     let branch = param("branch")
         .filter(|b| !b.is_empty())
@@ -398,7 +401,9 @@ fn parse_bounded(bytes: &[u8]) -> Result<ResponseInfo, ParseError> {
         branch,
         received,
         rport,
-        call_id: call_id.ok_or(ParseError::MissingHeader("Call-ID"))?,
+        call_id: call_id
+            .ok_or(ParseError::MissingHeader("Call-ID"))?
+            .to_string(),
         cseq,
         cseq_method,
         contacts,
@@ -509,19 +514,6 @@ fn leading_number(value: &str) -> Option<u32> {
     value[..digits].parse().ok()
 }
 
-fn set_once(slot: &mut Option<String>, value: &str) {
-    if slot.is_none() {
-        *slot = Some(value.trim().to_string());
-    }
-}
-
-fn set_top_via(slot: &mut Option<String>, value: &str) {
-    if slot.is_none() {
-        let first = split_list(value).into_iter().next().unwrap_or_default();
-        *slot = Some(first.to_string());
-    }
-}
-
 fn parse_contacts(value: &str, out: &mut Vec<ContactInfo>) {
     for part in split_list(value) {
         if let Some(contact) = parse_contact(part) {
@@ -560,20 +552,18 @@ fn parse_contact(entry: &str) -> Option<ContactInfo> {
 }
 
 /// Parses `SIP/2.0/UDP host[:port];params` into its parameters.
-fn parse_via_params(via: &str) -> Option<Vec<(String, Option<String>)>> {
+fn parse_via_params(via: &str) -> Option<Vec<(&str, Option<&str>)>> {
     let mut parts = via.splitn(2, ';');
     let sent = parts.next()?.trim();
     let (protocol, sent_by) = sent.split_once(char::is_whitespace)?;
-    if !protocol.to_ascii_uppercase().starts_with("SIP/2.0/") {
+    if !protocol
+        .get(..8)
+        .is_some_and(|p| p.eq_ignore_ascii_case("SIP/2.0/"))
+    {
         return None;
     }
     HostPort::parse(sent_by.trim())?;
-    Some(
-        parse_params(parts.next().unwrap_or(""))
-            .into_iter()
-            .map(|(n, v)| (n.to_string(), v.map(str::to_string)))
-            .collect(),
-    )
+    Some(parse_params(parts.next().unwrap_or("")))
 }
 
 /// Parses `;name[=value]` parameters (values may be quoted, and may hold `;` then).
@@ -611,32 +601,47 @@ fn split_outside_quotes(s: &str, sep: char) -> Vec<&str> {
 
 /// Splits a comma-separated header value, honouring `<...>` and quoted strings.
 pub fn split_list(value: &str) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let (mut depth, mut quoted, mut escaped, mut start) = (0i32, false, false, 0usize);
-    for (i, c) in value.char_indices() {
-        if quoted {
-            match (escaped, c) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => quoted = false,
-                _ => {}
+    list_items(value).collect()
+}
+
+/// The entries of a comma-separated header value (honouring `<...>` and quoted strings),
+/// trimmed, without empty ones.
+fn list_items(value: &str) -> impl Iterator<Item = &str> {
+    let mut start = 0usize;
+    std::iter::from_fn(move || {
+        while start <= value.len() {
+            let rest = &value[start..];
+            let (mut depth, mut quoted, mut escaped) = (0i32, false, false);
+            let mut end = rest.len();
+            for (i, c) in rest.char_indices() {
+                if quoted {
+                    match (escaped, c) {
+                        (true, _) => escaped = false,
+                        (false, '\\') => escaped = true,
+                        (false, '"') => quoted = false,
+                        _ => {}
+                    }
+                    continue;
+                }
+                match c {
+                    '"' => quoted = true,
+                    '<' => depth += 1,
+                    '>' => depth -= 1,
+                    ',' if depth <= 0 => {
+                        end = i;
+                        break;
+                    }
+                    _ => {}
+                }
             }
-            continue;
-        }
-        match c {
-            '"' => quoted = true,
-            '<' => depth += 1,
-            '>' => depth -= 1,
-            ',' if depth <= 0 => {
-                parts.push(value[start..i].trim());
-                start = i + 1;
+            let item = rest[..end].trim();
+            start += end + 1;
+            if !item.is_empty() {
+                return Some(item);
             }
-            _ => {}
         }
-    }
-    parts.push(value[start..].trim());
-    parts.retain(|p| !p.is_empty());
-    parts
+        None
+    })
 }
 
 #[cfg(test)]
