@@ -29,7 +29,9 @@ use crate::engine::target::{
 };
 use crate::engine::transport::{StreamFramer, Target};
 use crate::engine::uri::{Host, SipUri};
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use rustc_hash::FxHashMap as HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -235,7 +237,10 @@ pub struct Endpoint {
     /// half of it after growing) costs pointers, not slots.
     bindings: HashMap<BindingId, Box<Slot>>,
     by_branch: HashMap<String, BindingId>,
-    timers: BTreeSet<(Instant, BindingId)>,
+    /// Deadlines of the bindings, earliest first. An entry whose binding's `timer` no longer
+    /// says so is stale and skipped (a deadline moved is pushed again, not searched for and
+    /// removed); the heap is rebuilt when stale entries outnumber the live ones.
+    timers: BinaryHeap<Reverse<(Instant, BindingId)>>,
     in_flight: HashMap<Target, usize>,
     /// Bindings waiting per hop; an id whose slot no longer has `pending` is skipped.
     waiting: HashMap<Target, VecDeque<BindingId>>,
@@ -270,17 +275,17 @@ impl Endpoint {
         Endpoint {
             entropy,
             max_in_flight: max_in_flight.max(1),
-            bindings: HashMap::new(),
-            by_branch: HashMap::new(),
-            timers: BTreeSet::new(),
-            in_flight: HashMap::new(),
-            waiting: HashMap::new(),
-            users: HashMap::new(),
-            framers: HashMap::new(),
-            lists: HashMap::new(),
-            groups: HashMap::new(),
-            parked: HashMap::new(),
-            idle: HashMap::new(),
+            bindings: HashMap::default(),
+            by_branch: HashMap::default(),
+            timers: BinaryHeap::new(),
+            in_flight: HashMap::default(),
+            waiting: HashMap::default(),
+            users: HashMap::default(),
+            framers: HashMap::default(),
+            lists: HashMap::default(),
+            groups: HashMap::default(),
+            parked: HashMap::default(),
+            idle: HashMap::default(),
             stop_waiters: Vec::new(),
             keepalive: None,
             flows: Flows::default(),
@@ -308,7 +313,7 @@ impl Endpoint {
 
     /// When [`Endpoint::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let binding = self.timers.first().map(|(at, _)| *at);
+        let binding = self.timers.peek().map(|Reverse((at, _))| *at);
         let keepalive = self.keepalive.map(|(_, at)| at);
         let idle = self.idle.values().min().copied();
         let flows = self.flows.poll_timeout();
@@ -546,17 +551,39 @@ impl Endpoint {
             self.send_keepalive();
         }
         self.run_flows(now);
-        while let Some(&(at, id)) = self.timers.first() {
+        while let Some(&Reverse((at, id))) = self.timers.peek() {
             if at > now {
                 break;
             }
-            self.timers.pop_first();
-            if let Some(slot) = self.bindings.get_mut(&id) {
-                slot.timer = None;
+            self.timers.pop();
+            match self.bindings.get_mut(&id) {
+                Some(slot) if slot.timer == Some(at) => slot.timer = None,
+                _ => continue, // stale
             }
             self.admit(id, Input::Timer, now);
         }
+        self.prune_timers();
         self.admit_waiting(now);
+    }
+
+    /// Drops the stale entries at the top of the timer heap (so that [`Endpoint::poll_timeout`]
+    /// names a live deadline), and rebuilds the heap when most of it is stale.
+    fn prune_timers(&mut self) {
+        while let Some(&Reverse((at, id))) = self.timers.peek() {
+            match self.bindings.get(&id) {
+                Some(slot) if slot.timer == Some(at) => break,
+                _ => {
+                    self.timers.pop();
+                }
+            }
+        }
+        if self.timers.len() > 2 * self.bindings.len() + 64 {
+            self.timers = self
+                .bindings
+                .iter()
+                .filter_map(|(id, slot)| slot.timer.map(|at| Reverse((at, *id))))
+                .collect();
+        }
     }
 
     /// Handles a datagram received from `from`.
@@ -1195,14 +1222,15 @@ impl Endpoint {
         let Some(slot) = self.bindings.get_mut(&id) else {
             return false;
         };
-        let branch = slot.binding.branch().map(str::to_string);
-        let in_flight = self.in_flight.entry(slot.next_hop.clone()).or_default();
-        match (slot.branch.is_some(), branch.is_some()) {
-            (false, true) => *in_flight += 1,
-            (true, false) => *in_flight = in_flight.saturating_sub(1),
-            _ => {}
-        }
-        if branch != slot.branch {
+        if slot.branch.as_deref() != slot.binding.branch() {
+            let branch = slot.binding.branch().map(str::to_string);
+            if slot.branch.is_some() != branch.is_some() {
+                let in_flight = self.in_flight.entry(slot.next_hop.clone()).or_default();
+                match branch {
+                    Some(_) => *in_flight += 1,
+                    None => *in_flight = in_flight.saturating_sub(1),
+                }
+            }
             if let Some(old) = slot.branch.take() {
                 self.by_branch.remove(&old);
             }
@@ -1212,16 +1240,14 @@ impl Endpoint {
             slot.branch = branch;
         }
         let deadline = slot.binding.next_deadline();
-        if deadline != slot.timer {
-            if let Some(old) = slot.timer.take() {
-                self.timers.remove(&(old, id));
-            }
-            if let Some(at) = deadline {
-                self.timers.insert((at, id));
-            }
+        let moved = deadline != slot.timer;
+        if moved {
             slot.timer = deadline;
+            if let Some(at) = deadline {
+                self.timers.push(Reverse((at, id)));
+            }
         }
-        if slot.binding.is_done() {
+        let done = if slot.binding.is_done() {
             // A finished binding has no transaction and no timer: both were unindexed above.
             debug_assert!(slot.branch.is_none() && slot.timer.is_none());
             let hop = slot.next_hop.clone();
@@ -1247,7 +1273,11 @@ impl Endpoint {
             };
             self.publish(id, Some(state));
             false
+        };
+        if moved || done {
+            self.prune_timers();
         }
+        done
     }
 
     /// Reports a binding's event; for a binding with two flows, the event of both: it is

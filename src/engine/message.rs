@@ -239,7 +239,7 @@ fn check_bounds(bytes: &[u8]) -> Result<(), ParseError> {
     }
     let head_end = header_end(bytes).map_or(bytes.len(), |i| i - 2);
     let mut lines = 0usize;
-    for line in bytes[..head_end].split(|&b| b == b'\n') {
+    for line in lines_of(&bytes[..head_end]) {
         if line.len() > MAX_HEADER_LINE {
             return Err(ParseError::HeaderTooLong);
         }
@@ -274,7 +274,7 @@ type HeaderLine<'a> = (&'a [u8], std::borrow::Cow<'a, [u8]>);
 fn header_lines(head: &[u8]) -> Result<Vec<HeaderLine<'_>>, ParseError> {
     use std::borrow::Cow;
     let mut headers: Vec<HeaderLine<'_>> = Vec::with_capacity(16);
-    for line in head.split(|&b| b == b'\n').skip(1) {
+    for line in lines_of(head).skip(1) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
             break;
@@ -306,9 +306,41 @@ fn header_lines(head: &[u8]) -> Result<Vec<HeaderLine<'_>>, ParseError> {
     Ok(headers)
 }
 
+/// The lines of `bytes` split at LF (as `split` would, found with memchr).
+fn lines_of(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(bytes);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match memchr::memchr(b'\n', current) {
+            Some(i) => {
+                rest = Some(&current[i + 1..]);
+                Some(&current[..i])
+            }
+            None => {
+                rest = None;
+                Some(current)
+            }
+        }
+    })
+}
+
 /// RFC 3261 §25.1 `token` characters.
 fn is_token_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+    const TOKEN: [bool; 256] = {
+        let mut table = [false; 256];
+        let mut i = 0;
+        while i < 256 {
+            let c = i as u8;
+            table[i] = c.is_ascii_alphanumeric()
+                || matches!(
+                    c,
+                    b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+                );
+            i += 1;
+        }
+        table
+    };
+    TOKEN[usize::from(b)]
 }
 
 /// The status code of a status line `SIP/2.0 NNN reason`.

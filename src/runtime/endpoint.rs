@@ -22,7 +22,7 @@ use crate::runtime::dns::{Answer, Dns};
 use crate::runtime::icmp;
 use crate::runtime::service::ServiceGuard;
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -163,12 +163,12 @@ impl Endpoint {
             socket,
             events: dispatcher.sender(),
             batch: Vec::new(),
-            waiters: HashMap::new(),
+            waiters: HashMap::default(),
             next_waiter: 0,
-            connections: HashMap::new(),
+            connections: HashMap::default(),
             next_generation: 0,
             conn_events,
-            tls: HashMap::new(),
+            tls: HashMap::default(),
             stream_bind: None,
             lifecycle,
             icmp,
