@@ -16,7 +16,7 @@
 use crate::engine::digest::{self, AnswerInput, Challenge, ChallengeKind, CredentialStore};
 use crate::engine::message::{self, ResponseInfo};
 use crate::engine::target::MAX_RETRY_AFTER;
-use crate::engine::transaction::{ClientTransaction, TxTimer};
+use crate::engine::transaction::{Branch, ClientTransaction, TxTimer};
 use crate::engine::transport::Transport;
 use crate::engine::uri::{self, HostPort, SipUri};
 use std::net::SocketAddr;
@@ -27,11 +27,6 @@ use std::time::{Duration, Instant};
 pub trait Entropy {
     /// A fresh random 64-bit value.
     fn next_u64(&mut self) -> u64;
-
-    /// A fresh random token of 16 hex digits.
-    fn token(&mut self) -> String {
-        format!("{:016x}", self.next_u64())
-    }
 }
 
 /// A token written out on the stack: `N` hex digits of a value, and a suffix.
@@ -67,6 +62,15 @@ fn aor_user(aor: &str) -> Option<&str> {
         .strip_prefix("sip:")
         .or_else(|| aor.strip_prefix("sips:"))?;
     rest.split_once('@').map(|(user, _)| user)
+}
+
+/// A branch as sent: the magic cookie, then 16 hex digits.
+fn branch_text(branch: Branch) -> HexText {
+    let digits = hex_text::<16>(u128::from(branch.0), "");
+    let mut bytes = [0u8; 48];
+    bytes[..7].copy_from_slice(b"z9hG4bK");
+    bytes[7..23].copy_from_slice(&digits.bytes[..16]);
+    HexText { bytes, len: 23 }
 }
 
 /// A binding's Call-ID as sent.
@@ -570,7 +574,7 @@ impl Binding {
     }
 
     /// The branch of the transaction in flight, which responses must match.
-    pub fn branch(&self) -> Option<&str> {
+    pub fn branch(&self) -> Option<Branch> {
         match &self.phase {
             Phase::InFlight(_, tx) => Some(tx.branch()),
             _ => None,
@@ -757,7 +761,7 @@ impl Binding {
         let Phase::InFlight(purpose, tx) = &mut self.phase else {
             return false;
         };
-        if response.branch != tx.branch()
+        if Branch::parse(&response.branch) != Some(tx.branch())
             || response.call_id != call_id_text(self.call_id).as_str()
             || response.cseq != self.cseq
             || response.cseq_method != "REGISTER"
@@ -1051,7 +1055,8 @@ impl Binding {
         out: &mut Vec<Output>,
     ) {
         self.cseq = self.cseq.wrapping_add(1).max(1);
-        let branch = format!("z9hG4bK{}", entropy.token());
+        let branch = Branch(entropy.next_u64());
+        let branch_text = branch_text(branch);
         let (contact, expires) = match purpose {
             Purpose::Register => (self.contact_value(None), self.expires),
             Purpose::RemoveOld { .. } | Purpose::Unregister => (self.contact_value(Some(0)), 0),
@@ -1071,7 +1076,8 @@ impl Binding {
                 continue;
             };
             entry.nonce_count = entry.nonce_count.wrapping_add(1).max(1);
-            let cnonce = entropy.token();
+            let cnonce = hex_text::<16>(u128::from(entropy.next_u64()), "");
+            let cnonce = cnonce.as_str();
             let value = digest::answer(
                 &entry.challenge,
                 credential,
@@ -1079,7 +1085,7 @@ impl Binding {
                     method: "REGISTER",
                     uri: request_uri,
                     nonce_count: entry.nonce_count,
-                    cnonce: &cnonce,
+                    cnonce,
                     body: b"",
                 },
             );
@@ -1092,7 +1098,7 @@ impl Binding {
             from_tag: hex_text::<16>(u128::from(self.from_tag), "").as_str(),
             call_id: call_id_text(self.call_id).as_str(),
             cseq: self.cseq,
-            branch: &branch,
+            branch: branch_text.as_str(),
             transport: self.transport,
             sent_by: self.shared.local,
             contact: &contact,
@@ -1726,6 +1732,8 @@ mod tests {
             "0123456789abcdef0000000000000002@lanscape"
         );
         assert_eq!(hex_text::<16>(0xab, "").as_str(), "00000000000000ab");
+        let branch = Branch(0x0123_4567_89ab_cdef);
+        assert_eq!(branch_text(branch).as_str(), branch.to_string());
     }
 
     fn outbound_config() -> BindingConfig {

@@ -27,6 +27,7 @@ use crate::engine::stun;
 use crate::engine::target::{
     Choice, DEFAULT_VALIDITY, Located, Query, TargetList, TransportChoice, make_target,
 };
+use crate::engine::transaction::Branch;
 use crate::engine::transport::{StreamFramer, Target};
 use crate::engine::uri::{Host, SipUri};
 use rustc_hash::FxHashMap as HashMap;
@@ -212,7 +213,7 @@ struct Slot {
     /// After a redirect: the list and Request-URI to go back to when the redirect's
     /// targets fail.
     home: Option<Box<(Arc<str>, String)>>,
-    branch: Option<String>,
+    branch: Option<Branch>,
     timer: Option<Instant>,
     state: Option<BindingState>,
     stopping: bool,
@@ -236,7 +237,7 @@ pub struct Endpoint {
     /// Boxed: the table then holds a pointer per binding, and its spare capacity (up to
     /// half of it after growing) costs pointers, not slots.
     bindings: HashMap<BindingId, Box<Slot>>,
-    by_branch: HashMap<String, BindingId>,
+    by_branch: HashMap<Branch, BindingId>,
     /// Deadlines of the bindings, earliest first. An entry whose binding's `timer` no longer
     /// says so is stale and skipped (a deadline moved is pushed again, not searched for and
     /// removed); the heap is rebuilt when stale entries outnumber the live ones.
@@ -731,7 +732,7 @@ impl Endpoint {
                 ));
             }
         };
-        let Some(&id) = self.by_branch.get(&response.branch) else {
+        let Some(&id) = Branch::parse(&response.branch).and_then(|b| self.by_branch.get(&b)) else {
             return self.drop_datagram(format!(
                 "dropped stray {} response from {from} (unknown branch)",
                 response.status
@@ -1222,8 +1223,8 @@ impl Endpoint {
         let Some(slot) = self.bindings.get_mut(&id) else {
             return false;
         };
-        if slot.branch.as_deref() != slot.binding.branch() {
-            let branch = slot.binding.branch().map(str::to_string);
+        if slot.branch != slot.binding.branch() {
+            let branch = slot.binding.branch();
             if slot.branch.is_some() != branch.is_some() {
                 let in_flight = self.in_flight.entry(slot.next_hop.clone()).or_default();
                 match branch {
@@ -1234,8 +1235,8 @@ impl Endpoint {
             if let Some(old) = slot.branch.take() {
                 self.by_branch.remove(&old);
             }
-            if let Some(new) = &branch {
-                self.by_branch.insert(new.clone(), id);
+            if let Some(new) = branch {
+                self.by_branch.insert(new, id);
             }
             slot.branch = branch;
         }

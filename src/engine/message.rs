@@ -600,35 +600,40 @@ fn parse_via_params(via: &str) -> Option<Vec<(&str, Option<&str>)>> {
 
 /// Parses `;name[=value]` parameters (values may be quoted, and may hold `;` then).
 fn parse_params(s: &str) -> Vec<(&str, Option<&str>)> {
-    split_outside_quotes(s, ';')
-        .into_iter()
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
-            None => (p, None),
-        })
-        .collect()
+    let mut params = Vec::with_capacity(8);
+    params.extend(
+        split_outside_quotes(s, ';')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| match p.split_once('=') {
+                Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
+                None => (p, None),
+            }),
+    );
+    params
 }
 
 /// Splits `s` at every `sep` that is not inside a quoted string.
-fn split_outside_quotes(s: &str, sep: char) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let (mut quoted, mut escaped, mut start) = (false, false, 0usize);
-    for (i, c) in s.char_indices() {
-        match (quoted, escaped, c) {
-            (true, true, _) => escaped = false,
-            (true, false, '\\') => escaped = true,
-            (_, _, '"') => quoted = !quoted,
-            (false, _, c) if c == sep => {
-                parts.push(&s[start..i]);
-                start = i + c.len_utf8();
+fn split_outside_quotes(s: &str, sep: char) -> impl Iterator<Item = &str> {
+    let mut start = Some(0usize);
+    std::iter::from_fn(move || {
+        let from = start?;
+        let (mut quoted, mut escaped) = (false, false);
+        for (i, c) in s[from..].char_indices() {
+            match (quoted, escaped, c) {
+                (true, true, _) => escaped = false,
+                (true, false, '\\') => escaped = true,
+                (_, _, '"') => quoted = !quoted,
+                (false, _, c) if c == sep => {
+                    start = Some(from + i + c.len_utf8());
+                    return Some(&s[from..from + i]);
+                }
+                _ => {}
             }
-            _ => {}
         }
-    }
-    parts.push(&s[start..]);
-    parts
+        start = None;
+        Some(&s[from..])
+    })
 }
 
 /// Splits a comma-separated header value, honouring `<...>` and quoted strings.

@@ -38,10 +38,35 @@ pub enum TxTimer {
     TimedOut,
 }
 
+/// A transaction's branch: RFC 3261's magic cookie `z9hG4bK` and 16 hex digits of a random
+/// number (§8.1.1.7), kept as the number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Branch(pub u64);
+
+impl Branch {
+    /// The branch a response names, if it has the form of ours (anything else cannot
+    /// match one of our transactions).
+    pub fn parse(text: &str) -> Option<Branch> {
+        let digits = text.strip_prefix("z9hG4bK")?;
+        (digits.len() == 16
+            && digits
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        .then(|| u64::from_str_radix(digits, 16).ok().map(Branch))
+        .flatten()
+    }
+}
+
+impl std::fmt::Display for Branch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "z9hG4bK{:016x}", self.0)
+    }
+}
+
 /// A non-INVITE client transaction.
 #[derive(Debug, Clone)]
 pub struct ClientTransaction {
-    branch: String,
+    branch: Branch,
     request: Vec<u8>,
     state: TxState,
     interval: Duration,
@@ -54,7 +79,7 @@ impl ClientTransaction {
     /// Starts a transaction; the caller sends `request()` once now. Over a reliable
     /// transport (TCP, TLS) Timer E is not used (§17.1.2.2); Timer F still bounds it.
     pub fn start(
-        branch: String,
+        branch: Branch,
         request: Vec<u8>,
         now: Instant,
         timeout: Duration,
@@ -73,8 +98,8 @@ impl ClientTransaction {
     }
 
     /// The Via branch identifying this transaction.
-    pub fn branch(&self) -> &str {
-        &self.branch
+    pub fn branch(&self) -> Branch {
+        self.branch
     }
 
     /// The request bytes.
@@ -154,6 +179,23 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    #[test]
+    fn a_branch_is_written_and_read_back_and_foreign_forms_match_nothing() {
+        let b = Branch(0x00ab_cdef_0123_4567);
+        assert_eq!(b.to_string(), "z9hG4bK00abcdef01234567");
+        assert_eq!(Branch::parse(&b.to_string()), Some(b));
+        for foreign in [
+            "z9hG4bK00ABCDEF01234567",
+            "z9hG4bK00abcdef0123456",
+            "z9hG4bK00abcdef012345678",
+            "00abcdef01234567",
+            "z9hG4bK+0abcdef01234567",
+            "",
+        ] {
+            assert_eq!(Branch::parse(foreign), None, "{foreign}");
+        }
+    }
+
     /// Runs the timers with a simulated clock and returns the retransmission times.
     fn run(tx: &mut ClientTransaction, t0: Instant) -> (Vec<u64>, Option<u64>) {
         let mut sent = Vec::new();
@@ -170,8 +212,7 @@ mod tests {
     #[test]
     fn timer_e_doubles_to_t2_and_timer_f_ends_it() {
         let t0 = Instant::now();
-        let mut tx =
-            ClientTransaction::start("z9hG4bK1".into(), b"R".to_vec(), t0, DEFAULT_TIMEOUT, false);
+        let mut tx = ClientTransaction::start(Branch(1), b"R".to_vec(), t0, DEFAULT_TIMEOUT, false);
         let (sent, timed_out) = run(&mut tx, t0);
         assert_eq!(
             &sent[..6],
@@ -187,7 +228,7 @@ mod tests {
     #[test]
     fn short_timeout_bounds_retransmissions() {
         let t0 = Instant::now();
-        let mut tx = ClientTransaction::start("b".into(), vec![], t0, ms(2000), false);
+        let mut tx = ClientTransaction::start(Branch(2), vec![], t0, ms(2000), false);
         let (sent, timed_out) = run(&mut tx, t0);
         assert_eq!(sent, vec![500, 1500]);
         assert_eq!(timed_out, Some(2000));
@@ -196,7 +237,7 @@ mod tests {
     #[test]
     fn provisional_switches_to_t2_and_final_terminates() {
         let t0 = Instant::now();
-        let mut tx = ClientTransaction::start("b".into(), vec![], t0, DEFAULT_TIMEOUT, false);
+        let mut tx = ClientTransaction::start(Branch(2), vec![], t0, DEFAULT_TIMEOUT, false);
         assert!(!tx.on_response(100, t0 + ms(100)));
         assert_eq!(tx.state(), TxState::Proceeding);
         assert_eq!(tx.next_deadline(), Some(t0 + ms(500)));
@@ -214,11 +255,11 @@ mod tests {
     #[test]
     fn reliable_transports_do_not_retransmit_but_still_time_out() {
         let t0 = Instant::now();
-        let mut tx = ClientTransaction::start("b".into(), vec![], t0, ms(5000), true);
+        let mut tx = ClientTransaction::start(Branch(2), vec![], t0, ms(5000), true);
         let (sent, timed_out) = run(&mut tx, t0);
         assert!(sent.is_empty());
         assert_eq!(timed_out, Some(5000));
-        let mut tx = ClientTransaction::start("b".into(), vec![], t0, ms(5000), true);
+        let mut tx = ClientTransaction::start(Branch(2), vec![], t0, ms(5000), true);
         assert!(!tx.on_response(100, t0 + ms(10)));
         assert_eq!(
             tx.next_deadline(),
