@@ -265,6 +265,10 @@ pub struct Endpoint {
     /// The settings of the binding added last, shared by the next ones when they have the
     /// same.
     last_shared: Option<SharedSettings>,
+    /// Buffers reused by every input instead of allocated per input.
+    scratch_outputs: Vec<Output>,
+    scratch_reports: Vec<BindingEvent>,
+    scratch_hops: Vec<Target>,
     stats: EndpointStats,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -292,6 +296,9 @@ impl Endpoint {
             flows: Flows::default(),
             trace: false,
             last_shared: None,
+            scratch_outputs: Vec::new(),
+            scratch_reports: Vec::new(),
+            scratch_hops: Vec::new(),
             stats: EndpointStats::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -1083,9 +1090,10 @@ impl Endpoint {
         if self.waiting.is_empty() {
             return;
         }
-        let mut hops: Vec<Target> = self.waiting.keys().cloned().collect();
+        let mut hops = std::mem::take(&mut self.scratch_hops);
+        hops.extend(self.waiting.keys().cloned());
         hops.sort_unstable();
-        for hop in hops {
+        for hop in hops.drain(..) {
             while self.in_flight.get(&hop).copied().unwrap_or(0) < self.max_in_flight {
                 let Some(id) = self.waiting.get_mut(&hop).and_then(VecDeque::pop_front) else {
                     break;
@@ -1096,6 +1104,7 @@ impl Endpoint {
                 }
             }
         }
+        self.scratch_hops = hops;
         self.waiting.retain(|_, q| !q.is_empty());
     }
 
@@ -1116,15 +1125,16 @@ impl Endpoint {
                 .is_some_and(|s| s.list.has_alternative(&slot.next_hop, now));
         slot.binding.set_alternative(alternative);
         let failures_before = slot.binding.consecutive_failures();
-        let mut outputs = Vec::new();
+        // Buffers kept between inputs (a nested input would find them taken, and allocate).
+        let mut outputs = std::mem::take(&mut self.scratch_outputs);
         input(&mut slot.binding, self.entropy.as_mut(), &mut outputs);
         let gave_up = slot.binding.consecutive_failures() != failures_before;
         let destination = slot.next_hop.clone();
         let list_key = slot.list.clone();
-        let mut reports = Vec::new();
+        let mut reports = std::mem::take(&mut self.scratch_reports);
         let mut failed = None;
         let mut redirect = None;
-        for output in outputs {
+        for output in outputs.drain(..) {
             let contents = match output {
                 Output::Send(bytes) => {
                     self.stats.requests += 1;
@@ -1169,6 +1179,7 @@ impl Endpoint {
                 contents,
             });
         }
+        self.scratch_outputs = outputs;
         if let Some((failure, retry_after)) = failed {
             let mut exhausted = true;
             if let Some(state) = self.lists.get_mut(&list_key) {
@@ -1209,9 +1220,10 @@ impl Endpoint {
         }
         // The new state is published before the events that led to it.
         let ended = self.reindex(id, now);
-        for event in reports {
+        for event in reports.drain(..) {
             self.report(id, event);
         }
+        self.scratch_reports = reports;
         if ended {
             self.notify_stop_waiters();
         }
