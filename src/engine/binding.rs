@@ -41,18 +41,20 @@ impl HexText {
     }
 }
 
-/// The last `N` hex digits of `value` (lower case, zero-padded), then `suffix` (ASCII, at
-/// most `48 - N` bytes).
-fn hex_text<const N: usize>(value: u128, suffix: &str) -> HexText {
+/// `prefix`, the last `N` hex digits of `value` (lower case, zero-padded), then `suffix`
+/// (prefix and suffix ASCII, at most `48 - N` bytes together).
+fn hex_text<const N: usize>(prefix: &str, value: u128, suffix: &str) -> HexText {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut bytes = [0u8; 48];
-    for (i, byte) in bytes[..N].iter_mut().enumerate() {
+    let p = prefix.len();
+    bytes[..p].copy_from_slice(prefix.as_bytes());
+    for (i, byte) in bytes[p..p + N].iter_mut().enumerate() {
         *byte = DIGITS[(value >> (4 * (N - 1 - i)) & 0xf) as usize];
     }
-    bytes[N..N + suffix.len()].copy_from_slice(suffix.as_bytes());
+    bytes[p + N..p + N + suffix.len()].copy_from_slice(suffix.as_bytes());
     HexText {
         bytes,
-        len: N + suffix.len(),
+        len: p + N + suffix.len(),
     }
 }
 
@@ -66,16 +68,12 @@ fn aor_user(aor: &str) -> Option<&str> {
 
 /// A branch as sent: the magic cookie, then 16 hex digits.
 fn branch_text(branch: Branch) -> HexText {
-    let digits = hex_text::<16>(u128::from(branch.0), "");
-    let mut bytes = [0u8; 48];
-    bytes[..7].copy_from_slice(b"z9hG4bK");
-    bytes[7..23].copy_from_slice(&digits.bytes[..16]);
-    HexText { bytes, len: 23 }
+    hex_text::<16>("z9hG4bK", u128::from(branch.0), "")
 }
 
 /// A binding's Call-ID as sent.
 fn call_id_text(call_id: u128) -> HexText {
-    hex_text::<32>(call_id, "@lanscape")
+    hex_text::<32>("", call_id, "@lanscape")
 }
 
 /// Settings of one binding.
@@ -258,7 +256,7 @@ pub enum Failure {
 
 impl Failure {
     /// Which kind of failure this is, without its details.
-    fn kind(&self) -> u8 {
+    pub(crate) fn kind(&self) -> u8 {
         match self {
             Failure::TimedOut => 0,
             Failure::AuthRejected => 1,
@@ -1076,7 +1074,7 @@ impl Binding {
                 continue;
             };
             entry.nonce_count = entry.nonce_count.wrapping_add(1).max(1);
-            let cnonce = hex_text::<16>(u128::from(entropy.next_u64()), "");
+            let cnonce = hex_text::<16>("", u128::from(entropy.next_u64()), "");
             let cnonce = cnonce.as_str();
             let value = digest::answer(
                 &entry.challenge,
@@ -1095,7 +1093,7 @@ impl Binding {
         let built = message::build_register(&message::RegisterRequest {
             request_uri,
             aor: &self.aor,
-            from_tag: hex_text::<16>(u128::from(self.from_tag), "").as_str(),
+            from_tag: hex_text::<16>("", u128::from(self.from_tag), "").as_str(),
             call_id: call_id_text(self.call_id).as_str(),
             cseq: self.cseq,
             branch: branch_text.as_str(),
@@ -1731,7 +1729,7 @@ mod tests {
             call_id_text(0x0123_4567_89ab_cdef_0000_0000_0000_0002).as_str(),
             "0123456789abcdef0000000000000002@lanscape"
         );
-        assert_eq!(hex_text::<16>(0xab, "").as_str(), "00000000000000ab");
+        assert_eq!(hex_text::<16>("", 0xab, "").as_str(), "00000000000000ab");
         let branch = Branch(0x0123_4567_89ab_cdef);
         assert_eq!(branch_text(branch).as_str(), branch.to_string());
     }

@@ -92,8 +92,9 @@ struct Group {
     state: Option<BindingState>,
     /// Whether the binding was reported registered since its last failure.
     registered: bool,
-    /// The failure last reported, while neither flow is registered.
-    failure: Option<std::mem::Discriminant<Failure>>,
+    /// The kind ([`Failure::kind`]) of the failure last reported, while neither flow is
+    /// registered.
+    failure: Option<u8>,
 }
 
 /// The state of two flows together: the one further along to being registered.
@@ -1310,8 +1311,7 @@ impl Endpoint {
             }
             BindingEvent::Failed(failure) if other != Some(BindingState::Registered) => {
                 group.registered = false;
-                group.failure.replace(std::mem::discriminant(failure))
-                    != Some(std::mem::discriminant(failure))
+                group.failure.replace(failure.kind()) != Some(failure.kind())
             }
             BindingEvent::Failed(failure) => {
                 let flow = if id == p { 1 } else { 2 };

@@ -238,18 +238,37 @@ fn check_bounds(bytes: &[u8]) -> Result<(), ParseError> {
         return Err(ParseError::TooLarge(bytes.len()));
     }
     let head_end = header_end(bytes).map_or(bytes.len(), |i| i - 2);
-    let mut lines = 0usize;
-    for line in lines_of(&bytes[..head_end]) {
-        if line.len() > MAX_HEADER_LINE {
-            return Err(ParseError::HeaderTooLong);
-        }
-        lines += 1;
-        if lines > MAX_HEADERS + 1 {
-            return Err(ParseError::TooManyHeaders);
-        }
-    }
+    check_header_limits(&bytes[..head_end]).map_err(|limit| match limit {
+        HeaderLimit::LineTooLong => ParseError::HeaderTooLong,
+        HeaderLimit::TooManyLines => ParseError::TooManyHeaders,
+    })?;
     if !bytes.starts_with(b"SIP/2.0 ") {
         return Err(ParseError::NotAResponse);
+    }
+    Ok(())
+}
+
+/// Which header limit a message breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HeaderLimit {
+    /// A line longer than [`MAX_HEADER_LINE`] bytes (its CR counted).
+    LineTooLong,
+    /// Too many lines (see [`check_header_limits`]).
+    TooManyLines,
+}
+
+/// The header limits of every message, datagram or stream: no line longer than
+/// [`MAX_HEADER_LINE`] bytes, and at most [`MAX_HEADERS`] + 1 lines counted with the start
+/// line and the empty segment after the last CRLF. `head` ends before the CRLF of the empty
+/// line, or is the part of the message received so far.
+pub(crate) fn check_header_limits(head: &[u8]) -> Result<(), HeaderLimit> {
+    for (i, line) in lines_of(head).enumerate() {
+        if line.len() > MAX_HEADER_LINE {
+            return Err(HeaderLimit::LineTooLong);
+        }
+        if i > MAX_HEADERS {
+            return Err(HeaderLimit::TooManyLines);
+        }
     }
     Ok(())
 }
@@ -520,13 +539,7 @@ fn reason_phrase(bytes: &[u8]) -> String {
 
 /// Appends the entries of a comma-separated list of name-addrs, as written.
 fn push_entries(value: &str, out: &mut Vec<String>) {
-    out.extend(
-        split_list(value)
-            .into_iter()
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-            .map(str::to_string),
-    );
+    out.extend(list_items(value).map(str::to_string));
 }
 
 /// Appends the option tags of a Require or Supported value, lower case.
@@ -547,7 +560,7 @@ fn leading_number(value: &str) -> Option<u32> {
 }
 
 fn parse_contacts(value: &str, out: &mut Vec<ContactInfo>) {
-    for part in split_list(value) {
+    for part in list_items(value) {
         if let Some(contact) = parse_contact(part) {
             out.push(contact); // an unreadable entry cannot be ours: skipped
         }
@@ -634,11 +647,6 @@ fn split_outside_quotes(s: &str, sep: char) -> impl Iterator<Item = &str> {
         start = None;
         Some(&s[from..])
     })
-}
-
-/// Splits a comma-separated header value, honouring `<...>` and quoted strings.
-pub fn split_list(value: &str) -> Vec<&str> {
-    list_items(value).collect()
 }
 
 /// The entries of a comma-separated header value (honouring `<...>` and quoted strings),
@@ -883,7 +891,7 @@ mod tests {
     #[test]
     fn list_splitting_respects_quotes_and_brackets() {
         assert_eq!(
-            split_list(r#""a, \"b\"" <sip:x@y;p=1,2>, <sip:z>"#),
+            list_items(r#""a, \"b\"" <sip:x@y;p=1,2>, <sip:z>"#).collect::<Vec<_>>(),
             vec![r#""a, \"b\"" <sip:x@y;p=1,2>"#, "<sip:z>"]
         );
     }

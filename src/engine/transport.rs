@@ -2,7 +2,9 @@
 //! goes ([`Target`]), and the bounded framing of SIP messages on a byte stream (RFC 3261
 //! §18.3). Sans I/O: connections are opened and read by a driver.
 
-use crate::engine::message::{MAX_HEADER_LINE, MAX_HEADERS, MAX_MESSAGE_BYTES, header_end};
+use crate::engine::message::{
+    MAX_HEADER_LINE, MAX_HEADERS, MAX_MESSAGE_BYTES, check_header_limits, header_end,
+};
 use std::net::SocketAddr;
 
 /// A SIP transport.
@@ -185,11 +187,12 @@ impl StreamFramer {
             if pending.len() >= MAX_MESSAGE_BYTES {
                 return Err(FramingError::HeaderTooLarge);
             }
-            check_lines(pending)?; // refuse an endless line early
+            // Refuse an endless line, or endless lines, early.
+            check_header_limits(pending).map_err(|_| FramingError::HeaderLimits)?;
             return Ok(None);
         };
         let head = &pending[..head_end];
-        check_lines(head)?;
+        check_header_limits(&head[..head_end - 2]).map_err(|_| FramingError::HeaderLimits)?;
         let length = content_length(head)?;
         let total = head_end
             .checked_add(length)
@@ -206,17 +209,6 @@ impl StreamFramer {
         }
         Ok(Some(message))
     }
-}
-
-fn check_lines(head: &[u8]) -> Result<(), FramingError> {
-    let mut lines = 0usize;
-    for line in head.split(|b| *b == b'\n') {
-        lines += 1;
-        if line.len() > MAX_HEADER_LINE || lines > MAX_HEADERS + 2 {
-            return Err(FramingError::HeaderLimits);
-        }
-    }
-    Ok(())
 }
 
 /// The Content-Length (or compact `l`) of a header section.
@@ -341,6 +333,42 @@ mod tests {
             f.push(text.as_bytes());
             assert_eq!(f.next_message(), Err(want), "{text}");
         }
+    }
+
+    #[test]
+    fn datagrams_and_streams_share_the_header_limits_to_the_byte() {
+        use crate::engine::message::{ParseError, parse_response};
+        let head = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKa\r\n\
+                    Call-ID: c\r\nCSeq: 1 REGISTER\r\n";
+        // `lines` header lines in all; one filler of `filler` bytes before its CR.
+        let message = |lines: usize, filler: usize| {
+            let mut m = head.to_string();
+            m.push_str(&format!("X-A: {}\r\n", "y".repeat(filler - 5)));
+            for i in 0..lines - 5 {
+                m.push_str(&format!("X-{i}: y\r\n"));
+            }
+            m + "Content-Length: 0\r\n\r\n"
+        };
+        let stream = |m: &str| {
+            let mut f = StreamFramer::default();
+            f.push(m.as_bytes());
+            f.next_message()
+        };
+        let fits = message(MAX_HEADERS - 1, MAX_HEADER_LINE - 1);
+        assert!(parse_response(fits.as_bytes()).is_ok());
+        assert!(matches!(stream(&fits), Ok(Some(_))));
+        let many = message(MAX_HEADERS, 10);
+        assert_eq!(
+            parse_response(many.as_bytes()),
+            Err(ParseError::TooManyHeaders)
+        );
+        assert_eq!(stream(&many), Err(FramingError::HeaderLimits));
+        let long = message(10, MAX_HEADER_LINE);
+        assert_eq!(
+            parse_response(long.as_bytes()),
+            Err(ParseError::HeaderTooLong)
+        );
+        assert_eq!(stream(&long), Err(FramingError::HeaderLimits));
     }
 
     #[test]
