@@ -32,7 +32,9 @@ typedef enum TELEPHONY_RETURN_VALUE {
    */
   SipSuccess = 0,
   /*
-   The call failed for a reason no other code names.
+   The call failed for a reason no more specific code names (`GetLastSipErrorText`
+   says which): e.g. a waiting `EnableSipRegisterServer` called on the engine's event
+   thread, or a keep-alive over TCP or TLS with no connection to send it on.
    */
   SipCallFailure = 1,
   /*
@@ -60,23 +62,28 @@ typedef enum TELEPHONY_RETURN_VALUE {
    */
   SipDomainNameNotDefined = 7,
   /*
-   Notification: the registrar refused or answered something unusable.
+   Notification, and the return of a waiting `EnableSipRegisterServer`
+   (`EnableSipRegisterWaitMode`): the registrar refused or answered something unusable.
    */
   SipRegisterError = 8,
   /*
-   Notification: the registrar did not answer within `TimeOutMs`.
+   Notification, and the return of a waiting `EnableSipRegisterServer`: the registrar
+   did not answer within `TimeOutMs`.
    */
   SipRegisterTimeOut = 9,
   /*
-   Notification: credentials missing or refused.
+   Notification, and the return of a waiting `EnableSipRegisterServer`: credentials
+   missing or refused.
    */
   SipRegisterAuthorizationError = 10,
   /*
-   Zero interval or expiry; notification: the registrar refused the interval (423).
+   Zero interval or expiry; notification, and the return of a waiting
+   `EnableSipRegisterServer`: the registrar refused the interval (423).
    */
   SipRegisterIntervalError = 11,
   /*
-   A thread could not be started.
+   A thread the library needs could not be started (`StartSipTelephony`,
+   `SipRegistryOpen`; e.g. the process or user is at its thread limit).
    */
   SipThreadCreationError = 12,
   /*
@@ -511,6 +518,23 @@ enum TELEPHONY_RETURN_VALUE EnableSipRegisterServer(SIPHANDLE engine,
                                                     int32_t register_nat_auto_detect_enabled);
 
 /*
+ Whether `EnableSipRegisterServer` waits for the outcome of the first register cycle
+ (non-zero) or returns at once, outcomes arriving only as notifications (0, the default).
+
+ While on, `EnableSipRegisterServer` returns once every unique name of the call was
+ registered or failed: `SipSuccess` when all registered, else the code of the first
+ failure (`SipRegisterTimeOut`, `SipRegisterAuthorizationError`,
+ `SipRegisterIntervalError`, `SipTlsError`, `SipRegisterError`; `GetLastSipErrorText`
+ names the name and says why). Each transaction is bounded by `TimeOutMs`, so one name
+ waits at most about twice that (the challenge round-trip) per registrar target. The
+ notifications arrive as usual, before the call returns. Called from inside a
+ notification of the same engine it returns `SipCallFailure` at once and changes
+ nothing (its outcome would be delivered by that very thread); if the engine is stopped
+ meanwhile, `SipInvalidHandle`.
+ */
+enum TELEPHONY_RETURN_VALUE EnableSipRegisterWaitMode(SIPHANDLE engine, int32_t enable);
+
+/*
  Unregisters every name (Expires: 0); `SipUnregistered` notifications follow.
  */
 enum TELEPHONY_RETURN_VALUE DisableSipRegisterServer(SIPHANDLE engine);
@@ -560,10 +584,22 @@ enum TELEPHONY_RETURN_VALUE GetSipRegistrationText(SIPHANDLE engine,
 
 /*
  Sends a CRLF keep-alive (RFC 5626) to the registrar or proxy every `interval_seconds`
- (0 stops them; at most 86400).
+ (0 stops them; at most 86400). LanScape's parameter list: [`EnableKeepAliveTransmissionsEx`].
  */
 enum TELEPHONY_RETURN_VALUE EnableKeepAliveTransmissions(SIPHANDLE engine,
                                                          uint32_t interval_seconds);
+
+/*
+ LanScape's `EnableKeepAliveTransmissions(Boolean, Boolean, UInt32)`: `sip_keep_alive`
+ non-zero sends a CRLF keep-alive (RFC 5626) to the registrar or proxy every
+ `interval_seconds` (1 to 86400), zero stops them; `rtp_keep_alive` is accepted and
+ ignored (this library has no media). Same keep-alives as
+ [`EnableKeepAliveTransmissions`].
+ */
+enum TELEPHONY_RETURN_VALUE EnableKeepAliveTransmissionsEx(SIPHANDLE engine,
+                                                           int32_t sip_keep_alive,
+                                                           int32_t rtp_keep_alive,
+                                                           uint32_t interval_seconds);
 
 /*
  SIP Outbound (RFC 5626) for the registrations enabled from now on. `flows`: 0 off (the
@@ -601,9 +637,30 @@ enum TELEPHONY_RETURN_VALUE GetSipInstanceId(SIPHANDLE engine,
                                              uint32_t *required);
 
 /*
- Sends one CRLF keep-alive to the registrar or proxy now.
+ Sends one CRLF keep-alive to every registrar or proxy in use now. LanScape's parameter
+ list (a destination, a line): [`SendSipKeepAliveEx`].
  */
 enum TELEPHONY_RETURN_VALUE SendSipKeepAlive(SIPHANDLE engine);
+
+/*
+ LanScape's `SendSipKeepAlive(String, UInt32, Boolean, Int32)`: sends one CRLF
+ keep-alive now to `address`:`port` (an IPv4/IPv6 literal or a DNS name; port 0: 5060,
+ 5061 for TLS), or, with `through_proxy` non-zero, to the proxy of
+ `EnableSipProxyServer` (`address` may then be NULL; `SipProxyNotEnabled` without one).
+ It goes over the transport of the registration of phone line `line` (-1, or a line
+ registering no name: the transport of `SetSipRegisterTransport`, UDP for Auto): over
+ UDP a datagram from the engine's SIP port; over TCP or TLS on the connection in use to
+ that address, as a keep-alive never opens a connection (`SipCallFailure` when none is
+ open).
+
+ # Safety
+ `address` is NULL or NUL-terminated.
+ */
+enum TELEPHONY_RETURN_VALUE SendSipKeepAliveEx(SIPHANDLE engine,
+                                               const char *address,
+                                               uint32_t port,
+                                               int32_t through_proxy,
+                                               int32_t line);
 
 /*
  Opens a registry connected to the process's one registration service (started by the

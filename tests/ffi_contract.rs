@@ -161,7 +161,7 @@ fn stale_and_forged_handles_are_invalid_everywhere() {
     ] {
         assert_eq!(StopSipTelephony(h), SipInvalidHandle, "{h:#x}");
         // SAFETY: C strings and out-pointers are live locals (or NULL).
-        let codes: [TELEPHONY_RETURN_VALUE; 14] = unsafe {
+        let codes: [TELEPHONY_RETURN_VALUE; 17] = unsafe {
             [
                 SetNotificationCallback(h, None, std::ptr::null_mut()),
                 SetLogCallback(h, None, std::ptr::null_mut()),
@@ -177,6 +177,9 @@ fn stale_and_forged_handles_are_invalid_everywhere() {
                 DisableSipRegisterServer(h),
                 GetSipRegistrationState(h, s.as_ptr(), &mut state),
                 EnableKeepAliveTransmissions(h, 10),
+                EnableKeepAliveTransmissionsEx(h, 1, 0, 10),
+                SendSipKeepAliveEx(h, s.as_ptr(), 0, 0, -1),
+                EnableSipRegisterWaitMode(h, 1),
             ]
         };
         assert!(

@@ -407,3 +407,66 @@ fn kamailio_killed_and_restarted_under_tcp_and_tls_bindings() {
         stop_leaving_nothing(engine, &kam);
     }
 }
+
+/// `EnableSipRegisterServer` in waiting mode against Kamailio: its first register cycle's
+/// outcome is the return value, after the notifications.
+#[test]
+#[ignore = "needs kamailio (scripts/test installs it and runs this)"]
+fn kamailio_waiting_mode_returns_the_first_cycles_outcome() {
+    let waiting = |password: &str| {
+        let (engine, events) = engine(2);
+        assert_eq!(EnableSipRegisterWaitMode(engine, 1), SipSuccess);
+        credentials(engine, "*", "gw", password);
+        domain(engine, "kam.test");
+        (engine, events)
+    };
+    let kam = Kamailio::start(KamailioConfig {
+        forbid_wrong_credentials: true,
+        ..Default::default()
+    });
+    // Success: both names registered when the call returns.
+    let (engine, events) = waiting("gw-secret");
+    assert_eq!(enable(&kam, "alice,bob").call(engine), SipSuccess);
+    assert_eq!(events.count(SipRegisterSuccess), 2, "{:?}", events.events());
+    assert_eq!(kam.contacts().len(), 2, "{}", kam.log());
+    stop_leaving_nothing(engine, &kam);
+    // A wrong password.
+    let (engine, events) = waiting("wrong");
+    assert_eq!(
+        enable(&kam, "alice").call(engine),
+        SipRegisterAuthorizationError
+    );
+    assert_eq!(events.count(SipRegisterAuthorizationError), 1);
+    stop_leaving_nothing(engine, &kam);
+    // Silence: Kamailio stopped (SIGSTOP); bounded by TimeOutMs.
+    kam.pause();
+    let (engine, events) = waiting("gw-secret");
+    let mut e = enable(&kam, "alice");
+    e.timeout_ms = 1000;
+    let started = std::time::Instant::now();
+    assert_eq!(e.call(engine), SipRegisterTimeOut);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(950) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+    assert_eq!(events.count(SipRegisterTimeOut), 1);
+    kam.resume();
+    StopSipTelephony(engine);
+
+    // A registrar whose policy refuses every expiry: 423, then 423 again.
+    let refusing = Kamailio::start(KamailioConfig {
+        refuse_interval: true,
+        min_expires: 600,
+        ..Default::default()
+    });
+    let (engine, events) = waiting("gw-secret");
+    assert_eq!(
+        enable(&refusing, "alice").call(engine),
+        SipRegisterIntervalError,
+        "{}",
+        refusing.log()
+    );
+    assert_eq!(events.count(SipRegisterIntervalError), 1);
+    stop_leaving_nothing(engine, &refusing);
+}

@@ -2,6 +2,7 @@
 //! `TELEPHONY_RETURN_VALUE` (one table, `src/ffi/codes.rs`) and its `Display` text to
 //! `GetLastSipErrorText`; no internal type's `Debug` reaches a user.
 
+use crate::api::NotificationKind;
 use crate::runtime::{DriverFailed, EndpointError};
 use std::borrow::Cow;
 use std::fmt;
@@ -42,6 +43,18 @@ pub enum ApiError {
     /// The caller's buffer is too small for the text: this many bytes are needed (its
     /// terminator included).
     BufferTooSmall(usize),
+    /// A waiting `EnableSipRegisterServer`: the first register cycle of `name` ended with
+    /// `kind` (the first failure of the call), for the reason `why`.
+    NotRegistered {
+        /// The name that failed first.
+        name: String,
+        /// What its notification said.
+        kind: NotificationKind,
+        /// Why, in words.
+        why: String,
+    },
+    /// The call failed for a reason no more specific error names; the text says which.
+    CallFailure(Cow<'static, str>),
 }
 
 impl ApiError {
@@ -78,6 +91,8 @@ impl fmt::Display for ApiError {
             ApiError::BufferTooSmall(needed) => {
                 write!(f, "the buffer is too small: {needed} bytes are needed")
             }
+            ApiError::NotRegistered { name, why, .. } => write!(f, "{name} not registered: {why}"),
+            ApiError::CallFailure(why) => f.write_str(why),
         }
     }
 }

@@ -10,13 +10,15 @@ use crate::api::address::{
 use crate::api::{ApiError, RegistrationDetails};
 use crate::engine::binding::{BindingConfig, BindingEvent, BindingState, Failure};
 use crate::engine::digest::{Credential, CredentialStore};
+use crate::engine::endpoint::MAX_IN_FLIGHT_PER_HOP;
 use crate::engine::target::TransportChoice;
 use crate::engine::transaction::DEFAULT_TIMEOUT;
 use crate::engine::transport::Transport;
 use crate::engine::uri::{Host, HostPort};
 use crate::runtime::tls::{self, TlsSettings};
 use crate::runtime::{BindingId, BindingSpec, DriverFailed, Endpoint, EndpointEvent, LogLevel};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -137,6 +139,78 @@ struct Settings {
     /// Whether the application set it: then it is sent (asking for GRUUs) also without
     /// Outbound. A plain registration carries no instance.
     instance_set: bool,
+    /// Whether `enable_register_server` waits for the first register cycle of its names.
+    wait_first_cycle: bool,
+}
+
+/// What a waiting [`PhoneEngine::enable_register_server`] waits for: the first outcome of
+/// each of its names. The event thread settles it after delivering the notification, so
+/// the call returns after the notifications of the cycle.
+struct FirstCycle {
+    state: Mutex<CycleState>,
+    settled: Condvar,
+}
+
+#[derive(Default)]
+struct CycleState {
+    /// Names whose first register cycle has not ended yet.
+    pending: HashSet<BindingId>,
+    /// The first failure, in the order the outcomes happened.
+    failure: Option<ApiError>,
+    /// The engine stopped meanwhile.
+    stopped: bool,
+}
+
+/// The waits in progress of one engine (more than one only when calls overlap).
+type Waiters = Arc<Mutex<Vec<Arc<FirstCycle>>>>;
+
+impl FirstCycle {
+    /// Records the first outcome of `id` (later ones are not the first cycle's).
+    fn settle(&self, id: BindingId, outcome: impl FnOnce() -> Result<(), ApiError>) {
+        let mut state = self.state.lock();
+        if !state.pending.remove(&id) {
+            return;
+        }
+        if let Err(e) = outcome()
+            && state.failure.is_none()
+        {
+            state.failure = Some(e);
+        }
+        if state.pending.is_empty() {
+            self.settled.notify_all();
+        }
+    }
+
+    /// Ends the wait whatever is pending: `failure` becomes its result unless a failure
+    /// came first; `stopped` makes it "engine stopped".
+    fn end(&self, failure: Option<ApiError>, stopped: bool) {
+        let mut state = self.state.lock();
+        state.pending.clear();
+        state.stopped |= stopped;
+        if state.failure.is_none() {
+            state.failure = failure;
+        }
+        self.settled.notify_all();
+    }
+}
+
+/// How the first register cycle of a name ended, as the waiting call reports it.
+fn first_outcome(name: &str, event: &BindingEvent) -> Result<(), ApiError> {
+    let why = match event {
+        BindingEvent::Registered { .. } => return Ok(()),
+        BindingEvent::Failed(failure) => failure.to_string(),
+        BindingEvent::Unregistered => {
+            return Err(ApiError::CallFailure(
+                format!("{name}: disabled or replaced before its first register cycle ended")
+                    .into(),
+            ));
+        }
+    };
+    Err(ApiError::NotRegistered {
+        name: name.to_string(),
+        kind: NotificationKind::from(event),
+        why,
+    })
 }
 
 /// One LanScape telephony engine.
@@ -148,6 +222,7 @@ pub struct PhoneEngine {
     labels: Arc<Mutex<std::collections::HashMap<BindingId, Label>>>,
     listeners: Arc<Mutex<Listeners>>,
     delivering: Arc<AtomicBool>,
+    waiters: Waiters,
 }
 
 impl PhoneEngine {
@@ -162,10 +237,12 @@ impl PhoneEngine {
         let listeners: Arc<Mutex<Listeners>> = Arc::default();
         let labels: Arc<Mutex<std::collections::HashMap<BindingId, Label>>> = Arc::default();
         let delivering = Arc::new(AtomicBool::new(true));
+        let waiters: Waiters = Arc::default();
         let deliver = {
             let listeners = listeners.clone();
             let labels = labels.clone();
             let delivering = delivering.clone();
+            let waiters = waiters.clone();
             move |event: EndpointEvent| {
                 if !delivering.load(Ordering::Acquire) {
                     return;
@@ -193,6 +270,9 @@ impl PhoneEngine {
                                 });
                             }
                         }
+                        for waiter in waiters.lock().iter() {
+                            waiter.end(Some(ApiError::Internal(why.clone())), false);
+                        }
                     }
                     EndpointEvent::Binding { id, event } => {
                         let label = match &event {
@@ -200,11 +280,19 @@ impl PhoneEngine {
                             _ => labels.lock().get(&id).cloned(),
                         };
                         let listener = listeners.lock().notify.clone();
-                        if let (Some(label), Some(listener)) = (label, listener) {
+                        if let (Some(label), Some(listener)) = (&label, listener) {
                             listener(&Notification {
                                 kind: NotificationKind::from(&event),
                                 name: label.name.to_string(),
                                 line: label.line,
+                            });
+                        }
+                        // A waiting call hears of the outcome after the application did.
+                        let waiters = waiters.lock().clone();
+                        for waiter in waiters {
+                            waiter.settle(id, || {
+                                let name = label.as_ref().map_or("", |l| &*l.name);
+                                first_outcome(name, &event)
                             });
                         }
                     }
@@ -233,6 +321,7 @@ impl PhoneEngine {
             labels,
             listeners,
             delivering,
+            waiters,
         })
     }
 
@@ -384,6 +473,15 @@ impl PhoneEngine {
         if p.update_interval_s == 0 || p.expire_time_s == 0 {
             return Err(ApiError::IntervalError);
         }
+        let wait = self.settings.lock().wait_first_cycle;
+        if wait && self.with_endpoint(|e| Ok(e.on_event_thread()))? {
+            // The outcome would be delivered by this very thread: waiting would never end.
+            return Err(ApiError::CallFailure(
+                "EnableSipRegisterServer cannot wait for its outcome inside a notification of \
+                 its own engine (EnableSipRegisterWaitMode is on)"
+                    .into(),
+            ));
+        }
         if p.timeout_ms > MAX_TIMEOUT_MS {
             return Err(ApiError::bad("timeout"));
         }
@@ -522,12 +620,65 @@ impl PhoneEngine {
             std::mem::replace(&mut settings.registration, registration)
         };
         self.labels.lock().extend(new_labels);
-        self.with_endpoint(|e| {
+        // Installed before the bindings exist, so no outcome can be missed.
+        let waiter = wait.then(|| {
+            let waiter = Arc::new(FirstCycle {
+                state: Mutex::new(CycleState {
+                    pending: specs.iter().map(|s| s.id).collect(),
+                    ..CycleState::default()
+                }),
+                settled: Condvar::new(),
+            });
+            self.waiters.lock().push(waiter.clone());
+            waiter
+        });
+        let bound = first_cycle_bound(specs.len(), destination.targets.len(), timeout);
+        let added = self.with_endpoint(|e| {
             if !old.is_empty() {
                 e.stop(Some(old.into_values().collect()))?;
             }
             e.add(specs)
+        });
+        let Some(waiter) = waiter else {
+            return added;
+        };
+        let result = added.and_then(|()| self.wait_first_cycle(&waiter, bound));
+        self.waiters.lock().retain(|w| !Arc::ptr_eq(w, &waiter));
+        result
+    }
+
+    /// Waits until every name of `waiter` ended its first register cycle, or `bound`.
+    fn wait_first_cycle(&self, waiter: &FirstCycle, bound: Duration) -> Result<(), ApiError> {
+        let deadline = std::time::Instant::now() + bound;
+        let mut state = waiter.state.lock();
+        while !state.pending.is_empty() && !state.stopped {
+            if waiter.settled.wait_until(&mut state, deadline).timed_out() {
+                break;
+            }
+        }
+        if state.stopped {
+            return Err(ApiError::Closed);
+        }
+        if let Some(failure) = state.failure.take() {
+            return Err(failure);
+        }
+        if state.pending.is_empty() {
+            return Ok(());
+        }
+        // Only a fault of the engine's own timers could lead here: say so, as a timeout.
+        let (names, id) = (self.labels.lock(), state.pending.iter().next().copied());
+        let name = id.and_then(|id| names.get(&id)).map(|l| l.name.to_string());
+        Err(ApiError::NotRegistered {
+            name: name.unwrap_or_default(),
+            kind: NotificationKind::RegisterTimeOut,
+            why: format!("no outcome within {} s", bound.as_secs()),
         })
+    }
+
+    /// Whether `EnableSipRegisterServer` waits for the first register cycle of every name
+    /// it registers and reports its outcome (off by default).
+    pub fn set_wait_first_cycle(&self, on: bool) {
+        self.settings.lock().wait_first_cycle = on;
     }
 
     /// Unregisters every name (Expires: 0); `Unregistered` notifications follow.
@@ -638,6 +789,85 @@ impl PhoneEngine {
         self.with_endpoint(|e| e.send_keepalive())
     }
 
+    /// LanScape's `EnableKeepAliveTransmissions(sip, rtp, interval)`: CRLF keep-alives to
+    /// every next hop every `interval_s` seconds (1 to 86400) while `sip`; off otherwise.
+    /// RTP keep-alives have no meaning without media: the caller accepts and ignores them.
+    pub fn set_keepalive_transmissions(&self, sip: bool, interval_s: u32) -> Result<(), ApiError> {
+        if !sip {
+            return self.set_keepalive(None);
+        }
+        if !(1..=86_400).contains(&interval_s) {
+            return Err(ApiError::bad("interval is not 1 to 86400 seconds"));
+        }
+        self.set_keepalive(Some(Duration::from_secs(interval_s.into())))
+    }
+
+    /// LanScape's `SendSipKeepAlive(address, port, through_proxy, line)`: one CRLF
+    /// keep-alive now to `address:port` (a literal or a DNS name, located like a registrar;
+    /// port 0: the transport's default), or to the outbound proxy when `through_proxy`.
+    /// It goes over the transport of `line`'s registration (-1, or a line with none: the
+    /// transport chosen for registrations, UDP when that is Auto): a datagram from the
+    /// engine's SIP port, or on the connection in use to that address (a keep-alive never
+    /// opens one: `CallFailure` when there is none).
+    pub fn send_keepalive_to(
+        &self,
+        address: Option<&str>,
+        port: u32,
+        through_proxy: bool,
+        line: i32,
+    ) -> Result<(), ApiError> {
+        if line < -1 || u32::try_from(line).is_ok_and(|l| l >= self.params.phone_lines) {
+            return Err(ApiError::bad("line is not -1 or a phone line"));
+        }
+        let (hop, chosen, line_id) = {
+            let settings = self.settings.lock();
+            let hop = if through_proxy {
+                let (host, port) = settings.proxy.clone().ok_or(ApiError::ProxyNotEnabled)?;
+                HostPort {
+                    host,
+                    port: explicit_port(port, "proxy port")?,
+                }
+            } else {
+                let address = address.ok_or(ApiError::bad("address is NULL"))?;
+                HostPort {
+                    host: parse_host(address, "address")?,
+                    port: explicit_port(port, "port")?,
+                }
+            };
+            let labels = self.labels.lock();
+            let line_id = settings
+                .registration
+                .values()
+                .find(|id| labels.get(id).is_some_and(|l| l.line == line && line >= 0))
+                .copied();
+            (hop, settings.transport, line_id)
+        };
+        let line_transport = match line_id {
+            Some(id) => self
+                .with_endpoint(|e| e.info(id))?
+                .map(|(_, t)| t.transport),
+            None => None,
+        };
+        let transport = line_transport.unwrap_or(match chosen {
+            TransportChoice::Only(t) => t,
+            TransportChoice::Any => Transport::Udp,
+        });
+        let locator = self.with_endpoint(|e| Ok(e.locator()))?;
+        let choice = TransportChoice::Only(transport);
+        let located = locate(&locator, &hop, choice, &hop.host, 0, self.local)?;
+        let addr = located.targets[0].addr;
+        if self.with_endpoint(|e| e.send_keepalive_to(transport, addr))? {
+            return Ok(());
+        }
+        Err(ApiError::CallFailure(
+            format!(
+                "no {} connection to {addr} is open: a keep-alive goes on a registration's",
+                transport.param().to_uppercase()
+            )
+            .into(),
+        ))
+    }
+
     /// Unregisters every name, waiting boundedly for the answers, and stops the threads.
     ///
     /// Notifications sent during the wait are delivered; none after this returns (unless
@@ -646,6 +876,9 @@ impl PhoneEngine {
         let Some(endpoint) = self.endpoint.lock().take() else {
             return;
         };
+        for waiter in self.waiters.lock().iter() {
+            waiter.end(None, true);
+        }
         let wait = self
             .settings
             .lock()
@@ -666,6 +899,18 @@ impl Drop for PhoneEngine {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// The longest a waiting `EnableSipRegisterServer` waits: a safety net only, as every
+/// transaction ends by the engine's own timers. Per name and target, up to four
+/// transactions (challenge, 423, a renewed challenge), each bounded by `timeout`; names
+/// beyond the transactions a next hop admits at once wait for a turn.
+fn first_cycle_bound(names: usize, targets: usize, timeout: Duration) -> Duration {
+    let turns = names.div_ceil(MAX_IN_FLIGHT_PER_HOP).max(1);
+    let per_turn = timeout.saturating_mul(4 * targets.clamp(1, 16) as u32);
+    per_turn
+        .saturating_mul(u32::try_from(turns).unwrap_or(u32::MAX))
+        .saturating_add(Duration::from_secs(5))
 }
 
 impl From<&BindingEvent> for NotificationKind {

@@ -28,7 +28,7 @@ use crate::engine::target::{
     Choice, DEFAULT_VALIDITY, Located, Query, TargetList, TransportChoice, make_target,
 };
 use crate::engine::transaction::Branch;
-use crate::engine::transport::{StreamFramer, Target};
+use crate::engine::transport::{StreamFramer, Target, Transport};
 use crate::engine::uri::{Host, SipUri};
 use rustc_hash::FxHashMap as HashMap;
 use std::cmp::Reverse;
@@ -537,6 +537,30 @@ impl Endpoint {
                 contents: b"\r\n\r\n".to_vec(),
             });
         }
+    }
+
+    /// Sends one CRLF keep-alive to `destination` now: a datagram over UDP; over TCP or
+    /// TLS on the connection of a next hop in use at that address, if any (`false`: none,
+    /// nothing sent; a keep-alive never opens a connection of its own).
+    pub fn send_keepalive_to(&mut self, transport: Transport, addr: SocketAddr) -> bool {
+        let destination = match transport {
+            Transport::Udp => Target::udp(addr),
+            _ => {
+                let mut hops = self
+                    .users
+                    .keys()
+                    .filter(|t| t.transport == transport && t.addr == addr);
+                match hops.next() {
+                    Some(hop) => hop.clone(),
+                    None => return false,
+                }
+            }
+        };
+        self.transmits.push_back(Transmit {
+            destination,
+            contents: b"\r\n\r\n".to_vec(),
+        });
+        true
     }
 
     /// Runs every timer due at `now`.
@@ -1907,6 +1931,29 @@ mod tests {
         std::iter::from_fn(|| sim.ep.poll_transmit())
             .map(|t| (t.destination, String::from_utf8(t.contents).unwrap()))
             .collect()
+    }
+
+    #[test]
+    fn a_keep_alive_to_an_address_is_a_datagram_or_goes_on_a_connection_in_use() {
+        let mut sim = Sim::new(8);
+        let elsewhere: SocketAddr = "192.0.2.7:5070".parse().unwrap();
+        assert!(sim.ep.send_keepalive_to(Transport::Udp, elsewhere));
+        assert_eq!(
+            stream_transmits(&mut sim),
+            [(Target::udp(elsewhere), "\r\n\r\n".to_string())]
+        );
+        // No TCP connection to that address: nothing is sent, none is opened.
+        assert!(!sim.ep.send_keepalive_to(Transport::Tcp, hop()));
+        assert!(stream_transmits(&mut sim).is_empty());
+        sim.ep.add(sim.now, vec![tcp_spec(1)]);
+        assert_eq!(stream_transmits(&mut sim).len(), 1, "the REGISTER");
+        assert!(sim.ep.send_keepalive_to(Transport::Tcp, hop()));
+        assert!(!sim.ep.send_keepalive_to(Transport::Tls, hop()));
+        assert!(!sim.ep.send_keepalive_to(Transport::Tcp, elsewhere));
+        assert_eq!(
+            stream_transmits(&mut sim),
+            [(tcp_target(), "\r\n\r\n".to_string())]
+        );
     }
 
     #[test]

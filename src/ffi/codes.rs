@@ -13,7 +13,9 @@ use std::ffi::c_char;
 pub enum TELEPHONY_RETURN_VALUE {
     /// The call succeeded.
     SipSuccess = 0,
-    /// The call failed for a reason no other code names.
+    /// The call failed for a reason no more specific code names (`GetLastSipErrorText`
+    /// says which): e.g. a waiting `EnableSipRegisterServer` called on the engine's event
+    /// thread, or a keep-alive over TCP or TLS with no connection to send it on.
     SipCallFailure = 1,
     /// A parameter is NULL, not UTF-8, or out of range.
     SipBadParameter = 2,
@@ -27,15 +29,20 @@ pub enum TELEPHONY_RETURN_VALUE {
     SipRegisterBadNameList = 6,
     /// A proxy is used but no SIP domain is defined (`EnableSipDomain`).
     SipDomainNameNotDefined = 7,
-    /// Notification: the registrar refused or answered something unusable.
+    /// Notification, and the return of a waiting `EnableSipRegisterServer`
+    /// (`EnableSipRegisterWaitMode`): the registrar refused or answered something unusable.
     SipRegisterError = 8,
-    /// Notification: the registrar did not answer within `TimeOutMs`.
+    /// Notification, and the return of a waiting `EnableSipRegisterServer`: the registrar
+    /// did not answer within `TimeOutMs`.
     SipRegisterTimeOut = 9,
-    /// Notification: credentials missing or refused.
+    /// Notification, and the return of a waiting `EnableSipRegisterServer`: credentials
+    /// missing or refused.
     SipRegisterAuthorizationError = 10,
-    /// Zero interval or expiry; notification: the registrar refused the interval (423).
+    /// Zero interval or expiry; notification, and the return of a waiting
+    /// `EnableSipRegisterServer`: the registrar refused the interval (423).
     SipRegisterIntervalError = 11,
-    /// A thread could not be started.
+    /// A thread the library needs could not be started (`StartSipTelephony`,
+    /// `SipRegistryOpen`; e.g. the process or user is at its thread limit).
     SipThreadCreationError = 12,
     /// The local SIP port could not be bound.
     SipSocketError = 13,
@@ -149,6 +156,8 @@ impl From<&ApiError> for TELEPHONY_RETURN_VALUE {
             ApiError::Tls(_) => SipTlsError,
             ApiError::NameUnknown(_) => SipRegisterNameUnknown,
             ApiError::BufferTooSmall(_) => SipBufferTooSmall,
+            ApiError::NotRegistered { kind, .. } => (*kind).into(),
+            ApiError::CallFailure(_) => SipCallFailure,
         }
     }
 }

@@ -546,6 +546,30 @@ pub unsafe extern "C" fn EnableSipRegisterServer(
     })
 }
 
+/// Whether `EnableSipRegisterServer` waits for the outcome of the first register cycle
+/// (non-zero) or returns at once, outcomes arriving only as notifications (0, the default).
+///
+/// While on, `EnableSipRegisterServer` returns once every unique name of the call was
+/// registered or failed: `SipSuccess` when all registered, else the code of the first
+/// failure (`SipRegisterTimeOut`, `SipRegisterAuthorizationError`,
+/// `SipRegisterIntervalError`, `SipTlsError`, `SipRegisterError`; `GetLastSipErrorText`
+/// names the name and says why). Each transaction is bounded by `TimeOutMs`, so one name
+/// waits at most about twice that (the challenge round-trip) per registrar target. The
+/// notifications arrive as usual, before the call returns. Called from inside a
+/// notification of the same engine it returns `SipCallFailure` at once and changes
+/// nothing (its outcome would be delivered by that very thread); if the engine is stopped
+/// meanwhile, `SipInvalidHandle`.
+#[unsafe(no_mangle)]
+pub extern "C" fn EnableSipRegisterWaitMode(
+    engine: SIPHANDLE,
+    enable: i32,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        self::engine(engine)?.set_wait_first_cycle(read_bool(enable));
+        Ok(())
+    })
+}
+
 /// Unregisters every name (Expires: 0); `SipUnregistered` notifications follow.
 #[unsafe(no_mangle)]
 pub extern "C" fn DisableSipRegisterServer(engine: SIPHANDLE) -> TELEPHONY_RETURN_VALUE {
@@ -631,7 +655,7 @@ pub unsafe extern "C" fn GetSipRegistrationText(
 }
 
 /// Sends a CRLF keep-alive (RFC 5626) to the registrar or proxy every `interval_seconds`
-/// (0 stops them; at most 86400).
+/// (0 stops them; at most 86400). LanScape's parameter list: [`EnableKeepAliveTransmissionsEx`].
 #[unsafe(no_mangle)]
 pub extern "C" fn EnableKeepAliveTransmissions(
     engine: SIPHANDLE,
@@ -644,6 +668,25 @@ pub extern "C" fn EnableKeepAliveTransmissions(
         }
         let interval = (interval_seconds > 0).then(|| Duration::from_secs(interval_seconds.into()));
         e.set_keepalive(interval)
+    })
+}
+
+/// LanScape's `EnableKeepAliveTransmissions(Boolean, Boolean, UInt32)`: `sip_keep_alive`
+/// non-zero sends a CRLF keep-alive (RFC 5626) to the registrar or proxy every
+/// `interval_seconds` (1 to 86400), zero stops them; `rtp_keep_alive` is accepted and
+/// ignored (this library has no media). Same keep-alives as
+/// [`EnableKeepAliveTransmissions`].
+#[unsafe(no_mangle)]
+pub extern "C" fn EnableKeepAliveTransmissionsEx(
+    engine: SIPHANDLE,
+    sip_keep_alive: i32,
+    rtp_keep_alive: i32,
+    interval_seconds: u32,
+) -> TELEPHONY_RETURN_VALUE {
+    let _ = rtp_keep_alive;
+    entry(|| {
+        self::engine(engine)?
+            .set_keepalive_transmissions(read_bool(sip_keep_alive), interval_seconds)
     })
 }
 
@@ -696,10 +739,38 @@ pub unsafe extern "C" fn GetSipInstanceId(
     })
 }
 
-/// Sends one CRLF keep-alive to the registrar or proxy now.
+/// Sends one CRLF keep-alive to every registrar or proxy in use now. LanScape's parameter
+/// list (a destination, a line): [`SendSipKeepAliveEx`].
 #[unsafe(no_mangle)]
 pub extern "C" fn SendSipKeepAlive(engine: SIPHANDLE) -> TELEPHONY_RETURN_VALUE {
     entry(|| self::engine(engine)?.send_keepalive())
+}
+
+/// LanScape's `SendSipKeepAlive(String, UInt32, Boolean, Int32)`: sends one CRLF
+/// keep-alive now to `address`:`port` (an IPv4/IPv6 literal or a DNS name; port 0: 5060,
+/// 5061 for TLS), or, with `through_proxy` non-zero, to the proxy of
+/// `EnableSipProxyServer` (`address` may then be NULL; `SipProxyNotEnabled` without one).
+/// It goes over the transport of the registration of phone line `line` (-1, or a line
+/// registering no name: the transport of `SetSipRegisterTransport`, UDP for Auto): over
+/// UDP a datagram from the engine's SIP port; over TCP or TLS on the connection in use to
+/// that address, as a keep-alive never opens a connection (`SipCallFailure` when none is
+/// open).
+///
+/// # Safety
+/// `address` is NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn SendSipKeepAliveEx(
+    engine: SIPHANDLE,
+    address: *const c_char,
+    port: u32,
+    through_proxy: i32,
+    line: i32,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| {
+        let e = self::engine(engine)?;
+        let address = arg_opt_str!(address)?;
+        e.send_keepalive_to(address.as_deref(), port, read_bool(through_proxy), line)
+    })
 }
 
 /// Makes the I/O driver of an engine panic, to test that its failure is reported (test

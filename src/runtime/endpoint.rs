@@ -89,6 +89,7 @@ enum Command {
     SetTrace(bool),
     KeepAlive(Option<Duration>),
     SendKeepAlive,
+    SendKeepAliveTo(Transport, SocketAddr, mpsc::Sender<bool>),
     Stats(mpsc::Sender<EndpointStats>),
     Info(BindingId, mpsc::Sender<Option<(RegistrationInfo, Target)>>),
     SetTls(u64, Arc<rustls::ClientConfig>),
@@ -296,6 +297,16 @@ impl Endpoint {
     pub fn states_of(&self, ids: &[BindingId]) -> Vec<Option<BindingState>> {
         let states = self.published.states.lock();
         ids.iter().map(|id| states.get(id).copied()).collect()
+    }
+
+    /// Sends one CRLF keep-alive to `addr` now: a datagram over UDP, or on the connection
+    /// in use to that address over TCP or TLS (`false`: there is none, nothing was sent).
+    pub fn send_keepalive_to(
+        &self,
+        transport: Transport,
+        addr: SocketAddr,
+    ) -> Result<bool, DriverFailed> {
+        self.ask(|reply| Command::SendKeepAliveTo(transport, addr, reply))
     }
 
     /// The counters of this endpoint.
@@ -546,6 +557,9 @@ impl Driver {
             Command::SetTrace(on) => self.core.set_trace(on),
             Command::KeepAlive(interval) => self.core.set_keepalive(now, interval),
             Command::SendKeepAlive => self.core.send_keepalive(),
+            Command::SendKeepAliveTo(transport, addr, reply) => {
+                let _ = reply.send(self.core.send_keepalive_to(transport, addr));
+            }
             Command::Info(id, reply) => {
                 let _ = reply.send(self.core.info(id));
             }

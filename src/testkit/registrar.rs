@@ -137,6 +137,8 @@ pub struct RegistrarState {
     pub via_params: Option<String>,
     /// Nonces handed out.
     pub nonces: u32,
+    /// CRLF keep-alives received (datagrams, or stream reads, of CR and LF only).
+    pub keepalives: u32,
 }
 
 /// A registrar on loopback; stopped, its threads joined, on drop.
@@ -166,7 +168,8 @@ impl Shared {
     fn handle(&self, bytes: &[u8], from: SocketAddr) -> Option<Action> {
         let text = String::from_utf8_lossy(bytes).to_string();
         if text.trim().is_empty() {
-            return None; // keep-alive
+            self.state.lock().unwrap().keepalives += 1;
+            return None;
         }
         let req = Req {
             text,
@@ -263,6 +266,11 @@ impl Registrar {
             .unwrap_or_default()
     }
 
+    /// CRLF keep-alives received so far.
+    pub fn keepalives(&self) -> u32 {
+        self.state.lock().unwrap().keepalives
+    }
+
     /// Adds parameters to the top Via of every later response.
     pub fn set_via_params(&self, params: &str) {
         self.state.lock().unwrap().via_params = Some(params.to_string());
@@ -340,7 +348,12 @@ fn serve_stream<S: Read + Write>(mut stream: S, from: SocketAddr, shared: Shared
     while !shared.stop.load(Ordering::Relaxed) {
         match stream.read(&mut buf) {
             Ok(0) => return,
-            Ok(n) => framer.push(&buf[..n]),
+            Ok(n) => {
+                if buf[..n].iter().all(|b| matches!(b, b'\r' | b'\n')) {
+                    shared.state.lock().unwrap().keepalives += 1;
+                }
+                framer.push(&buf[..n]);
+            }
             Err(e)
                 if matches!(
                     e.kind(),

@@ -108,6 +108,8 @@ static void *prober(void *arg)
             EXPECT(GetSipRegistrationState(t, "a", &state), SipInvalidHandle);
             EXPECT(SipProfileGetState(t, &pstate), SipInvalidHandle);
             EXPECT(SendSipKeepAlive(t), SipInvalidHandle);
+            EXPECT(SendSipKeepAliveEx(t, host, port, 0, -1), SipInvalidHandle);
+            EXPECT(EnableSipRegisterWaitMode(t, 1), SipInvalidHandle);
         }
     }
     return NULL;

@@ -30,6 +30,9 @@ pub struct KamailioConfig {
     pub streams: bool,
     /// SIP Outbound and GRUU (outbound, path and stun modules), with this Flow-Timer.
     pub outbound: Option<u32>,
+    /// After authentication, answer every REGISTER 423 (with `Min-Expires: min_expires`):
+    /// a registrar whose policy refuses any expiry.
+    pub refuse_interval: bool,
 }
 
 impl Default for KamailioConfig {
@@ -45,6 +48,7 @@ impl Default for KamailioConfig {
             forbid_wrong_credentials: false,
             streams: false,
             outbound: None,
+            refuse_interval: false,
         }
     }
 }
@@ -100,6 +104,9 @@ impl Kamailio {
         }
         if config.outbound.is_some() {
             defines.push_str("#!define WITH_OUTBOUND\n");
+        }
+        if config.refuse_interval {
+            defines.push_str("#!define REFUSE_INTERVAL\n");
         }
         if config.forbid_wrong_credentials {
             defines.push_str("#!define FORBID_WRONG_CREDENTIALS\n");
