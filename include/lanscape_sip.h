@@ -591,10 +591,11 @@ enum TELEPHONY_RETURN_VALUE EnableKeepAliveTransmissions(SIPHANDLE engine,
 
 /*
  LanScape's `EnableKeepAliveTransmissions(Boolean, Boolean, UInt32)`: `sip_keep_alive`
- non-zero sends a CRLF keep-alive (RFC 5626) to the registrar or proxy every
+ non-zero sends a CRLF keep-alive (RFC 5626) to every registrar or proxy in use every
  `interval_seconds` (1 to 86400), zero stops them; `rtp_keep_alive` is accepted and
- ignored (this library has no media). Same keep-alives as
- [`EnableKeepAliveTransmissions`].
+ ignored (this library has no media). LanScape sends its SIP keep-alives of this call to
+ the far end of active calls; with no calls here, they go where registrations go: the
+ same keep-alives as [`EnableKeepAliveTransmissions`].
  */
 enum TELEPHONY_RETURN_VALUE EnableKeepAliveTransmissionsEx(SIPHANDLE engine,
                                                            int32_t sip_keep_alive,
@@ -638,29 +639,27 @@ enum TELEPHONY_RETURN_VALUE GetSipInstanceId(SIPHANDLE engine,
 
 /*
  Sends one CRLF keep-alive to every registrar or proxy in use now. LanScape's parameter
- list (a destination, a line): [`SendSipKeepAliveEx`].
+ list (a destination, on or off, a period): [`SendSipKeepAliveEx`].
  */
 enum TELEPHONY_RETURN_VALUE SendSipKeepAlive(SIPHANDLE engine);
 
 /*
- LanScape's `SendSipKeepAlive(String, UInt32, Boolean, Int32)`: sends one CRLF
- keep-alive now to `address`:`port` (an IPv4/IPv6 literal or a DNS name; port 0: 5060,
- 5061 for TLS), or, with `through_proxy` non-zero, to the proxy of
- `EnableSipProxyServer` (`address` may then be NULL; `SipProxyNotEnabled` without one).
- It goes over the transport of the registration of phone line `line` (-1, or a line
- registering no name: the transport of `SetSipRegisterTransport`, UDP for Auto): over
- UDP a datagram from the engine's SIP port; over TCP or TLS on the connection in use to
- that address, as a keep-alive never opens a connection (`SipCallFailure` when none is
- open).
+ LanScape's `SendSipKeepAlive(String Host, UInt32 Port, Boolean EnableState, Int32
+ KeepAliveSeconds)`: with `enable_state` non-zero, sends a CRLF keep-alive ("NULL" SIP
+ message) to `host`:`port` (an IPv4/IPv6 literal or a DNS name, resolved now; port 0:
+ 5060) at once and then every `keep_alive_seconds` (1 to 86400); with 0, stops those to
+ that destination. They leave from the engine's SIP UDP port, or go on the connection of
+ the engine's registrations over TCP or TLS to that address. Each destination has its
+ own; they end with the engine.
 
  # Safety
- `address` is NULL or NUL-terminated.
+ `host` is NULL or NUL-terminated.
  */
 enum TELEPHONY_RETURN_VALUE SendSipKeepAliveEx(SIPHANDLE engine,
-                                               const char *address,
+                                               const char *host,
                                                uint32_t port,
-                                               int32_t through_proxy,
-                                               int32_t line);
+                                               int32_t enable_state,
+                                               int32_t keep_alive_seconds);
 
 /*
  Opens a registry connected to the process's one registration service (started by the

@@ -2,7 +2,7 @@
 
 mod support;
 
-use lanscape_sip::ffi::TELEPHONY_RETURN_VALUE::*;
+use lanscape_sip::ffi::TELEPHONY_RETURN_VALUE::{self, *};
 use lanscape_sip::ffi::lanscape::*;
 use std::net::UdpSocket;
 use std::time::Duration;
@@ -160,57 +160,112 @@ fn lanscape_keep_alive_transmissions_take_sip_rtp_and_an_interval() {
     StopSipTelephony(engine);
 }
 
-#[test]
-fn lanscape_send_sip_keep_alive_goes_to_an_address_or_the_proxy() {
-    let (target, target_port) = listening();
-    let (proxy, proxy_port) = listening();
-    let (engine, _events) = engine(2);
-    let address = cstr("127.0.0.1");
-    let send = |address: *const std::ffi::c_char, port, through_proxy, line| {
-        // SAFETY: every caller passes a live C string, or NULL.
-        unsafe { SendSipKeepAliveEx(engine, address, port, through_proxy, line) }
-    };
-    assert_eq!(send(address.as_ptr(), target_port, 0, -1), SipSuccess);
-    assert_eq!(crlf_from(&target), Some(local_port(engine) as u16));
-    assert_eq!(send(std::ptr::null(), target_port, 0, -1), SipBadParameter);
-    assert_eq!(send(address.as_ptr(), 70_000, 0, -1), SipBadParameter);
-    assert_eq!(send(address.as_ptr(), target_port, 0, 2), SipBadParameter);
-    assert_eq!(send(address.as_ptr(), target_port, 0, -2), SipBadParameter);
-    assert_eq!(send(std::ptr::null(), 0, 1, -1), SipProxyNotEnabled);
+/// `SendSipKeepAliveEx(engine, host, port, enable_state, keep_alive_seconds)`.
+fn send_keep_alive(
+    engine: SIPHANDLE,
+    host: &str,
+    port: u32,
+    on: bool,
+    seconds: i32,
+) -> TELEPHONY_RETURN_VALUE {
+    let host = cstr(host);
     // SAFETY: a live C string.
-    let rc = unsafe { EnableSipProxyServer(engine, address.as_ptr(), proxy_port) };
-    assert_eq!(rc, SipSuccess);
-    assert_eq!(send(std::ptr::null(), 0, 1, 0), SipSuccess);
-    assert_eq!(crlf_from(&proxy), Some(local_port(engine) as u16));
+    unsafe { SendSipKeepAliveEx(engine, host.as_ptr(), port, on as i32, seconds) }
+}
+
+#[test]
+fn lanscape_send_sip_keep_alive_sends_to_a_destination_every_period_until_disabled() {
+    let (first, first_port) = listening();
+    let (second, second_port) = listening();
+    let (engine, _events) = engine(1);
+    let sip_port = Some(local_port(engine) as u16);
+    assert_eq!(
+        send_keep_alive(engine, "127.0.0.1", first_port, true, 0),
+        SipBadParameter
+    );
+    assert_eq!(
+        send_keep_alive(engine, "127.0.0.1", first_port, true, 86_401),
+        SipBadParameter
+    );
+    assert_eq!(
+        send_keep_alive(engine, "127.0.0.1", 70_000, true, 1),
+        SipBadParameter
+    );
+    assert_eq!(
+        send_keep_alive(engine, "no-such-host.invalid", 5060, true, 1),
+        SipUnknownHost
+    );
+    // SAFETY: NULL is a valid argument.
+    let rc = unsafe { SendSipKeepAliveEx(engine, std::ptr::null(), first_port, 1, 1) };
+    assert_eq!(rc, SipBadParameter);
+    assert_eq!(
+        send_keep_alive(0x1234, "127.0.0.1", first_port, true, 1),
+        SipInvalidHandle
+    );
+
+    let started = std::time::Instant::now();
+    assert_eq!(
+        send_keep_alive(engine, "127.0.0.1", first_port, true, 1),
+        SipSuccess
+    );
+    assert_eq!(
+        send_keep_alive(engine, "localhost", second_port, true, 2),
+        SipSuccess
+    );
+    assert_eq!(crlf_from(&first), sip_port, "at once");
+    assert_eq!(crlf_from(&second), sip_port, "at once, by name");
+    assert_eq!(crlf_from(&first), sip_port, "a period later");
+    assert_eq!(crlf_from(&first), sip_port, "two periods later");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+    assert_eq!(crlf_from(&second), sip_port, "its own period");
+    // Disabled for the first destination (the period is then ignored): none any more.
+    assert_eq!(
+        send_keep_alive(engine, "127.0.0.1", first_port, false, -1),
+        SipSuccess
+    );
+    std::thread::sleep(Duration::from_millis(100)); // one may have been on its way
+    first
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    while first.recv_from(&mut buf).is_ok() {}
+    first
+        .set_read_timeout(Some(Duration::from_millis(2500)))
+        .unwrap();
+    assert!(
+        first.recv_from(&mut buf).is_err(),
+        "nothing after disabling"
+    );
+    assert_eq!(crlf_from(&second), sip_port, "the other goes on");
     StopSipTelephony(engine);
 }
 
 #[test]
-fn lanscape_send_sip_keep_alive_uses_the_connection_of_the_lines_registration() {
+fn lanscape_send_sip_keep_alive_goes_on_the_connection_of_a_tcp_registration() {
     use lanscape_sip::ffi::profiles::SIP_TRANSPORT;
     let registrar = Registrar::start_on("127.0.0.1:0".parse().unwrap(), Listen::Tcp, |_, _| {
         Action::Register
     });
-    let (engine, events) = engine(2);
+    let (engine, events) = engine(1);
     transport(engine, SIP_TRANSPORT::SipTransportTcp);
-    let mut enable = Enable::to(&registrar, "alice,bob");
-    enable.per_line = true;
-    assert_eq!(enable.call(engine), SipSuccess);
-    assert!(events.wait_for(SipRegisterSuccess, 2, WAIT));
-    let address = cstr("127.0.0.1");
-    // SAFETY: a live C string.
-    let rc = unsafe { SendSipKeepAliveEx(engine, address.as_ptr(), registrar.port(), 0, 1) };
-    assert_eq!(rc, SipSuccess);
+    assert_eq!(Enable::to(&registrar, "alice").call(engine), SipSuccess);
+    assert!(events.wait_for(SipRegisterSuccess, 1, WAIT));
+    assert_eq!(
+        send_keep_alive(engine, "127.0.0.1", registrar.port(), true, 1),
+        SipSuccess
+    );
     let deadline = std::time::Instant::now() + WAIT;
-    while registrar.keepalives() == 0 && std::time::Instant::now() < deadline {
+    while registrar.keepalives() < 2 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(registrar.keepalives(), 1, "on line 1's TCP connection");
-    // Over TCP a keep-alive never opens a connection: none to this port.
-    let elsewhere = u32::from(free_port());
-    // SAFETY: a live C string.
-    let rc = unsafe { SendSipKeepAliveEx(engine, address.as_ptr(), elsewhere, 0, 0) };
-    assert_eq!(rc, SipCallFailure);
-    assert_eq!(registrar.registers().len(), 2, "nothing else was sent");
+    assert!(
+        registrar.keepalives() >= 2,
+        "at once and a second later, on the connection"
+    );
+    assert_eq!(registrar.registers().len(), 1, "nothing else was sent");
     StopSipTelephony(engine);
 }

@@ -802,70 +802,35 @@ impl PhoneEngine {
         self.set_keepalive(Some(Duration::from_secs(interval_s.into())))
     }
 
-    /// LanScape's `SendSipKeepAlive(address, port, through_proxy, line)`: one CRLF
-    /// keep-alive now to `address:port` (a literal or a DNS name, located like a registrar;
-    /// port 0: the transport's default), or to the outbound proxy when `through_proxy`.
-    /// It goes over the transport of `line`'s registration (-1, or a line with none: the
-    /// transport chosen for registrations, UDP when that is Auto): a datagram from the
-    /// engine's SIP port, or on the connection in use to that address (a keep-alive never
-    /// opens one: `CallFailure` when there is none).
-    pub fn send_keepalive_to(
+    /// LanScape's `SendSipKeepAlive(Host, Port, EnableState, KeepAliveSeconds)`: while
+    /// `enable`, a CRLF keep-alive ("NULL" SIP message) to `host:port` (a literal or a DNS
+    /// name, resolved now; port 0: 5060) at once and every `seconds` (1 to 86400), from the
+    /// engine's SIP port, or on the connection of a registration over TCP or TLS to that
+    /// address; `!enable` stops those to that destination (`seconds` is then ignored).
+    /// Any number of destinations may have their own.
+    pub fn set_keepalive_to(
         &self,
-        address: Option<&str>,
+        host: &str,
         port: u32,
-        through_proxy: bool,
-        line: i32,
+        enable: bool,
+        seconds: i32,
     ) -> Result<(), ApiError> {
-        if line < -1 || u32::try_from(line).is_ok_and(|l| l >= self.params.phone_lines) {
-            return Err(ApiError::bad("line is not -1 or a phone line"));
-        }
-        let (hop, chosen, line_id) = {
-            let settings = self.settings.lock();
-            let hop = if through_proxy {
-                let (host, port) = settings.proxy.clone().ok_or(ApiError::ProxyNotEnabled)?;
-                HostPort {
-                    host,
-                    port: explicit_port(port, "proxy port")?,
-                }
-            } else {
-                let address = address.ok_or(ApiError::bad("address is NULL"))?;
-                HostPort {
-                    host: parse_host(address, "address")?,
-                    port: explicit_port(port, "port")?,
-                }
-            };
-            let labels = self.labels.lock();
-            let line_id = settings
-                .registration
-                .values()
-                .find(|id| labels.get(id).is_some_and(|l| l.line == line && line >= 0))
-                .copied();
-            (hop, settings.transport, line_id)
+        let hop = HostPort {
+            host: parse_host(host, "host")?,
+            port: Some(explicit_port(port, "port")?.unwrap_or(5060)),
         };
-        let line_transport = match line_id {
-            Some(id) => self
-                .with_endpoint(|e| e.info(id))?
-                .map(|(_, t)| t.transport),
-            None => None,
+        let interval = match enable {
+            false => None,
+            true => match u32::try_from(seconds) {
+                Ok(s @ 1..=86_400) => Some(Duration::from_secs(s.into())),
+                _ => return Err(ApiError::bad("keep-alive seconds is not 1 to 86400")),
+            },
         };
-        let transport = line_transport.unwrap_or(match chosen {
-            TransportChoice::Only(t) => t,
-            TransportChoice::Any => Transport::Udp,
-        });
         let locator = self.with_endpoint(|e| Ok(e.locator()))?;
-        let choice = TransportChoice::Only(transport);
-        let located = locate(&locator, &hop, choice, &hop.host, 0, self.local)?;
+        let udp = TransportChoice::Only(Transport::Udp);
+        let located = locate(&locator, &hop, udp, &hop.host, 0, self.local)?;
         let addr = located.targets[0].addr;
-        if self.with_endpoint(|e| e.send_keepalive_to(transport, addr))? {
-            return Ok(());
-        }
-        Err(ApiError::CallFailure(
-            format!(
-                "no {} connection to {addr} is open: a keep-alive goes on a registration's",
-                transport.param().to_uppercase()
-            )
-            .into(),
-        ))
+        self.with_endpoint(|e| e.set_keepalive_to(addr, interval))
     }
 
     /// Unregisters every name, waiting boundedly for the answers, and stops the threads.

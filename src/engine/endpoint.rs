@@ -260,6 +260,8 @@ pub struct Endpoint {
     idle: HashMap<Target, Instant>,
     stop_waiters: Vec<(HashSet<BindingId>, u64)>,
     keepalive: Option<(Duration, Instant)>,
+    /// Keep-alives to destinations of the application's choosing: interval and next time.
+    keepalives_to: HashMap<SocketAddr, (Duration, Instant)>,
     /// SIP Outbound flows watched by keep-alives.
     flows: Flows,
     trace: bool,
@@ -294,6 +296,7 @@ impl Endpoint {
             idle: HashMap::default(),
             stop_waiters: Vec::new(),
             keepalive: None,
+            keepalives_to: HashMap::default(),
             flows: Flows::default(),
             trace: false,
             last_shared: None,
@@ -324,9 +327,10 @@ impl Endpoint {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let binding = self.timers.peek().map(|Reverse((at, _))| *at);
         let keepalive = self.keepalive.map(|(_, at)| at);
+        let keepalive_to = self.keepalives_to.values().map(|(_, at)| *at).min();
         let idle = self.idle.values().min().copied();
         let flows = self.flows.poll_timeout();
-        [binding, keepalive, idle, flows]
+        [binding, keepalive, keepalive_to, idle, flows]
             .into_iter()
             .flatten()
             .min()
@@ -539,28 +543,33 @@ impl Endpoint {
         }
     }
 
-    /// Sends one CRLF keep-alive to `destination` now: a datagram over UDP; over TCP or
-    /// TLS on the connection of a next hop in use at that address, if any (`false`: none,
-    /// nothing sent; a keep-alive never opens a connection of its own).
-    pub fn send_keepalive_to(&mut self, transport: Transport, addr: SocketAddr) -> bool {
-        let destination = match transport {
-            Transport::Udp => Target::udp(addr),
-            _ => {
-                let mut hops = self
-                    .users
-                    .keys()
-                    .filter(|t| t.transport == transport && t.addr == addr);
-                match hops.next() {
-                    Some(hop) => hop.clone(),
-                    None => return false,
-                }
+    /// Sends a CRLF keep-alive to `addr` now and then every `interval` (`None`: no more to
+    /// it). It goes on the connection of a next hop in use at that address, if any (a
+    /// registration over TCP or TLS), else as a datagram; a keep-alive never opens a
+    /// connection.
+    pub fn set_keepalive_to(&mut self, now: Instant, addr: SocketAddr, interval: Option<Duration>) {
+        match interval {
+            Some(interval) => {
+                self.keepalives_to.insert(addr, (interval, now + interval));
+                self.send_keepalive_to(addr);
             }
-        };
+            None => {
+                self.keepalives_to.remove(&addr);
+            }
+        }
+    }
+
+    fn send_keepalive_to(&mut self, addr: SocketAddr) {
+        let stream = self
+            .users
+            .keys()
+            .filter(|t| t.transport != Transport::Udp && t.addr == addr)
+            .min();
+        let destination = stream.cloned().unwrap_or_else(|| Target::udp(addr));
         self.transmits.push_back(Transmit {
             destination,
             contents: b"\r\n\r\n".to_vec(),
         });
-        true
     }
 
     /// Runs every timer due at `now`.
@@ -582,6 +591,17 @@ impl Endpoint {
         {
             self.keepalive = Some((interval, now + interval));
             self.send_keepalive();
+        }
+        let mut due: Vec<SocketAddr> = (self.keepalives_to.iter())
+            .filter(|(_, (_, at))| *at <= now)
+            .map(|(addr, _)| *addr)
+            .collect();
+        due.sort_unstable();
+        for addr in due {
+            if let Some((interval, at)) = self.keepalives_to.get_mut(&addr) {
+                *at = now + *interval;
+            }
+            self.send_keepalive_to(addr);
         }
         self.run_flows(now);
         while let Some(&Reverse((at, id))) = self.timers.peek() {
@@ -1934,26 +1954,37 @@ mod tests {
     }
 
     #[test]
-    fn a_keep_alive_to_an_address_is_a_datagram_or_goes_on_a_connection_in_use() {
+    fn keep_alives_to_a_destination_are_datagrams_or_go_on_a_connection_in_use() {
         let mut sim = Sim::new(8);
         let elsewhere: SocketAddr = "192.0.2.7:5070".parse().unwrap();
-        assert!(sim.ep.send_keepalive_to(Transport::Udp, elsewhere));
-        assert_eq!(
-            stream_transmits(&mut sim),
-            [(Target::udp(elsewhere), "\r\n\r\n".to_string())]
-        );
-        // No TCP connection to that address: nothing is sent, none is opened.
-        assert!(!sim.ep.send_keepalive_to(Transport::Tcp, hop()));
-        assert!(stream_transmits(&mut sim).is_empty());
+        let crlf = |target: Target| (target, "\r\n\r\n".to_string());
+        sim.ep
+            .set_keepalive_to(sim.now, elsewhere, Some(Duration::from_secs(20)));
+        assert_eq!(stream_transmits(&mut sim), [crlf(Target::udp(elsewhere))]);
+        // A registration over TCP to the hop: keep-alives to its address go on it.
         sim.ep.add(sim.now, vec![tcp_spec(1)]);
         assert_eq!(stream_transmits(&mut sim).len(), 1, "the REGISTER");
-        assert!(sim.ep.send_keepalive_to(Transport::Tcp, hop()));
-        assert!(!sim.ep.send_keepalive_to(Transport::Tls, hop()));
-        assert!(!sim.ep.send_keepalive_to(Transport::Tcp, elsewhere));
-        assert_eq!(
-            stream_transmits(&mut sim),
-            [(tcp_target(), "\r\n\r\n".to_string())]
-        );
+        sim.ep
+            .set_keepalive_to(sim.now, hop(), Some(Duration::from_secs(30)));
+        assert_eq!(stream_transmits(&mut sim), [crlf(tcp_target())]);
+        // Each at its own interval, on the simulated clock.
+        sim.now += Duration::from_secs(20);
+        sim.ep.handle_timeout(sim.now);
+        let sent = stream_transmits(&mut sim);
+        assert!(sent.contains(&crlf(Target::udp(elsewhere))), "{sent:?}");
+        assert!(!sent.contains(&crlf(tcp_target())), "{sent:?}");
+        sim.now += Duration::from_secs(10);
+        sim.ep.handle_timeout(sim.now);
+        let sent = stream_transmits(&mut sim);
+        assert!(sent.contains(&crlf(tcp_target())), "{sent:?}");
+        assert!(!sent.contains(&crlf(Target::udp(elsewhere))), "{sent:?}");
+        // Turned off: none any more.
+        sim.ep.set_keepalive_to(sim.now, elsewhere, None);
+        sim.ep.set_keepalive_to(sim.now, hop(), None);
+        sim.now += Duration::from_secs(60);
+        sim.ep.handle_timeout(sim.now);
+        let sent = stream_transmits(&mut sim);
+        assert!(!sent.iter().any(|(_, m)| m == "\r\n\r\n"), "{sent:?}");
     }
 
     #[test]

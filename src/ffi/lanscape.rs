@@ -672,10 +672,11 @@ pub extern "C" fn EnableKeepAliveTransmissions(
 }
 
 /// LanScape's `EnableKeepAliveTransmissions(Boolean, Boolean, UInt32)`: `sip_keep_alive`
-/// non-zero sends a CRLF keep-alive (RFC 5626) to the registrar or proxy every
+/// non-zero sends a CRLF keep-alive (RFC 5626) to every registrar or proxy in use every
 /// `interval_seconds` (1 to 86400), zero stops them; `rtp_keep_alive` is accepted and
-/// ignored (this library has no media). Same keep-alives as
-/// [`EnableKeepAliveTransmissions`].
+/// ignored (this library has no media). LanScape sends its SIP keep-alives of this call to
+/// the far end of active calls; with no calls here, they go where registrations go: the
+/// same keep-alives as [`EnableKeepAliveTransmissions`].
 #[unsafe(no_mangle)]
 pub extern "C" fn EnableKeepAliveTransmissionsEx(
     engine: SIPHANDLE,
@@ -740,36 +741,34 @@ pub unsafe extern "C" fn GetSipInstanceId(
 }
 
 /// Sends one CRLF keep-alive to every registrar or proxy in use now. LanScape's parameter
-/// list (a destination, a line): [`SendSipKeepAliveEx`].
+/// list (a destination, on or off, a period): [`SendSipKeepAliveEx`].
 #[unsafe(no_mangle)]
 pub extern "C" fn SendSipKeepAlive(engine: SIPHANDLE) -> TELEPHONY_RETURN_VALUE {
     entry(|| self::engine(engine)?.send_keepalive())
 }
 
-/// LanScape's `SendSipKeepAlive(String, UInt32, Boolean, Int32)`: sends one CRLF
-/// keep-alive now to `address`:`port` (an IPv4/IPv6 literal or a DNS name; port 0: 5060,
-/// 5061 for TLS), or, with `through_proxy` non-zero, to the proxy of
-/// `EnableSipProxyServer` (`address` may then be NULL; `SipProxyNotEnabled` without one).
-/// It goes over the transport of the registration of phone line `line` (-1, or a line
-/// registering no name: the transport of `SetSipRegisterTransport`, UDP for Auto): over
-/// UDP a datagram from the engine's SIP port; over TCP or TLS on the connection in use to
-/// that address, as a keep-alive never opens a connection (`SipCallFailure` when none is
-/// open).
+/// LanScape's `SendSipKeepAlive(String Host, UInt32 Port, Boolean EnableState, Int32
+/// KeepAliveSeconds)`: with `enable_state` non-zero, sends a CRLF keep-alive ("NULL" SIP
+/// message) to `host`:`port` (an IPv4/IPv6 literal or a DNS name, resolved now; port 0:
+/// 5060) at once and then every `keep_alive_seconds` (1 to 86400); with 0, stops those to
+/// that destination. They leave from the engine's SIP UDP port, or go on the connection of
+/// the engine's registrations over TCP or TLS to that address. Each destination has its
+/// own; they end with the engine.
 ///
 /// # Safety
-/// `address` is NULL or NUL-terminated.
+/// `host` is NULL or NUL-terminated.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn SendSipKeepAliveEx(
     engine: SIPHANDLE,
-    address: *const c_char,
+    host: *const c_char,
     port: u32,
-    through_proxy: i32,
-    line: i32,
+    enable_state: i32,
+    keep_alive_seconds: i32,
 ) -> TELEPHONY_RETURN_VALUE {
     entry(|| {
         let e = self::engine(engine)?;
-        let address = arg_opt_str!(address)?;
-        e.send_keepalive_to(address.as_deref(), port, read_bool(through_proxy), line)
+        let host = arg_str!(host)?;
+        e.set_keepalive_to(&host, port, read_bool(enable_state), keep_alive_seconds)
     })
 }
 

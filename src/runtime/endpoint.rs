@@ -89,7 +89,7 @@ enum Command {
     SetTrace(bool),
     KeepAlive(Option<Duration>),
     SendKeepAlive,
-    SendKeepAliveTo(Transport, SocketAddr, mpsc::Sender<bool>),
+    KeepAliveTo(SocketAddr, Option<Duration>),
     Stats(mpsc::Sender<EndpointStats>),
     Info(BindingId, mpsc::Sender<Option<(RegistrationInfo, Target)>>),
     SetTls(u64, Arc<rustls::ClientConfig>),
@@ -299,14 +299,13 @@ impl Endpoint {
         ids.iter().map(|id| states.get(id).copied()).collect()
     }
 
-    /// Sends one CRLF keep-alive to `addr` now: a datagram over UDP, or on the connection
-    /// in use to that address over TCP or TLS (`false`: there is none, nothing was sent).
-    pub fn send_keepalive_to(
+    /// Sends a CRLF keep-alive to `addr` now and every `interval` (`None`: no more).
+    pub fn set_keepalive_to(
         &self,
-        transport: Transport,
         addr: SocketAddr,
-    ) -> Result<bool, DriverFailed> {
-        self.ask(|reply| Command::SendKeepAliveTo(transport, addr, reply))
+        interval: Option<Duration>,
+    ) -> Result<(), DriverFailed> {
+        self.send(Command::KeepAliveTo(addr, interval))
     }
 
     /// The counters of this endpoint.
@@ -557,9 +556,7 @@ impl Driver {
             Command::SetTrace(on) => self.core.set_trace(on),
             Command::KeepAlive(interval) => self.core.set_keepalive(now, interval),
             Command::SendKeepAlive => self.core.send_keepalive(),
-            Command::SendKeepAliveTo(transport, addr, reply) => {
-                let _ = reply.send(self.core.send_keepalive_to(transport, addr));
-            }
+            Command::KeepAliveTo(addr, interval) => self.core.set_keepalive_to(now, addr, interval),
             Command::Info(id, reply) => {
                 let _ = reply.send(self.core.info(id));
             }
