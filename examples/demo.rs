@@ -110,7 +110,7 @@ fn main() {
         let (realm, user, password) = (c(realm), c(user), c(password));
         // SAFETY: C strings and out-pointers are live locals (or NULL).
         check("AddAuthorizationCredentials", unsafe {
-            AddAuthorizationCredentials(engine, realm.as_ptr(), user.as_ptr(), password.as_ptr())
+            AddAuthorizationCredentials(engine, user.as_ptr(), password.as_ptr(), realm.as_ptr())
         });
     }
     let interval = if embedded.is_some() { 2 } else { 60 };

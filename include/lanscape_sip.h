@@ -20,7 +20,7 @@
 /*
  ABI version of this library; bumped on any incompatible change of the C ABI.
  */
-#define LANSCAPE_SIP_ABI_VERSION 1
+#define LANSCAPE_SIP_ABI_VERSION 2
 
 /*
  Result of every call, and the event of every notification. Values are fixed and never
@@ -420,16 +420,17 @@ enum TELEPHONY_RETURN_VALUE EnableSipProxyServer(SIPHANDLE engine,
 enum TELEPHONY_RETURN_VALUE DisableSipProxyServer(SIPHANDLE engine);
 
 /*
- Adds or replaces the digest credentials for `realm` (NULL, "" or "*": any realm).
- Registrations that failed for authorization retry at once with them.
+ Adds or replaces the digest credentials for `realm` (NULL, "" or "*": any realm), in
+ LanScape's parameter order (user name, password, realm). Registrations that failed for
+ authorization retry at once with them.
 
  # Safety
  Strings are NULL or NUL-terminated.
  */
 enum TELEPHONY_RETURN_VALUE AddAuthorizationCredentials(SIPHANDLE engine,
-                                                        const char *realm,
                                                         const char *user,
-                                                        const char *password);
+                                                        const char *password,
+                                                        const char *realm);
 
 /*
  Forgets every credential.

@@ -133,7 +133,7 @@ fn null_pointers_and_ranges_are_bad_parameters() {
             SipBadParameter
         );
         assert_eq!(
-            AddAuthorizationCredentials(engine, std::ptr::null(), s.as_ptr(), std::ptr::null()),
+            AddAuthorizationCredentials(engine, s.as_ptr(), std::ptr::null(), std::ptr::null()),
             SipBadParameter
         );
         assert_eq!(

@@ -103,7 +103,7 @@ fn c_example_with_the_shared_library() {
         .output()
         .unwrap();
     assert!(
-        String::from_utf8_lossy(&needed.stdout).contains("[liblanscape_sip.so.1]"),
+        String::from_utf8_lossy(&needed.stdout).contains("[liblanscape_sip.so.2]"),
         "linked against the SONAME"
     );
     run_c_example(&binary);

@@ -124,7 +124,7 @@ int main(int argc, char **argv)
     ok &= check("SetLogCallback", SetLogCallback(engine, on_log, NULL), SipSuccess);
     if (count == 6)
         ok &= check("AddAuthorizationCredentials",
-                    AddAuthorizationCredentials(engine, arg[3], arg[4], arg[5]), SipSuccess);
+                    AddAuthorizationCredentials(engine, arg[4], arg[5], arg[3]), SipSuccess);
     /* TCP or TLS: one connection to the registrar shared by every name. */
     ok &= check("SetSipRegisterTransport", SetSipRegisterTransport(engine, transport, 0),
                 SipSuccess);

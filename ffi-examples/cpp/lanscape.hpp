@@ -57,7 +57,7 @@ public:
     }
     void credentials(const std::string &realm, const std::string &user, const std::string &pw) {
         check("AddAuthorizationCredentials",
-              AddAuthorizationCredentials(handle_, realm.c_str(), user.c_str(), pw.c_str()));
+              AddAuthorizationCredentials(handle_, user.c_str(), pw.c_str(), realm.c_str()));
     }
     /* UDP (the default), TCP or TLS for the registrations that follow. */
     void transport(SIP_TRANSPORT transport, uint32_t local_port = 0) {

@@ -71,7 +71,7 @@ fuzz_target!(|data: &[u8]| {
         let text = domain.to_str();
         assert!(!domain_ok || text.is_ok(), "non-UTF-8 domain accepted");
         known(EnableSipProxyServer(h, proxy.as_ptr(), n(0)));
-        known(AddAuthorizationCredentials(h, realm.as_ptr(), user.as_ptr(), names.as_ptr()));
+        known(AddAuthorizationCredentials(h, user.as_ptr(), names.as_ptr(), realm.as_ptr()));
         let server = CString::new("127.0.0.1").unwrap();
         // Port 9 (discard) on loopback; a short timeout keeps bindings from piling up.
         let rc = EnableSipRegisterServer(

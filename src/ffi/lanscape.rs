@@ -382,17 +382,18 @@ pub extern "C" fn DisableSipProxyServer(engine: SIPHANDLE) -> TELEPHONY_RETURN_V
     })
 }
 
-/// Adds or replaces the digest credentials for `realm` (NULL, "" or "*": any realm).
-/// Registrations that failed for authorization retry at once with them.
+/// Adds or replaces the digest credentials for `realm` (NULL, "" or "*": any realm), in
+/// LanScape's parameter order (user name, password, realm). Registrations that failed for
+/// authorization retry at once with them.
 ///
 /// # Safety
 /// Strings are NULL or NUL-terminated.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn AddAuthorizationCredentials(
     engine: SIPHANDLE,
-    realm: *const c_char,
     user: *const c_char,
     password: *const c_char,
+    realm: *const c_char,
 ) -> TELEPHONY_RETURN_VALUE {
     entry(|| {
         let e = self::engine(engine)?;

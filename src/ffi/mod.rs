@@ -14,7 +14,7 @@ use std::cell::RefCell;
 use std::ffi::{CString, c_char};
 
 /// ABI version of this library; bumped on any incompatible change of the C ABI.
-pub const LANSCAPE_SIP_ABI_VERSION: u32 = 1;
+pub const LANSCAPE_SIP_ABI_VERSION: u32 = 2;
 
 /// Longest string accepted from the caller, in bytes (a gateway's name list may hold tens
 /// of thousands of names).

@@ -55,7 +55,7 @@ static void *worker(void *arg)
         SIPHANDLE engine = 0;
         EXPECT(StartSipTelephony("stress", 2, 0, "127.0.0.1", &engine), SipSuccess);
         EXPECT(SetNotificationCallback(engine, on_notify, NULL), SipSuccess);
-        EXPECT(AddAuthorizationCredentials(engine, "*", "u", "p"), SipSuccess);
+        EXPECT(AddAuthorizationCredentials(engine, "u", "p", "*"), SipSuccess);
         char names[64];
         snprintf(names, sizeof names, "t%dr%da, t%dr%db", id, round, id, round);
         EXPECT(EnableSipRegisterServer(engine, names, 1, 0, host, port, 60, 300, 2000, round & 1),

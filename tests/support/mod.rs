@@ -262,7 +262,7 @@ pub fn credentials(engine: SIPHANDLE, realm: &str, user: &str, password: &str) {
     let (realm, user, password) = (cstr(realm), cstr(user), cstr(password));
     // SAFETY: C strings and out-pointers are live locals (or NULL).
     let rc = unsafe {
-        AddAuthorizationCredentials(engine, realm.as_ptr(), user.as_ptr(), password.as_ptr())
+        AddAuthorizationCredentials(engine, user.as_ptr(), password.as_ptr(), realm.as_ptr())
     };
     assert_eq!(rc, TELEPHONY_RETURN_VALUE::SipSuccess);
 }
