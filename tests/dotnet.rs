@@ -31,7 +31,10 @@ fn assembly_and_programs() -> PathBuf {
             Command::new("mcs")
                 .arg("-warnaserror")
                 .arg(format!("-r:{}", dll.display()))
-                .arg(format!("-out:{}", dir.join(format!("{program}.exe")).display()))
+                .arg(format!(
+                    "-out:{}",
+                    dir.join(format!("{program}.exe")).display()
+                ))
                 .arg(root().join(format!("tests/dotnet/{program}.cs"))),
         );
     }
@@ -41,7 +44,13 @@ fn assembly_and_programs() -> PathBuf {
 fn mono(dir: &std::path::Path, program: &str, kam: &Kamailio) -> String {
     run(Command::new("mono")
         .arg(dir.join(format!("{program}.exe")))
-        .args(["127.0.0.1", &kam.port.to_string(), "kam.test", "gw", "gw-secret"]))
+        .args([
+            "127.0.0.1",
+            &kam.port.to_string(),
+            "kam.test",
+            "gw",
+            "gw-secret",
+        ]))
 }
 
 #[test]

@@ -27,7 +27,13 @@ fn pip_installed_package_registers_against_kamailio() {
     // Run from elsewhere, so that the installed package is imported, not the source tree.
     let output = Command::new(&python)
         .arg(root().join("tests/python/use_package.py"))
-        .args(["127.0.0.1", &kam.port.to_string(), "kam.test", "gw", "gw-secret"])
+        .args([
+            "127.0.0.1",
+            &kam.port.to_string(),
+            "kam.test",
+            "gw",
+            "gw-secret",
+        ])
         .current_dir(&venv)
         .env_remove("LANSCAPE_SIP_LIBRARY")
         .output()
@@ -38,6 +44,9 @@ fn pip_installed_package_registers_against_kamailio() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("refused: SipRegisterAuthorizationError"), "{stdout}");
+    assert!(
+        stdout.contains("refused: SipRegisterAuthorizationError"),
+        "{stdout}"
+    );
     assert!(kam.contacts().is_empty(), "{:?}", kam.contacts());
 }
