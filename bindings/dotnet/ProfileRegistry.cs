@@ -136,31 +136,25 @@ namespace LanScape.Sip
 
         private static ProfileRegistry From(IntPtr user) => GCHandle.FromIntPtr(user).Target as ProfileRegistry;
 
-        private static void StateTrampoline(ulong handle, uint id, int state, IntPtr user)
-        {
-            try
-            {
-                var me = From(user);
-                var handlers = me == null ? null : me.StateChanged;
-                if (handlers != null) handlers(me, new ProfileStateEventArgs(id, (ProfileState)state));
-            }
-            catch (Exception e)
-            {
-                Console.Error.WriteLine("LanScape.Sip: a StateChanged handler threw: " + e);
-            }
-        }
+        private static void StateTrampoline(ulong handle, uint id, int state, IntPtr user) =>
+            Raise(user, me => me.StateChanged, new ProfileStateEventArgs(id, (ProfileState)state));
 
-        private static void ErrorTrampoline(ulong handle, uint id, int error, IntPtr user)
+        private static void ErrorTrampoline(ulong handle, uint id, int error, IntPtr user) =>
+            Raise(user, me => me.ErrorOccurred, new ProfileErrorEventArgs(id, (Code)error));
+
+        /// <summary>Raises an event of the registry on the service's thread; a handler's
+        /// exception is reported, never thrown into native code.</summary>
+        private static void Raise<T>(IntPtr user, Func<ProfileRegistry, EventHandler<T>> handlers, T args)
         {
             try
             {
                 var me = From(user);
-                var handlers = me == null ? null : me.ErrorOccurred;
-                if (handlers != null) handlers(me, new ProfileErrorEventArgs(id, (Code)error));
+                var handler = me == null ? null : handlers(me);
+                if (handler != null) handler(me, args);
             }
             catch (Exception e)
             {
-                Console.Error.WriteLine("LanScape.Sip: an ErrorOccurred handler threw: " + e);
+                Console.Error.WriteLine("LanScape.Sip: a ProfileRegistry event handler threw: " + e);
             }
         }
     }

@@ -39,6 +39,15 @@ static class ProfilesApp
         string host = args[0], port = args[1], domain = args[2], user = args[3], password = args[4];
         try
         {
+            // The managed codes are the library's: same values, same names.
+            foreach (VoipMediaEngine.TELEPHONY_RETURN_VALUE code in Enum.GetValues(typeof(VoipMediaEngine.TELEPHONY_RETURN_VALUE)))
+            {
+                if (VoipMediaEngine.ReturnValueText(code) != code.ToString())
+                    throw new Exception("code " + (int)code + " is " + VoipMediaEngine.ReturnValueText(code) + " in the library");
+            }
+            int count = Enum.GetValues(typeof(VoipMediaEngine.TELEPHONY_RETURN_VALUE)).Length;
+            if (VoipMediaEngine.ReturnValueText((VoipMediaEngine.TELEPHONY_RETURN_VALUE)count) != "unknown")
+                throw new Exception("the library has codes the assembly lacks");
             using (var registry = new ProfileRegistry())
             {
                 registry.StateChanged += (sender, e) => Note("profile " + e.ProfileId + " " + e.State);

@@ -17,7 +17,16 @@ from lanscape_sip import (
 )
 
 
+def codes_are_the_librarys() -> None:
+    from lanscape_sip._native import lib, text
+
+    for code in ReturnCode:
+        assert text(lib.TelephonyReturnValueText(code)) == code.name, code
+    assert text(lib.TelephonyReturnValueText(len(ReturnCode))) == "unknown", "codes missing here"
+
+
 def main(host: str, port: int, domain: str, user: str, password: str) -> None:
+    codes_are_the_librarys()
     seen = []
     with Engine("python package", lines=2, local_ip="127.0.0.1", on_notification=seen.append) as engine:
         engine.set_domain(domain)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import ctypes
 import enum
 import queue
+import sys
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Optional
 
@@ -134,6 +136,30 @@ class RegistrationInfo:
     flow_timer: int
 
 
+def _deliver(events: "queue.Queue", handler: Optional[Callable], event: object) -> None:
+    """Queues an event and calls the handler, on the library's event thread; an exception
+    of the handler is reported, never raised into the library."""
+    events.put(event)
+    if handler is not None:
+        try:
+            handler(event)
+        except Exception as e:
+            print(f"lanscape_sip: an event handler raised {e!r}", file=sys.stderr)
+
+
+def _next_matching(events: "queue.Queue", match: Callable[[object], bool], timeout: float, what: str):
+    """The next queued event that matches (others are dropped); TimeoutError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            event = events.get(timeout=left)
+        except queue.Empty:
+            break
+        if match(event):
+            return event
+    raise TimeoutError(f"{what} within {timeout} s")
+
+
 def _text_of(call: Callable[[Optional[ctypes.Array], int, ctypes.c_uint32], int]) -> str:
     """A text through the library's two-step convention (length, then the text)."""
     needed = ctypes.c_uint32(0)
@@ -174,15 +200,7 @@ class Engine:
             event = Notification(ReturnCode(code), text(name), line)
         except ValueError:
             return
-        self.notifications.put(event)
-        handler = self.on_notification
-        if handler is not None:
-            try:
-                handler(event)
-            except Exception as e:  # never into the library's thread
-                import sys
-
-                print(f"lanscape_sip: on_notification raised {e!r}", file=sys.stderr)
+        _deliver(self.notifications, self.on_notification, event)
 
     @property
     def handle(self) -> int:
@@ -305,17 +323,10 @@ class Engine:
 
     def wait_for(self, code: ReturnCode, name: str, timeout: float = 10.0) -> Notification:
         """The next notification ``code`` for ``name`` (others are skipped); TimeoutError."""
-        import time
-
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                event = self.notifications.get(timeout=left)
-            except queue.Empty:
-                break
-            if event.code == code and event.name == name:
-                return event
-        raise TimeoutError(f"no {code.name} for {name} within {timeout} s")
+        return _next_matching(
+            self.notifications, lambda e: e.code == code and e.name == name, timeout,
+            f"no {code.name} for {name}",
+        )
 
 
 def _info(raw: _native.RegistrationInfoStruct, *, reason: str, contact: str, target: str) -> RegistrationInfo:
@@ -397,21 +408,11 @@ class ProfileRegistry:
         _check(lib.SipRegistryOpen(self._on_state, self._on_error, None, ctypes.byref(handle)))
         self._handle: Optional[int] = handle.value
 
-    def _deliver(self, event: ProfileEvent) -> None:
-        self.events.put(event)
-        if self.on_event is not None:
-            try:
-                self.on_event(event)
-            except Exception as e:
-                import sys
-
-                print(f"lanscape_sip: on_event raised {e!r}", file=sys.stderr)
-
     def _state(self, _registry: int, profile: int, state: int, _user: int) -> None:
-        self._deliver(ProfileEvent(profile, state=ProfileState(state)))
+        _deliver(self.events, self.on_event, ProfileEvent(profile, state=ProfileState(state)))
 
     def _error(self, _registry: int, profile: int, error: int, _user: int) -> None:
-        self._deliver(ProfileEvent(profile, error=ReturnCode(error)))
+        _deliver(self.events, self.on_event, ProfileEvent(profile, error=ReturnCode(error)))
 
     def __enter__(self) -> "ProfileRegistry":
         return self
@@ -464,14 +465,7 @@ class ProfileRegistry:
 
     def wait_for(self, profile_id: int, state: ProfileState, timeout: float = 10.0) -> ProfileEvent:
         """The next event of ``profile_id`` reaching ``state``; TimeoutError."""
-        import time
-
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                event = self.events.get(timeout=left)
-            except queue.Empty:
-                break
-            if event.profile_id == profile_id and event.state == state:
-                return event
-        raise TimeoutError(f"profile {profile_id} not {state.name} within {timeout} s")
+        return _next_matching(
+            self.events, lambda e: e.profile_id == profile_id and e.state == state, timeout,
+            f"profile {profile_id} not {state.name}",
+        )
