@@ -34,7 +34,7 @@ typedef enum TELEPHONY_RETURN_VALUE {
   /*
    The call failed for a reason no more specific code names (`GetLastSipErrorText`
    says which): e.g. a waiting `EnableSipRegisterServer` called on the engine's event
-   thread, or a keep-alive over TCP or TLS with no connection to send it on.
+   thread.
    */
   SipCallFailure = 1,
   /*

@@ -103,15 +103,6 @@ fn crlf_from(socket: &UdpSocket) -> Option<u16> {
     None
 }
 
-fn listening() -> (UdpSocket, u32) {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(3)))
-        .unwrap();
-    let port = u32::from(socket.local_addr().unwrap().port());
-    (socket, port)
-}
-
 #[test]
 fn lanscape_keep_alive_transmissions_take_sip_rtp_and_an_interval() {
     let (registrar, port) = listening();

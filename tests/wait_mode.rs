@@ -8,7 +8,6 @@ mod support;
 use lanscape_sip::ffi::TELEPHONY_RETURN_VALUE::{self, *};
 use lanscape_sip::ffi::lanscape::*;
 use std::ffi::{CStr, c_char, c_void};
-use std::net::UdpSocket;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use support::*;
@@ -86,8 +85,7 @@ fn an_interval_refused_again_after_min_expires_is_an_interval_error() {
 
 #[test]
 fn silence_is_a_timeout_bounded_by_time_out_ms() {
-    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = u32::from(silent.local_addr().unwrap().port());
+    let (_silent, port) = listening();
     let (engine, events) = waiting_engine(1);
     let mut enable = Enable::to_port(port, "alice");
     enable.timeout_ms = 600;
@@ -121,8 +119,7 @@ fn with_one_name_refused_the_first_failure_is_returned_and_the_rest_registered()
 
 #[test]
 fn without_wait_mode_the_call_returns_at_once() {
-    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = u32::from(silent.local_addr().unwrap().port());
+    let (_silent, port) = listening();
     let (engine, _events) = engine(1);
     let mut enable = Enable::to_port(port, "alice");
     enable.timeout_ms = 5_000;
@@ -188,8 +185,7 @@ fn waiting_inside_a_notification_of_its_engine_is_refused_not_a_deadlock() {
 
 #[test]
 fn stopping_the_engine_during_the_wait_ends_it() {
-    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = u32::from(silent.local_addr().unwrap().port());
+    let (_silent, port) = listening();
     let (engine, _events) = waiting_engine(1);
     let waiting = std::thread::spawn(move || {
         let mut enable = Enable::to_port(port, "alice");

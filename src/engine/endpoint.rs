@@ -536,11 +536,15 @@ impl Endpoint {
         let mut hops: Vec<Target> = self.users.keys().cloned().collect();
         hops.sort_unstable();
         for destination in hops {
-            self.transmits.push_back(Transmit {
-                destination,
-                contents: b"\r\n\r\n".to_vec(),
-            });
+            self.push_keepalive(destination);
         }
+    }
+
+    fn push_keepalive(&mut self, destination: Target) {
+        self.transmits.push_back(Transmit {
+            destination,
+            contents: b"\r\n\r\n".to_vec(),
+        });
     }
 
     /// Sends a CRLF keep-alive to `addr` now and then every `interval` (`None`: no more to
@@ -566,10 +570,7 @@ impl Endpoint {
             .filter(|t| t.transport != Transport::Udp && t.addr == addr)
             .min();
         let destination = stream.cloned().unwrap_or_else(|| Target::udp(addr));
-        self.transmits.push_back(Transmit {
-            destination,
-            contents: b"\r\n\r\n".to_vec(),
-        });
+        self.push_keepalive(destination);
     }
 
     /// Runs every timer due at `now`.

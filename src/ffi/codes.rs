@@ -15,7 +15,7 @@ pub enum TELEPHONY_RETURN_VALUE {
     SipSuccess = 0,
     /// The call failed for a reason no more specific code names (`GetLastSipErrorText`
     /// says which): e.g. a waiting `EnableSipRegisterServer` called on the engine's event
-    /// thread, or a keep-alive over TCP or TLS with no connection to send it on.
+    /// thread.
     SipCallFailure = 1,
     /// A parameter is NULL, not UTF-8, or out of range.
     SipBadParameter = 2,

@@ -13,7 +13,6 @@ use once_cell::sync::Lazy;
 use parking_lot::Mutex;
 use std::ffi::{CString, c_char, c_void};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// An engine handle. 0 is never a valid handle.
 pub type SIPHANDLE = u64;
@@ -663,12 +662,7 @@ pub extern "C" fn EnableKeepAliveTransmissions(
     interval_seconds: u32,
 ) -> TELEPHONY_RETURN_VALUE {
     entry(|| {
-        let e = self::engine(engine)?;
-        if interval_seconds > 86_400 {
-            return Err(ApiError::bad("interval_seconds is above 86400"));
-        }
-        let interval = (interval_seconds > 0).then(|| Duration::from_secs(interval_seconds.into()));
-        e.set_keepalive(interval)
+        self::engine(engine)?.set_keepalive_transmissions(interval_seconds > 0, interval_seconds)
     })
 }
 

@@ -202,6 +202,17 @@ impl Logs {
     }
 }
 
+/// A UDP socket on 127.0.0.1 that nobody answers from (reads time out after 3 s), and its
+/// port: a silent registrar, or a destination to watch.
+pub fn listening() -> (UdpSocket, u32) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let port = u32::from(socket.local_addr().unwrap().port());
+    (socket, port)
+}
+
 /// A UDP port that was free a moment ago.
 pub fn free_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
