@@ -883,11 +883,11 @@ impl From<&BindingEvent> for NotificationKind {
         match event {
             BindingEvent::Registered { .. } => NotificationKind::RegisterSuccess,
             BindingEvent::Unregistered => NotificationKind::Unregistered,
-            // A registrar that cannot be reached (ICMP) does not answer: LanScape's
-            // timeout, only sooner.
-            BindingEvent::Failed(Failure::TimedOut | Failure::Unreachable(_)) => {
-                NotificationKind::RegisterTimeOut
-            }
+            // A registrar that cannot be reached (ICMP) does not answer (LanScape's timeout,
+            // only sooner), and a registration that lapsed was not refreshed in time.
+            BindingEvent::Failed(
+                Failure::TimedOut | Failure::Expired | Failure::Unreachable(_),
+            ) => NotificationKind::RegisterTimeOut,
             BindingEvent::Failed(Failure::AuthRejected) => {
                 NotificationKind::RegisterAuthorizationError
             }

@@ -97,7 +97,9 @@ impl From<&Failure> for ProfileError {
     fn from(failure: &Failure) -> Self {
         match failure {
             // A registrar that cannot be reached does not answer: a timeout, only sooner.
-            Failure::TimedOut | Failure::Unreachable(_) => ProfileError::TimedOut,
+            Failure::TimedOut | Failure::Expired | Failure::Unreachable(_) => {
+                ProfileError::TimedOut
+            }
             Failure::AuthRejected => ProfileError::Authorization,
             Failure::IntervalRejected => ProfileError::Interval,
             Failure::Tls(_) => ProfileError::Tls,

@@ -232,6 +232,10 @@ struct Extras {
 pub enum Failure {
     /// No final response within the transaction timeout.
     TimedOut,
+    /// The granted expiry passed before a refresh succeeded (no refresh could be sent in
+    /// time, e.g. while the next hop's queue was full in an outage). Of the timeout's kind:
+    /// the timeouts of the same outage are not reported again.
+    Expired,
     /// Credentials missing or refused.
     AuthRejected,
     /// 423 could not be satisfied.
@@ -258,7 +262,7 @@ impl Failure {
     /// Which kind of failure this is, without its details.
     pub(crate) fn kind(&self) -> u8 {
         match self {
-            Failure::TimedOut => 0,
+            Failure::TimedOut | Failure::Expired => 0,
             Failure::AuthRejected => 1,
             Failure::IntervalRejected => 2,
             Failure::Rejected(_) => 3,
@@ -276,6 +280,7 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::TimedOut => write!(f, "no final response in time"),
+            Failure::Expired => write!(f, "the registration expired before it was refreshed"),
             Failure::AuthRejected => write!(f, "credentials missing or refused"),
             Failure::IntervalRejected => write!(f, "the registrar refused the expiry (423)"),
             Failure::Rejected(status) => write!(f, "refused with {status}"),
@@ -358,8 +363,15 @@ enum Purpose {
 enum Phase {
     Idle,
     InFlight(Purpose, Box<ClientTransaction>),
-    Registered { refresh_at: Instant },
-    RetryWait { retry_at: Instant, after: Failure },
+    /// Registered until `expires_at` (the granted expiry); refreshed from `refresh_at`.
+    Registered {
+        refresh_at: Instant,
+        expires_at: Instant,
+    },
+    RetryWait {
+        retry_at: Instant,
+        after: Failure,
+    },
     Done,
 }
 
@@ -538,7 +550,7 @@ impl Binding {
             },
             granted_expires: known.granted_expires,
             refresh_at: match self.phase {
-                Phase::Registered { refresh_at } => Some(refresh_at),
+                Phase::Registered { refresh_at, .. } => Some(refresh_at),
                 _ => None,
             },
             contact: self.contact_uri(
@@ -595,11 +607,49 @@ impl Binding {
         matches!(self.phase, Phase::Done)
     }
 
+    /// When the registration lapses unless refreshed: the granted expiry, while
+    /// registered.
+    pub fn expires_at(&self) -> Option<Instant> {
+        match &self.phase {
+            Phase::Registered { expires_at, .. } => Some(*expires_at),
+            _ => None,
+        }
+    }
+
+    /// The granted expiry has passed without a successful refresh (its refresh waited for
+    /// its turn, or was deferred): the binding is no longer registered and says so once
+    /// ([`Failure::Expired`]); its refresh becomes a retry, due when the refresh was.
+    pub fn expire(&mut self, now: Instant, out: &mut Vec<Output>) {
+        let Phase::Registered {
+            refresh_at,
+            expires_at,
+        } = self.phase
+        else {
+            return;
+        };
+        if now < expires_at {
+            return;
+        }
+        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        self.phase = Phase::RetryWait {
+            retry_at: refresh_at,
+            after: Failure::Expired,
+        };
+        self.report(
+            Reported::Failed(Failure::Expired.kind()),
+            BindingEvent::Failed(Failure::Expired),
+            out,
+        );
+    }
+
     /// When `on_timer` must next be called.
     pub fn next_deadline(&self) -> Option<Instant> {
         match &self.phase {
             Phase::InFlight(_, tx) => tx.next_deadline(),
-            Phase::Registered { refresh_at } => Some(*refresh_at),
+            Phase::Registered {
+                refresh_at,
+                expires_at,
+            } => Some((*refresh_at).min(*expires_at)),
             Phase::RetryWait { retry_at, .. } => Some(*retry_at),
             Phase::Idle | Phase::Done => None,
         }
@@ -644,7 +694,7 @@ impl Binding {
                 }
             }
             Phase::RetryWait { retry_at, .. } => *retry_at = (*retry_at).max(until),
-            Phase::Registered { refresh_at } => *refresh_at = (*refresh_at).max(until),
+            Phase::Registered { refresh_at, .. } => *refresh_at = (*refresh_at).max(until),
             Phase::InFlight(..) | Phase::Done => {}
         }
     }
@@ -718,7 +768,7 @@ impl Binding {
                 let purpose = *purpose;
                 self.fail_or_finish(purpose, failure, now, entropy, out);
             }
-            Phase::Registered { refresh_at } => *refresh_at = (*refresh_at).min(reregister_at),
+            Phase::Registered { refresh_at, .. } => *refresh_at = (*refresh_at).min(reregister_at),
             Phase::Idle | Phase::RetryWait { .. } | Phase::Done => {}
         }
     }
@@ -736,7 +786,13 @@ impl Binding {
                     }
                 }
             }
-            Phase::Registered { refresh_at } if now >= *refresh_at => {
+            Phase::Registered { expires_at, .. } if now >= *expires_at => {
+                self.expire(now, out);
+                if self.next_deadline().is_some_and(|at| at <= now) {
+                    self.begin_attempt(now, entropy, out)
+                }
+            }
+            Phase::Registered { refresh_at, .. } if now >= *refresh_at => {
                 self.begin_attempt(now, entropy, out)
             }
             Phase::RetryWait { retry_at, .. } if now >= *retry_at => {
@@ -883,6 +939,7 @@ impl Binding {
                             .max(Duration::from_millis(500));
                         self.phase = Phase::Registered {
                             refresh_at: now + refresh,
+                            expires_at: now + Duration::from_secs(u64::from(expires)),
                         };
                         self.report(
                             Reported::Registered,
@@ -1445,6 +1502,32 @@ mod tests {
         assert_eq!(header(retry, "Call-ID"), header(&first, "Call-ID"));
         assert_eq!(header(retry, "CSeq"), "2 REGISTER");
         assert_ne!(header(retry, "Via"), header(&first, "Via"));
+    }
+
+    #[test]
+    fn a_deferred_refresh_lets_the_registration_lapse_and_says_so_once() {
+        let (mut run, _) = Run::new(config());
+        let mut ok = answer(&run.last.clone(), 200);
+        ok.contacts[0].expires = Some(60);
+        run.respond(ok);
+        assert_eq!(run.b.state(), BindingState::Registered);
+        let registered_at = run.now;
+        // Every target asked for two minutes (Retry-After): the refresh waits past expiry.
+        run.b.defer(registered_at + Duration::from_secs(120));
+        let out = run.tick();
+        assert_eq!(run.now, registered_at + Duration::from_secs(60));
+        assert_eq!(events(&out), [BindingEvent::Failed(Failure::Expired)]);
+        assert!(sent(&out).is_empty(), "nothing before the Retry-After");
+        assert_eq!(run.b.state(), BindingState::WaitingToRetry);
+        let out = run.tick();
+        assert_eq!(run.now, registered_at + Duration::from_secs(120));
+        assert_eq!(sent(&out).len(), 1, "the refresh, when allowed");
+        // It times out: the same outage, not reported again.
+        let mut reports = Vec::new();
+        while run.b.state() == BindingState::Registering {
+            reports.extend(events(&run.tick()));
+        }
+        assert_eq!(reports, []);
     }
 
     #[test]

@@ -40,6 +40,11 @@ use std::time::{Duration, Instant};
 /// Most transactions in flight towards one next hop, by default.
 pub(crate) const MAX_IN_FLIGHT_PER_HOP: usize = 256;
 
+/// How long an input other than a refresh may wait for its turn before refreshes that
+/// would lapse later go ahead of it (Timer F: a new registration is not held back by
+/// refreshes of bindings that have an hour left).
+const QUEUE_HORIZON: Duration = Duration::from_secs(32);
+
 /// How long a TCP or TLS connection no binding uses any more stays open (as PJSIP keeps an
 /// idle transport): a binding enabled again meanwhile reuses it, and the peer is not cut
 /// off in the middle of its own last steps.
@@ -204,6 +209,10 @@ enum Input {
     Stop,
 }
 
+/// A binding waiting for its turn: when it should start at the latest, its arrival number,
+/// and its id.
+type Waiting = (Instant, u64, BindingId);
+
 struct Slot {
     binding: Binding,
     /// The target in use.
@@ -244,8 +253,11 @@ pub struct Endpoint {
     /// removed); the heap is rebuilt when stale entries outnumber the live ones.
     timers: BinaryHeap<Reverse<(Instant, BindingId)>>,
     in_flight: HashMap<Target, usize>,
-    /// Bindings waiting per hop; an id whose slot no longer has `pending` is skipped.
-    waiting: HashMap<Target, VecDeque<BindingId>>,
+    /// Bindings waiting per hop, most urgent first (see [`Endpoint::urgency`]), then in
+    /// the order they came; an id whose slot no longer has `pending` is skipped.
+    waiting: HashMap<Target, BinaryHeap<Reverse<Waiting>>>,
+    /// Arrival order of the waiting bindings.
+    waiting_seq: u64,
     /// Bindings per next hop, to close a connection nobody uses.
     users: HashMap<Target, usize>,
     /// One per open stream connection.
@@ -288,6 +300,7 @@ impl Endpoint {
             timers: BinaryHeap::new(),
             in_flight: HashMap::default(),
             waiting: HashMap::default(),
+            waiting_seq: 0,
             users: HashMap::default(),
             framers: HashMap::default(),
             lists: HashMap::default(),
@@ -872,6 +885,10 @@ impl Endpoint {
             if input == Input::Stop {
                 slot.pending = Some(Input::Stop);
                 self.reindex(id, now);
+            } else if input == Input::Timer && slot.binding.expires_at().is_some_and(|at| at <= now)
+            {
+                // Its refresh still waits for a turn: the registration has lapsed.
+                self.drive(id, now, |b, _, out| b.expire(now, out));
             }
             return;
         }
@@ -886,7 +903,10 @@ impl Endpoint {
         if opens && self.in_flight.get(hop).copied().unwrap_or(0) >= self.max_in_flight {
             let hop = hop.clone();
             slot.pending = Some(input);
-            self.waiting.entry(hop).or_default().push_back(id);
+            let key = Endpoint::urgency(&slot.binding, input, now);
+            self.waiting_seq += 1;
+            let entry = Reverse((key, self.waiting_seq, id));
+            self.waiting.entry(hop).or_default().push(entry);
             self.reindex(id, now);
             return;
         }
@@ -1131,6 +1151,16 @@ impl Endpoint {
         }
     }
 
+    /// The latest a waiting input should start: a refresh by the expiry it keeps (one that
+    /// will lapse soon goes ahead of those that will not), anything else within
+    /// [`QUEUE_HORIZON`] of arriving (first come, first served among them).
+    fn urgency(binding: &Binding, input: Input, now: Instant) -> Instant {
+        match (input, binding.expires_at()) {
+            (Input::Timer, Some(expires_at)) => expires_at,
+            _ => now + QUEUE_HORIZON,
+        }
+    }
+
     /// Starts waiting inputs while their hop has room.
     fn admit_waiting(&mut self, now: Instant) {
         if self.waiting.is_empty() {
@@ -1141,7 +1171,8 @@ impl Endpoint {
         hops.sort_unstable();
         for hop in hops.drain(..) {
             while self.in_flight.get(&hop).copied().unwrap_or(0) < self.max_in_flight {
-                let Some(id) = self.waiting.get_mut(&hop).and_then(VecDeque::pop_front) else {
+                let Some(Reverse((_, _, id))) = self.waiting.get_mut(&hop).and_then(|q| q.pop())
+                else {
                     break;
                 };
                 let input = self.bindings.get_mut(&id).and_then(|s| s.pending.take());
@@ -1298,7 +1329,12 @@ impl Endpoint {
             }
             slot.branch = branch;
         }
-        let deadline = slot.binding.next_deadline();
+        // A binding waiting for its turn has no timer but its expiry (its input runs when
+        // admitted).
+        let deadline = match slot.pending {
+            Some(_) => slot.binding.expires_at(),
+            None => slot.binding.next_deadline(),
+        };
         let moved = deadline != slot.timer;
         if moved {
             slot.timer = deadline;
@@ -1679,6 +1715,110 @@ mod tests {
         });
         assert!(state_at.unwrap() < event_at.unwrap(), "{events:?}");
         assert_eq!(events[0], Event::Started(BindingId(1)));
+    }
+
+    /// A 2xx to `request` granting `expires` seconds.
+    fn granted(request: &str, expires: u32) -> Vec<u8> {
+        String::from_utf8(respond(request, 200, ""))
+            .unwrap()
+            .replace(";expires=600", &format!(";expires={expires}"))
+            .into_bytes()
+    }
+
+    fn to_user(request: &str) -> String {
+        header(request, "To").to_string()
+    }
+
+    #[test]
+    fn a_registration_whose_refresh_waits_past_its_expiry_is_no_longer_registered() {
+        // Six names through a hop that admits one transaction at a time, granted 60 s;
+        // then the registrar goes silent. The refreshes queue behind one another and
+        // their registrations lapse while they wait.
+        let mut sim = Sim::new(1);
+        sim.ep.add(sim.now, (1..=6).map(|n| spec(n, HOP)).collect());
+        let mut expiry: HashMap<BindingId, Instant> = HashMap::default();
+        while expiry.len() < 6 {
+            let (_, req) = sim.transmits().pop().expect("the next name in line");
+            let id = BindingId(to_user(&req)[6..7].parse().unwrap());
+            sim.ep.handle_datagram(sim.now, hop(), &granted(&req, 60));
+            expiry.insert(id, sim.now + Duration::from_secs(60));
+        }
+        sim.events();
+        let mut failed: HashMap<BindingId, Vec<Failure>> = HashMap::default();
+        while sim.now - sim.t0 < Duration::from_secs(400) {
+            sim.advance();
+            sim.transmits(); // nobody answers
+            for (id, event) in outcomes(&sim.events()) {
+                if let BindingEvent::Failed(f) = event {
+                    failed.entry(id).or_default().push(f);
+                }
+            }
+            for (id, at) in &expiry {
+                if sim.ep.state(*id) == Some(BindingState::Registered) {
+                    assert!(sim.now < *at, "{id:?} registered past its expiry");
+                }
+            }
+        }
+        for n in 1..=6 {
+            let reports = &failed[&BindingId(n)];
+            assert_eq!(reports.len(), 1, "reported once per outage: {reports:?}");
+        }
+        let expired = failed.values().filter(|r| r[0] == Failure::Expired).count();
+        assert!(expired >= 4, "the queued refreshes lapsed: {failed:?}");
+        // The registrar answers again: every name registers.
+        for _ in 0..2000 {
+            for (_, req) in sim.transmits() {
+                sim.ep.handle_datagram(sim.now, hop(), &granted(&req, 60));
+            }
+            if (1..=6).all(|n| sim.ep.state(BindingId(n)) == Some(BindingState::Registered)) {
+                return;
+            }
+            sim.advance();
+        }
+        panic!("not every name registered again");
+    }
+
+    #[test]
+    fn a_refresh_close_to_its_expiry_goes_ahead_in_the_queue() {
+        let mut sim = Sim::new(1);
+        // u1 is granted 600 s, u2 40 s.
+        sim.ep.add(sim.now, vec![spec(1, HOP), spec(2, HOP)]);
+        for expires in [600, 40] {
+            let (_, req) = sim.transmits().pop().unwrap();
+            sim.ep
+                .handle_datagram(sim.now, hop(), &granted(&req, expires));
+        }
+        // u3 takes the only slot and is never answered (for 32 s); meanwhile both
+        // refreshes come due, and u4 is added.
+        sim.ep.add(sim.now, vec![spec(3, HOP)]);
+        sim.transmits();
+        while sim.now - sim.t0 < Duration::from_secs(20) {
+            sim.advance();
+            sim.transmits();
+        }
+        assert_eq!(sim.ep.state(BindingId(1)), Some(BindingState::Registered));
+        sim.ep.add(sim.now, vec![spec(4, HOP)]);
+        let mut order = Vec::new();
+        while order.len() < 3 {
+            sim.advance();
+            assert!(sim.now - sim.t0 < Duration::from_secs(120), "{order:?}");
+            for (_, req) in sim.transmits() {
+                let user = to_user(&req);
+                if user != "<sip:u3@example.com>" && !order.contains(&user) {
+                    order.push(user);
+                    sim.ep.handle_datagram(sim.now, hop(), &granted(&req, 600));
+                }
+            }
+        }
+        assert_eq!(
+            order,
+            [
+                "<sip:u2@example.com>",
+                "<sip:u4@example.com>",
+                "<sip:u1@example.com>"
+            ],
+            "the lapsing refresh, the new name, the refresh with time to spare"
+        );
     }
 
     #[test]
