@@ -351,7 +351,9 @@ enum TELEPHONY_RETURN_VALUE StartSipTelephony(const char *phone_name,
 enum TELEPHONY_RETURN_VALUE StopSipTelephony(SIPHANDLE engine);
 
 /*
- Sets the global notification callback (NULL removes it).
+ Sets the global notification callback (NULL removes it). During a failure's
+ notification, `GetLastSipErrorText` on the callback's thread says why (the status, a
+ timeout, an answer that could not be read, a request that could not be sent).
 
  # Safety
  `callback` is NULL or a function valid until replaced or the engine is stopped.

@@ -20,7 +20,8 @@ fn registers_and_sends_a_well_formed_register() {
         Event {
             code: SipRegisterSuccess,
             name: "alice".into(),
-            line: -1
+            line: -1,
+            reason: String::new(),
         }
     );
     let reg = &registrar.registers()[0];

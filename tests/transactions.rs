@@ -79,7 +79,9 @@ fn ok_without_our_contact_is_retried_then_an_error() {
 #[test]
 fn stray_spoofed_and_malformed_packets_change_nothing() {
     // From the registrar's own address: wrong branch, wrong Call-ID, wrong CSeq, garbage,
-    // a huge header, a truncated answer. None is the answer, so the request times out.
+    // a huge header, a truncated answer. None is the answer, so the request fails when
+    // its time is up; as one answer names our branch but cannot be read, it fails for
+    // that reason, not as a bare timeout.
     let registrar = Registrar::start(|req, st| {
         let ok = String::from_utf8(response(
             req,
@@ -116,10 +118,11 @@ fn stray_spoofed_and_malformed_packets_change_nothing() {
     let attacker = UdpSocket::bind("127.0.0.1:0").unwrap();
     attacker.send_to(&ok, req.from).unwrap();
     assert!(
-        events.wait_for(SipRegisterTimeOut, 1, WAIT),
+        events.wait_for(SipRegisterError, 1, WAIT),
         "{:?}",
         events.events()
     );
+    assert!(events.events()[0].reason.contains("CSeq"));
     assert_eq!(
         events.count(SipRegisterSuccess),
         0,
@@ -155,4 +158,73 @@ fn malformed_responses_from_the_registrar_are_logged_and_survived() {
         "{:?}",
         logs.all()
     );
+}
+
+#[test]
+fn a_transaction_answered_only_unreadably_ends_with_the_reason_not_a_bare_timeout() {
+    // The registrar answers the first REGISTER with our branch but without a CSeq.
+    let registrar = Registrar::start(|req, _| {
+        if req.cseq() == 1 {
+            let via = req.header("Via").unwrap();
+            let call_id = req.call_id();
+            Action::Raw(
+                format!("SIP/2.0 200 OK\r\nVia: {via}\r\nCall-ID: {call_id}\r\n\r\n").into_bytes(),
+            )
+        } else {
+            Action::Register
+        }
+    });
+    let (engine, events) = engine(1);
+    let mut enable = Enable::to(&registrar, "alice");
+    enable.timeout_ms = 1000;
+    enable.interval = 1;
+    assert_eq!(enable.call(engine), SipSuccess);
+    assert!(
+        events.wait_for(SipRegisterError, 1, WAIT),
+        "{:?}",
+        events.events()
+    );
+    let reason = &events.events()[0].reason;
+    assert!(
+        reason.contains("only unreadable ones") && reason.contains("CSeq"),
+        "{reason}"
+    );
+    assert_eq!(events.count(SipRegisterTimeOut), 0);
+    assert!(
+        events.wait_for(SipRegisterSuccess, 1, WAIT),
+        "recovers on the retry"
+    );
+    StopSipTelephony(engine);
+}
+
+#[test]
+fn a_request_this_host_cannot_send_is_reported_at_once_with_the_reason() {
+    // A datagram to the broadcast address from a socket not allowed to broadcast: the
+    // kernel refuses it (EACCES) at every try. It is a failure of its own, reported at
+    // once with the reason, not a timeout 30 s later.
+    let (engine, events) = engine(1);
+    let logs = Logs::capture(engine, false);
+    let mut enable = Enable::to_port(5060, "alice");
+    enable.server = "255.255.255.255".into();
+    enable.timeout_ms = 30_000;
+    let started = Instant::now();
+    assert_eq!(enable.call(engine), SipSuccess);
+    assert!(
+        events.wait_for(SipRegisterError, 1, WAIT),
+        "{:?}",
+        events.events()
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(events.count(SipRegisterTimeOut), 0);
+    let reason = &events.events()[0].reason;
+    assert!(reason.contains("could not send"), "{reason}");
+    assert!(
+        logs.contains("could not send") && logs.contains("ermission denied"),
+        "{:?}",
+        logs.all()
+    );
+    // It is retried on the backoff (1 s, doubling), and reported once.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(events.count(SipRegisterError), 1);
+    StopSipTelephony(engine);
 }

@@ -95,6 +95,9 @@ pub struct Notification {
     pub name: String,
     /// The first phone line with this name, or -1 when names are not per line.
     pub line: i32,
+    /// Why, for a failure (as the log says it: a timeout, the status, a response that
+    /// could not be read, a request that could not be sent); empty otherwise.
+    pub reason: String,
 }
 
 /// Receives notifications, on the engine's event thread.
@@ -267,6 +270,7 @@ impl PhoneEngine {
                                     kind: NotificationKind::RegisterError,
                                     name: label.name.to_string(),
                                     line: label.line,
+                                    reason: why.clone(),
                                 });
                             }
                         }
@@ -285,6 +289,10 @@ impl PhoneEngine {
                                 kind: NotificationKind::from(&event),
                                 name: label.name.to_string(),
                                 line: label.line,
+                                reason: match &event {
+                                    BindingEvent::Failed(failure) => failure.to_string(),
+                                    _ => String::new(),
+                                },
                             });
                         }
                         // A waiting call hears of the outcome after the application did.

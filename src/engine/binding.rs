@@ -402,6 +402,9 @@ struct AuthEntry {
     this_attempt: bool,
 }
 
+/// Most realms answered per kind of challenge (WWW and proxy): the first of those we
+/// have credentials for, exact realms first.
+const MAX_REALMS: usize = 4;
 /// Most challenge rounds within one attempt (stale nonces included).
 const MAX_AUTH_ROUNDS: u8 = 4;
 /// Most contact changes from NAT detection within one attempt.
@@ -588,6 +591,14 @@ impl Binding {
         match &self.phase {
             Phase::InFlight(_, tx) => Some(tx.branch()),
             _ => None,
+        }
+    }
+
+    /// An answer to the transaction in flight arrived but could not be read (see
+    /// [`ClientTransaction::note_unreadable`]).
+    pub fn note_unreadable(&mut self, why: &str) {
+        if let Phase::InFlight(_, tx) = &mut self.phase {
+            tx.note_unreadable(why);
         }
     }
 
@@ -782,7 +793,13 @@ impl Binding {
                     TxTimer::Idle => {}
                     TxTimer::Retransmit => out.push(Output::Retransmit(tx.request().to_vec())),
                     TxTimer::TimedOut => {
-                        self.fail_or_finish(purpose, Failure::TimedOut, now, entropy, out)
+                        let failure = match tx.unreadable() {
+                            Some(why) => Failure::Malformed(format!(
+                                "only unreadable ones in time (the last: {why})"
+                            )),
+                            None => Failure::TimedOut,
+                        };
+                        self.fail_or_finish(purpose, failure, now, entropy, out)
                     }
                 }
             }
@@ -1021,29 +1038,40 @@ impl Binding {
         if self.attempt.auth_rounds > MAX_AUTH_ROUNDS {
             return self.fail_or_finish(purpose, Failure::AuthRejected, now, entropy, out);
         }
-        for challenge in digest::strongest_per_realm(parsed) {
-            if self.credentials.find(&challenge.realm).is_none() {
-                return self.fail_or_finish(purpose, Failure::AuthRejected, now, entropy, out);
-            }
-            let slot = self.auth.iter().position(|a| {
-                a.challenge.kind == challenge.kind && a.challenge.realm == challenge.realm
-            });
-            if let Some(i) = slot {
-                if self.auth[i].this_attempt && !challenge.stale {
-                    // We answered a challenge of this attempt and were refused: wrong credentials.
-                    return self.fail_or_finish(purpose, Failure::AuthRejected, now, entropy, out);
-                }
-                self.auth.remove(i);
-            }
-            // Room for exactly this one: a `Vec` grows to four entries at its first push,
-            // and each binding keeps its challenges for its whole life.
-            self.auth.reserve_exact(1);
-            self.auth.push(AuthEntry {
+        // Only the challenges of this response are answered from now on (those of the
+        // other kind stay: a proxy's and a registrar's are both needed), and only for
+        // realms we have credentials for, exact ones first, at most MAX_REALMS of them: a
+        // registrar naming a new realm in every challenge cannot make the request grow.
+        let mut answerable: Vec<Challenge> = digest::strongest_per_realm(parsed)
+            .into_iter()
+            .filter(|c| self.credentials.find(&c.realm).is_some())
+            .collect();
+        answerable.sort_by_key(|c| !self.credentials.has_exact(&c.realm));
+        answerable.truncate(MAX_REALMS);
+        if answerable.is_empty() {
+            return self.fail_or_finish(purpose, Failure::AuthRejected, now, entropy, out);
+        }
+        let refused = answerable.iter().any(|challenge| {
+            !challenge.stale
+                && self.auth.iter().any(|a| {
+                    a.this_attempt
+                        && a.challenge.kind == challenge.kind
+                        && a.challenge.realm == challenge.realm
+                })
+        });
+        if refused {
+            // We answered a challenge of this attempt and were refused: wrong credentials.
+            return self.fail_or_finish(purpose, Failure::AuthRejected, now, entropy, out);
+        }
+        self.auth.retain(|a| a.challenge.kind != wanted);
+        // Room for exactly these: each binding keeps its challenges for its whole life.
+        self.auth.reserve_exact(answerable.len());
+        self.auth
+            .extend(answerable.into_iter().map(|challenge| AuthEntry {
                 challenge,
                 nonce_count: 0,
                 this_attempt: true,
-            });
-        }
+            }));
         self.send(purpose, now, entropy, out);
     }
 
@@ -1178,7 +1206,12 @@ impl Binding {
                 );
                 self.phase = Phase::InFlight(purpose, Box::new(tx));
             }
-            Err(e) => self.fail_or_finish(purpose, Failure::Local(e.0), now, entropy, out),
+            Err(e) => {
+                // The next attempt starts without the challenges that made it so (a fresh
+                // one, answered within the bounds, or a clear failure again).
+                self.auth.clear();
+                self.fail_or_finish(purpose, Failure::Local(e.0), now, entropy, out)
+            }
         }
     }
 
@@ -1616,6 +1649,103 @@ mod tests {
                 assert_eq!(events(&out), [BindingEvent::Failed(Failure::AuthRejected)]);
             }
         }
+    }
+
+    fn wildcard_config() -> BindingConfig {
+        let mut credentials = CredentialStore::default();
+        credentials.insert(Credential::new("*", "alice", "pw"));
+        BindingConfig {
+            credentials: Arc::new(credentials),
+            ..config()
+        }
+    }
+
+    fn authorizations(request: &str) -> usize {
+        request
+            .lines()
+            .filter(|l| l.starts_with("Authorization:") || l.starts_with("Proxy-Authorization:"))
+            .count()
+    }
+
+    #[test]
+    fn a_challenge_of_many_realms_is_answered_for_a_few() {
+        let (mut run, _) = Run::new(wildcard_config());
+        let mut r = answer(&run.last.clone(), 401);
+        r.challenges = (0..120)
+            .map(|i| {
+                let value = format!(r#"Digest realm="r{i}", nonce="n{i}", qop="auth""#);
+                (ChallengeKind::Www, value)
+            })
+            .collect();
+        let out = run.respond(r);
+        assert_eq!(authorizations(&sent(&out)[0]), MAX_REALMS);
+    }
+
+    #[test]
+    fn a_new_realm_in_every_challenge_does_not_grow_the_request() {
+        let (mut run, _) = Run::new(wildcard_config());
+        let mut largest = 0;
+        for round in 0..300 {
+            let mut r = answer(&run.last.clone(), 401);
+            r.challenges = vec![(
+                ChallengeKind::Www,
+                format!(r#"Digest realm="realm{round}", nonce="n{round}", qop="auth""#),
+            )];
+            let out = run.respond(r);
+            let request = sent(&out).pop().expect("answered");
+            largest = largest.max(request.len());
+            assert_eq!(authorizations(&request), 1, "round {round}");
+            let out = run.respond(answer(&request, 200));
+            assert_eq!(run.b.state(), BindingState::Registered, "{out:?}");
+            run.tick(); // the refresh, with the last realm's answer
+        }
+        assert!(largest < 1024, "{largest} bytes");
+        assert!(run.b.auth.len() <= 2 * MAX_REALMS);
+    }
+
+    #[test]
+    fn a_proxy_challenge_and_the_registrar_challenge_are_both_answered() {
+        let (mut run, _) = Run::new(wildcard_config());
+        let mut r = answer(&run.last.clone(), 407);
+        r.challenges = vec![(
+            ChallengeKind::Proxy,
+            r#"Digest realm="proxy", nonce="p1""#.into(),
+        )];
+        run.respond(r);
+        let mut r = answer(&run.last.clone(), 401);
+        r.challenges = vec![(
+            ChallengeKind::Www,
+            r#"Digest realm="registrar", nonce="w1""#.into(),
+        )];
+        let out = run.respond(r);
+        let request = &sent(&out)[0];
+        assert!(header(request, "Proxy-Authorization").contains(r#"realm="proxy""#));
+        assert!(header(request, "Authorization").contains(r#"realm="registrar""#));
+    }
+
+    #[test]
+    fn a_request_too_large_to_send_is_a_failure_of_its_own_and_is_retried() {
+        let (mut run, _) = Run::new(wildcard_config());
+        let mut r = answer(&run.last.clone(), 401);
+        let nonce = "n".repeat(3_900);
+        r.challenges = (0..MAX_REALMS)
+            .map(|i| {
+                let value = format!(r#"Digest realm="r{i}", nonce="{nonce}", opaque="{i}""#);
+                (ChallengeKind::Www, value)
+            })
+            .collect();
+        let out = run.respond(r);
+        assert!(sent(&out).is_empty());
+        assert!(
+            matches!(&events(&out)[..], [BindingEvent::Failed(Failure::Local(why))] if why.contains("larger than")),
+            "{out:?}"
+        );
+        assert_eq!(run.b.state(), BindingState::WaitingToRetry);
+        // On the backoff, a new attempt without those challenges.
+        let out = run.tick();
+        let request = &sent(&out)[0];
+        assert_eq!(authorizations(request), 0);
+        assert!(request.len() < message::MAX_REQUEST_BYTES);
     }
 
     #[test]

@@ -350,6 +350,11 @@ impl CredentialStore {
         self.entries.clear();
     }
 
+    /// Whether a credential names `realm` itself (not only a wildcard one).
+    pub fn has_exact(&self, realm: &str) -> bool {
+        self.entries.iter().any(|c| c.answers(realm))
+    }
+
     /// The credential for `realm`: an exact match first, then a wildcard one.
     pub fn find(&self, realm: &str) -> Option<&Credential> {
         self.entries

@@ -155,6 +155,9 @@ pub struct Transmit {
     pub destination: Target,
     /// The bytes.
     pub contents: Vec<u8>,
+    /// The binding and transaction whose request this is (`None` for a keep-alive): if it
+    /// cannot be sent, tell [`Endpoint::handle_send_failed`].
+    pub request: Option<(BindingId, Branch)>,
 }
 
 /// What the endpoint reports, in the order it happened.
@@ -557,6 +560,7 @@ impl Endpoint {
         self.transmits.push_back(Transmit {
             destination,
             contents: b"\r\n\r\n".to_vec(),
+            request: None,
         });
     }
 
@@ -717,6 +721,26 @@ impl Endpoint {
         self.admit_waiting(now);
     }
 
+    /// A request could not be sent, for a reason of this host's (a datagram too large for
+    /// the network, a destination of the other address family, no route, a firewall's
+    /// refusal; not a passing shortage of buffers, which retransmission overcomes): its
+    /// transaction fails now with [`Failure::Local`], which is reported with `why` and
+    /// retried on the backoff like any failure, never left to end in a timeout.
+    pub fn handle_send_failed(&mut self, now: Instant, request: (BindingId, Branch), why: &str) {
+        let (id, branch) = request;
+        if self.bindings.get(&id).and_then(|s| s.branch) != Some(branch) {
+            return; // that transaction has ended meanwhile
+        }
+        let destination = self.bindings[&id].next_hop.clone();
+        self.log(
+            LogLevel::Warning,
+            format!("could not send to {destination}: {why}"),
+        );
+        let failure = Failure::Local(why.to_string());
+        self.drive(id, now, |b, e, out| b.fail(failure, now, e, out));
+        self.admit_waiting(now);
+    }
+
     /// The network says a datagram to `addr` could not be delivered (ICMP port or host
     /// unreachable): every transaction in flight to that UDP target fails now, as
     /// [`Failure::Unreachable`] (each binding tries its next target at once, or reports
@@ -792,6 +816,16 @@ impl Endpoint {
         let response = match message::parse_response(bytes) {
             Ok(r) => r,
             Err(e) => {
+                // An answer from where a transaction of ours went, naming its branch: if no
+                // usable one follows, the transaction ends for this reason.
+                let answers = message::branch_of(bytes)
+                    .and_then(Branch::parse)
+                    .and_then(|b| self.by_branch.get(&b))
+                    .and_then(|id| self.bindings.get_mut(id))
+                    .filter(|slot| slot.next_hop == *from);
+                if let Some(slot) = answers {
+                    slot.binding.note_unreadable(&e.to_string());
+                }
                 return self.drop_datagram(format!(
                     "dropped malformed message of {} bytes from {from}: {e}",
                     bytes.len()
@@ -840,6 +874,7 @@ impl Endpoint {
                         self.transmits.push_back(Transmit {
                             destination: target,
                             contents,
+                            request: None,
                         });
                     } else {
                         self.flows.forget(&target);
@@ -1206,6 +1241,8 @@ impl Endpoint {
         let mut outputs = std::mem::take(&mut self.scratch_outputs);
         input(&mut slot.binding, self.entropy.as_mut(), &mut outputs);
         let gave_up = slot.binding.consecutive_failures() != failures_before;
+        // What it sends is its current transaction's request.
+        let request = slot.binding.branch();
         let destination = slot.next_hop.clone();
         let list_key = slot.list.clone();
         let mut reports = std::mem::take(&mut self.scratch_reports);
@@ -1254,6 +1291,7 @@ impl Endpoint {
             self.transmits.push_back(Transmit {
                 destination: destination.clone(),
                 contents,
+                request: request.map(|branch| (id, branch)),
             });
         }
         self.scratch_outputs = outputs;
@@ -1776,6 +1814,43 @@ mod tests {
             sim.advance();
         }
         panic!("not every name registered again");
+    }
+
+    #[test]
+    fn a_request_this_host_cannot_send_fails_at_once_with_the_reason() {
+        let mut sim = Sim::new(8);
+        sim.ep.add(sim.now, vec![spec(1, HOP)]);
+        let first = sim.ep.poll_transmit().unwrap();
+        let request = first.request.expect("a binding's request");
+        assert_eq!(request.0, BindingId(1));
+        sim.events();
+        sim.ep
+            .handle_send_failed(sim.now, request, "Message too long (os error 90)");
+        let events = sim.events();
+        assert_eq!(
+            outcomes(&events),
+            [(
+                BindingId(1),
+                BindingEvent::Failed(Failure::Local("Message too long (os error 90)".into()))
+            )]
+        );
+        assert_eq!(
+            sim.ep.state(BindingId(1)),
+            Some(BindingState::WaitingToRetry)
+        );
+        assert_eq!(sim.ep.in_flight(&Target::udp(hop())), 0);
+        // Retried on the backoff (1 s, jittered), not in a timeout's 32 s.
+        let wait = sim.advance();
+        assert!(wait <= Duration::from_secs(1), "{wait:?}");
+        let retry = sim.ep.poll_transmit().expect("the retry");
+        // A failure reported for a transaction that has ended changes nothing.
+        sim.ep.handle_send_failed(sim.now, request, "late");
+        assert!(outcomes(&sim.events()).is_empty());
+        assert_eq!(sim.ep.state(BindingId(1)), Some(BindingState::Registering));
+        assert_ne!(retry.request, Some(request));
+        // Keep-alives are nobody's request.
+        sim.ep.send_keepalive();
+        assert_eq!(sim.ep.poll_transmit().unwrap().request, None);
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub(crate) const MAX_MESSAGE_BYTES: usize = 65_535;
 pub(crate) const MAX_HEADERS: usize = 128;
 /// Longest header line accepted, in bytes.
 pub(crate) const MAX_HEADER_LINE: usize = 4_096;
+/// Largest request built: far above any REGISTER a registrar needs (a few hundred bytes,
+/// a few kilobytes with long nonces and routes), far below the datagram limit.
+pub(crate) const MAX_REQUEST_BYTES: usize = 16 * 1024;
 
 /// The parts of a REGISTER that change from one request to the next.
 #[derive(Debug, Clone)]
@@ -82,6 +85,11 @@ pub fn build_register(req: &RegisterRequest<'_>) -> Result<Vec<u8>, BuildError> 
             .iter()
             .map(|(name, value)| name.len() + value.len() + 4)
             .sum::<usize>();
+    if variable + 200 > MAX_REQUEST_BYTES {
+        return Err(BuildError(format!(
+            "the request would be larger than {MAX_REQUEST_BYTES} bytes"
+        )));
+    }
     let mut out = Vec::with_capacity(variable + 320);
     // Writing into a Vec cannot fail.
     let _ = write!(
@@ -121,6 +129,12 @@ pub fn build_register(req: &RegisterRequest<'_>) -> Result<Vec<u8>, BuildError> 
         "User-Agent: {}\r\nContent-Length: 0\r\n\r\n",
         req.user_agent
     );
+    if out.len() > MAX_REQUEST_BYTES {
+        return Err(BuildError(format!(
+            "the request of {} bytes is larger than {MAX_REQUEST_BYTES}",
+            out.len()
+        )));
+    }
     Ok(out)
 }
 
@@ -276,6 +290,20 @@ pub(crate) fn check_header_limits(head: &[u8]) -> Result<(), HeaderLimit> {
 /// Where the header section of a message ends: just after its empty line (`CRLF CRLF`).
 pub(crate) fn header_end(bytes: &[u8]) -> Option<usize> {
     memchr::memmem::find(bytes, b"\r\n\r\n").map(|i| i + 4)
+}
+
+/// The branch of the first Via of a message that could not be parsed, if one can be
+/// seen: an unreadable answer is then told to the transaction it answers (for the
+/// diagnostic only; nothing else of it is trusted).
+pub fn branch_of(bytes: &[u8]) -> Option<&str> {
+    const KEY: &[u8] = b";branch=z9hG4bK";
+    let head = &bytes[..header_end(bytes).unwrap_or(bytes.len())];
+    let at = memchr::memmem::find(head, KEY)? + KEY.len() - b"z9hG4bK".len();
+    let len = head[at..]
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric())
+        .count();
+    std::str::from_utf8(&head[at..at + len]).ok()
 }
 
 /// Parses a response received from the network.

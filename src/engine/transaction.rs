@@ -73,6 +73,8 @@ pub struct ClientTransaction {
     next_retransmit: Instant,
     deadline: Instant,
     transmissions: u32,
+    /// Why the last answer to it that could not be read was dropped, if one was.
+    unreadable: Option<Box<str>>,
 }
 
 impl ClientTransaction {
@@ -94,12 +96,24 @@ impl ClientTransaction {
             next_retransmit: if reliable { deadline } else { now + T1 },
             deadline,
             transmissions: 1,
+            unreadable: None,
         }
     }
 
     /// The Via branch identifying this transaction.
     pub fn branch(&self) -> Branch {
         self.branch
+    }
+
+    /// An answer to this transaction arrived but could not be read (`why`): if no usable
+    /// one follows, the transaction ends for that reason rather than as a bare timeout.
+    pub fn note_unreadable(&mut self, why: &str) {
+        self.unreadable = Some(why.into());
+    }
+
+    /// See [`ClientTransaction::note_unreadable`].
+    pub fn unreadable(&self) -> Option<&str> {
+        self.unreadable.as_deref()
     }
 
     /// The request bytes.

@@ -237,7 +237,9 @@ pub extern "C" fn StopSipTelephony(engine: SIPHANDLE) -> TELEPHONY_RETURN_VALUE 
     })
 }
 
-/// Sets the global notification callback (NULL removes it).
+/// Sets the global notification callback (NULL removes it). During a failure's
+/// notification, `GetLastSipErrorText` on the callback's thread says why (the status, a
+/// timeout, an answer that could not be read, a request that could not be sent).
 ///
 /// # Safety
 /// `callback` is NULL or a function valid until replaced or the engine is stopped.
@@ -254,6 +256,8 @@ pub unsafe extern "C" fn SetNotificationCallback(
             Arc::new(move |n: &crate::api::Notification| {
                 let user = user;
                 let name = CString::new(n.name.as_str()).unwrap_or_default();
+                // `GetLastSipErrorText` in the callback says why a failure happened.
+                super::set_last_error(&n.reason);
                 // SAFETY: `cb` is a valid function until replaced or the engine stops (this
                 // function's contract); `name` lives until it returns.
                 unsafe { cb(engine, n.kind.into(), name.as_ptr(), n.line, user.0) };

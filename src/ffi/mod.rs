@@ -25,7 +25,7 @@ thread_local! {
 }
 
 /// Records the detail of the last failed call on this thread.
-fn set_last_error(text: &str) {
+pub(crate) fn set_last_error(text: &str) {
     let clean: String = text.chars().filter(|c| *c != '\0').collect();
     LAST_ERROR.with(|e| *e.borrow_mut() = CString::new(clean).unwrap_or_default());
 }

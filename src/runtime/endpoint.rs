@@ -602,9 +602,17 @@ impl Driver {
                     .send_to(&transmit.contents, destination.addr)
                     .await
                 {
-                    // Timer E retransmits; a persistent failure ends in a timeout.
                     let to = destination.addr;
-                    self.log(LogLevel::Warning, format!("send to {to} failed: {e}"));
+                    match transmit.request {
+                        // This host cannot send it (too large, no route, wrong family…):
+                        // the transaction fails now, with the reason.
+                        Some(request) if !passing(&e) => {
+                            let now = Instant::now().into_std();
+                            self.core.handle_send_failed(now, request, &e.to_string());
+                        }
+                        // Timer E retransmits.
+                        _ => self.log(LogLevel::Warning, format!("send to {to} failed: {e}")),
+                    }
                 }
                 continue;
             }
@@ -677,6 +685,20 @@ impl Driver {
     fn log(&mut self, level: LogLevel, message: String) {
         self.batch.push(EndpointEvent::Log { level, message });
     }
+}
+
+/// Whether a send error passes by itself (buffers short for a moment, an ICMP error of an
+/// earlier datagram reported late), so that retransmission overcomes it.
+fn passing(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::WouldBlock
+            | ErrorKind::Interrupted
+            | ErrorKind::OutOfMemory
+            | ErrorKind::ConnectionRefused
+            | ErrorKind::ConnectionReset
+    ) || e.raw_os_error() == Some(libc::ENOBUFS)
 }
 
 async fn sleep_until(at: Option<Instant>) {

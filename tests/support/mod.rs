@@ -22,6 +22,8 @@ pub struct Event {
     pub code: TELEPHONY_RETURN_VALUE,
     pub name: String,
     pub line: i32,
+    /// `GetLastSipErrorText` in the callback: why, for a failure.
+    pub reason: String,
 }
 
 /// Collects notifications; pass `as_user_data()` with [`record`] as the callback.
@@ -79,10 +81,15 @@ pub unsafe extern "C" fn record(
     let name = unsafe { CStr::from_ptr(name) }
         .to_string_lossy()
         .to_string();
+    // SAFETY: a NUL-terminated string the library keeps until the next call on this thread.
+    let reason = unsafe { CStr::from_ptr(lanscape_sip::ffi::GetLastSipErrorText()) }
+        .to_string_lossy()
+        .to_string();
     recorder.events.lock().unwrap().push(Event {
         code: event,
         name,
         line,
+        reason,
     });
     recorder.changed.notify_all();
 }
