@@ -1085,8 +1085,15 @@ impl Binding {
             // source port it saw is the connection's, not one we listen on.
             return None;
         }
+        // An address of the other family cannot be ours: a socket of one family was seen.
+        let received = response
+            .received
+            .filter(|ip| ip.is_ipv4() == self.contact.is_ipv4());
+        if received.is_none() && response.rport.is_none() {
+            return None;
+        }
         Some(SocketAddr::new(
-            response.received.unwrap_or(self.contact.ip()),
+            received.unwrap_or(self.contact.ip()),
             response.rport.unwrap_or(self.contact.port()),
         ))
     }
@@ -1758,6 +1765,19 @@ mod tests {
             events(&out)[..],
             [BindingEvent::Failed(Failure::Malformed(_))]
         ));
+    }
+
+    #[test]
+    fn an_address_of_the_other_family_is_not_taken_for_ours() {
+        let (mut run, _) = Run::new(config());
+        let mut r = answer(&run.last.clone(), 200);
+        r.received = Some("2001:db8::1".parse().unwrap());
+        let out = run.respond(r);
+        assert!(
+            matches!(events(&out)[..], [BindingEvent::Registered { contact, .. }] if contact.is_ipv4()),
+            "{out:?}"
+        );
+        assert!(sent(&out).is_empty(), "no contact switch");
     }
 
     #[test]

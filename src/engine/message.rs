@@ -457,6 +457,26 @@ fn parse_bounded(bytes: &[u8]) -> Result<ResponseInfo, ParseError> {
             Header::PAssociatedUri => push_entries(value, &mut associated_uris),
             Header::Path => push_entries(value, &mut path),
             Header::FlowTimer => flow_timer = flow_timer.or(leading_number(value)),
+            Header::ContentLength => {
+                // RFC 3261 §18.3: a body shorter than it says is not a whole message (and
+                // a length that is not a plain size is no length at all); anything after
+                // the body it names is ignored.
+                let length = Some(value)
+                    .filter(|v| {
+                        !v.is_empty() && v.len() <= 5 && v.bytes().all(|b| b.is_ascii_digit())
+                    })
+                    .and_then(|v| v.parse::<usize>().ok());
+                let body = header_end(bytes).map_or(0, |end| bytes.len() - end);
+                match length {
+                    Some(length) if length <= body => {}
+                    Some(length) => {
+                        return Err(ParseError::Syntax(format!(
+                            "Content-Length {length} but a body of {body} bytes"
+                        )));
+                    }
+                    None => return Err(ParseError::MissingHeader("Content-Length")),
+                }
+            }
         }
     }
     let via_value = top_via.ok_or(ParseError::MissingHeader("Via"))?;
@@ -471,8 +491,15 @@ fn parse_bounded(bytes: &[u8]) -> Result<ResponseInfo, ParseError> {
         .filter(|b| !b.is_empty())
         .map(str::to_string)
         .ok_or(ParseError::MissingHeader("Via branch"))?;
-    let received = param("received").and_then(parse_ip);
-    let rport = param("rport").and_then(|p| p.parse::<u16>().ok());
+    // Read strictly (RFC 3261 §18.2.1, RFC 3581 §4): an address whole or nothing, an
+    // IPv4-mapped IPv6 address as the IPv4 one; a port of digits, not zero.
+    let received = param("received")
+        .and_then(parse_ip)
+        .map(|ip| ip.to_canonical());
+    let rport = param("rport")
+        .filter(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|p| p.parse::<u16>().ok())
+        .filter(|p| *p != 0);
     let (cseq, cseq_method) = cseq.ok_or(ParseError::MissingHeader("CSeq"))?;
     Ok(ResponseInfo {
         status,
@@ -516,11 +543,12 @@ enum Header {
     PAssociatedUri,
     Path,
     FlowTimer,
+    ContentLength,
 }
 
 impl Header {
     /// Full names and compact forms (RFC 3261 §7.3.3), matched without regard to case.
-    const NAMES: [(&'static str, Header); 19] = [
+    const NAMES: [(&'static str, Header); 21] = [
         ("via", Header::Via),
         ("v", Header::Via),
         ("call-id", Header::CallId),
@@ -540,6 +568,8 @@ impl Header {
         ("p-associated-uri", Header::PAssociatedUri),
         ("path", Header::Path),
         ("flow-timer", Header::FlowTimer),
+        ("content-length", Header::ContentLength),
+        ("l", Header::ContentLength),
     ];
 
     fn named(name: &[u8]) -> Option<Header> {
@@ -914,6 +944,81 @@ mod tests {
         assert_eq!(r.contacts[0].uri.transport, Some(Transport::Udp));
         assert_eq!(r.contacts[1].expires, Some(10));
         assert_eq!(r.contacts[1].uri.host_port.to_string(), "example.com");
+    }
+
+    #[test]
+    fn a_content_length_beyond_the_datagram_discards_it() {
+        let with = |length: &str, body: &str| {
+            let text = format!(
+                "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\nCall-ID: c\r\n\
+                 CSeq: 1 REGISTER\r\n{length}\r\n{body}"
+            );
+            parse_response(text.as_bytes())
+        };
+        assert!(with("Content-Length: 0\r\n", "").is_ok());
+        assert!(with("l: 3\r\n", "abc").is_ok());
+        assert!(
+            with("Content-Length: 2\r\n", "abcdef").is_ok(),
+            "the rest ignored"
+        );
+        assert!(
+            with("", "").is_ok(),
+            "no Content-Length on a datagram: the rest is the body"
+        );
+        for bad in [
+            "Content-Length: 4\r\n",
+            "Content-Length: 70000\r\n",
+            "Content-Length: -1\r\n",
+            "Content-Length: +0\r\n",
+            "Content-Length: 18446744073709551617\r\n",
+            "Content-Length: 0x0\r\n",
+            "Content-Length:\r\n",
+        ] {
+            assert!(with(bad, "abc").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn received_and_rport_are_read_strictly() {
+        let via = |params: &str| {
+            let text = format!(
+                "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKx;{params}\r\n\
+                 Call-ID: c\r\nCSeq: 1 REGISTER\r\n\r\n"
+            );
+            let r = parse_response(text.as_bytes()).unwrap();
+            (r.received.map(|ip| ip.to_string()), r.rport)
+        };
+        let none = (None, None);
+        assert_eq!(via("received=[::1"), none, "no closing bracket");
+        assert_eq!(via("received=::1]"), none);
+        assert_eq!(via("received=1.2.3"), none);
+        assert_eq!(via("received=1.2.3.4x"), none);
+        assert_eq!(via("received="), none);
+        assert_eq!(
+            via("received=[::ffff:127.0.0.1]").0.as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(
+            via("received=::ffff:192.0.2.7").0.as_deref(),
+            Some("192.0.2.7")
+        );
+        assert_eq!(
+            via("received=[2001:db8::1]").0.as_deref(),
+            Some("2001:db8::1")
+        );
+        assert_eq!(via("received=192.0.2.1").0.as_deref(), Some("192.0.2.1"));
+        for bad in [
+            "rport=0",
+            "rport=+5",
+            "rport=65536",
+            "rport=-1",
+            "rport=5x",
+            "rport",
+        ] {
+            assert_eq!(via(bad).1, None, "{bad}");
+        }
+        assert_eq!(via("rport=00080").1, Some(80));
+        assert_eq!(via("rport=65535").1, Some(65535));
     }
 
     #[test]
