@@ -344,8 +344,10 @@ enum TELEPHONY_RETURN_VALUE StartSipTelephony(const char *phone_name,
                                               SIPHANDLE *engine_out);
 
 /*
- Unregisters every name (waiting at most 4 s for the registrar), stops the engine's
- threads and invalidates the handle. No notification runs after it returns, unless it is
+ Unregisters every name (waiting for the registrar at most the longest `TimeOutMs`
+ used, 4 s at most, or what `SetSipUnregisterTimeout` chose; the removals retransmit
+ until then, and those not confirmed are named in the log), stops the engine's threads
+ and invalidates the handle. No notification runs after it returns, unless it is
  called from inside a notification of this engine.
  */
 enum TELEPHONY_RETURN_VALUE StopSipTelephony(SIPHANDLE engine);
@@ -536,6 +538,14 @@ enum TELEPHONY_RETURN_VALUE EnableSipRegisterServer(SIPHANDLE engine,
  meanwhile, `SipInvalidHandle`.
  */
 enum TELEPHONY_RETURN_VALUE EnableSipRegisterWaitMode(SIPHANDLE engine, int32_t enable);
+
+/*
+ How long `StopSipTelephony` waits at most for the unregistration of every name,
+ `timeout_ms` 100 to 600000 (by default the longest `TimeOutMs` used, at most 4 s). Every
+ removal retransmits until then; the names the registrar did not confirm by then are
+ named in one log line (it drops them when they expire).
+ */
+enum TELEPHONY_RETURN_VALUE SetSipUnregisterTimeout(SIPHANDLE engine, uint32_t timeout_ms);
 
 /*
  Unregisters every name (Expires: 0); `SipUnregistered` notifications follow.
@@ -743,6 +753,13 @@ enum TELEPHONY_RETURN_VALUE SipProfileSetTls(SIPREGISTRY registry,
  `servers` is NULL or NUL-terminated.
  */
 enum TELEPHONY_RETURN_VALUE SipRegistrySetDnsServers(SIPREGISTRY registry, const char *servers);
+
+/*
+ How long closing the last registry waits at most for the unregistration of every
+ profile, `timeout_ms` 100 to 600000 (4000 by default; for the whole process, as the
+ service is shared). Every removal retransmits until then.
+ */
+enum TELEPHONY_RETURN_VALUE SipRegistrySetCloseTimeout(SIPREGISTRY registry, uint32_t timeout_ms);
 
 /*
  Writes a new handle of a profile (each call gives another one).

@@ -367,7 +367,16 @@ fn stale_and_forged_registry_and_profile_handles() {
             SipInvalidHandle
         );
         assert_eq!(SipProfileRemove(h, id), SipInvalidHandle);
+        assert_eq!(SipRegistrySetCloseTimeout(h, 1000), SipInvalidHandle);
     }
+    for bad in [0, 99, 600_001, u32::MAX] {
+        assert_eq!(
+            SipRegistrySetCloseTimeout(alive, bad),
+            SipBadParameter,
+            "{bad}"
+        );
+    }
+    assert_eq!(SipRegistrySetCloseTimeout(alive, 4000), SipSuccess);
     for h in [profile, 0, u64::MAX, profile ^ (1 << 40)] {
         assert_eq!(SipProfileEnable(h), SipInvalidHandle);
         assert_eq!(SipProfileDisable(h), SipInvalidHandle);

@@ -34,6 +34,7 @@ namespace LanScape.Sip
         [DllImport(Lib)] internal static extern int SetSipDnsServers(ulong engine, byte[] servers);
         [DllImport(Lib)] internal static extern int AddSipTlsTrustedCertificates(ulong engine, byte[] pem);
         [DllImport(Lib)] internal static extern int EnableSipRegisterWaitMode(ulong engine, int on);
+        [DllImport(Lib)] internal static extern int SetSipUnregisterTimeout(ulong engine, uint timeoutMs);
         [DllImport(Lib)] internal static extern int EnableSipRegisterServer(ulong engine, byte[] names, int perLine, int viaProxy,
             byte[] server, uint port, uint intervalS, uint expiresS, uint timeoutMs, int natDetect);
         [DllImport(Lib)] internal static extern int DisableSipRegisterServer(ulong engine);
@@ -43,6 +44,7 @@ namespace LanScape.Sip
 
         [DllImport(Lib)] internal static extern int SipRegistryOpen(ProfileCallback onState, ProfileCallback onError, IntPtr user, out ulong registry);
         [DllImport(Lib)] internal static extern int SipRegistryClose(ulong registry);
+        [DllImport(Lib)] internal static extern int SipRegistrySetCloseTimeout(ulong registry, uint timeoutMs);
         [DllImport(Lib)] internal static extern int SipRegistrySetDnsServers(ulong registry, byte[] servers);
         [DllImport(Lib)] internal static extern int SipProfileCreate(ulong registry, byte[] aor, byte[] registrar, byte[] proxy,
             byte[] authUser, byte[] password, uint expires, uint transport, out uint id);

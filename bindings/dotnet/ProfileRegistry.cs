@@ -129,6 +129,11 @@ namespace LanScape.Sip
         public void SetDnsServers(string servers) =>
             SipException.Check(registry.Use(h => Native.SipRegistrySetDnsServers(h, Native.Utf8(servers))));
 
+        /// <summary>How long closing the last registry waits at most for unregistrations (100 to
+        /// 600000 ms; for the whole process).</summary>
+        public void SetCloseTimeout(uint timeoutMs) =>
+            SipException.Check(registry.Use(h => Native.SipRegistrySetCloseTimeout(h, timeoutMs)));
+
         public void Dispose()
         {
             registry.Dispose(); // SipRegistryClose: no event after it (outside an event)

@@ -251,6 +251,10 @@ namespace LanScape
         public TELEPHONY_RETURN_VALUE SetSipDnsServers(string Servers) =>
             Call(h => Native.SetSipDnsServers(h, Native.Utf8(Servers)));
 
+        /// <summary>How long StopSipTelephony waits at most for the unregistrations (100 to 600000 ms).</summary>
+        public TELEPHONY_RETURN_VALUE SetSipUnregisterTimeout(uint TimeoutMs) =>
+            Call(h => Native.SetSipUnregisterTimeout(h, TimeoutMs));
+
         /// <summary>The registration state of a name; reflects every event already raised.</summary>
         public TELEPHONY_RETURN_VALUE GetSipRegistrationState(string Name, out SIP_REGISTRATION_STATE State)
         {

@@ -28,8 +28,11 @@ use std::time::Duration;
 pub(crate) const MAX_TIMEOUT_MS: u32 = 600_000;
 /// Most phone lines an engine may have.
 pub(crate) const MAX_PHONE_LINES: u32 = 100_000;
-/// How long destroying an engine waits at most for the registrar to confirm unregistration.
+/// How long destroying an engine waits at most for the registrar to confirm unregistration,
+/// unless the application chose (then up to [`MAX_TIMEOUT_MS`]).
 pub(crate) const MAX_UNREGISTER_WAIT: Duration = Duration::from_secs(4);
+/// Shortest unregistration wait an application may choose.
+pub(crate) const MIN_UNREGISTER_WAIT_MS: u32 = 100;
 
 /// How an engine is started.
 #[derive(Debug, Clone)]
@@ -144,6 +147,8 @@ struct Settings {
     instance_set: bool,
     /// Whether `enable_register_server` waits for the first register cycle of its names.
     wait_first_cycle: bool,
+    /// How long stopping waits at most for unregistrations, when the application chose.
+    unregister_wait: Option<Duration>,
 }
 
 /// What a waiting [`PhoneEngine::enable_register_server`] waits for: the first outcome of
@@ -797,6 +802,19 @@ impl PhoneEngine {
         self.with_endpoint(|e| e.send_keepalive())
     }
 
+    /// How long stopping the engine waits at most for its unregistrations: every removal
+    /// retransmits until then, and those the registrar did not confirm are named in the
+    /// log. 100 ms to ten minutes; by default the longest `TimeOutMs` used, at most 4 s.
+    pub fn set_unregister_wait(&self, timeout_ms: u32) -> Result<(), ApiError> {
+        if !(MIN_UNREGISTER_WAIT_MS..=MAX_TIMEOUT_MS).contains(&timeout_ms) {
+            return Err(ApiError::bad(
+                "the unregistration wait is not 100 ms to 10 minutes",
+            ));
+        }
+        self.settings.lock().unregister_wait = Some(Duration::from_millis(timeout_ms.into()));
+        Ok(())
+    }
+
     /// LanScape's `EnableKeepAliveTransmissions(sip, rtp, interval)`: CRLF keep-alives to
     /// every next hop every `interval_s` seconds (1 to 86400) while `sip`; off otherwise.
     /// RTP keep-alives have no meaning without media: the caller accepts and ignores them.
@@ -852,13 +870,14 @@ impl PhoneEngine {
         for waiter in self.waiters.lock().iter() {
             waiter.end(None, true);
         }
-        let wait = self
-            .settings
-            .lock()
-            .longest_timeout
-            .min(MAX_UNREGISTER_WAIT);
+        let wait = {
+            let settings = self.settings.lock();
+            let default = settings.longest_timeout.min(MAX_UNREGISTER_WAIT);
+            settings.unregister_wait.unwrap_or(default)
+        };
         let in_callback = endpoint.on_event_thread();
-        endpoint.stop_and_wait(None, wait.max(Duration::from_millis(100)));
+        let least = Duration::from_millis(MIN_UNREGISTER_WAIT_MS.into());
+        endpoint.stop_and_wait(None, wait.max(least));
         if in_callback {
             // The event thread goes on after this callback: nothing more may reach the user.
             self.delivering.store(false, Ordering::Release);

@@ -31,6 +31,7 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Identifies a profile for the life of the process (never 0).
@@ -158,8 +159,9 @@ static SHARED: Lazy<Mutex<Shared>> = Lazy::new(Mutex::default);
 /// The registration service; `Some` while a registry is open. Locked before `SHARED`.
 static SERVICE: Lazy<Mutex<Option<Endpoint>>> = Lazy::new(|| Mutex::new(None));
 
-/// How long closing the last registry waits at most for unregistrations.
-const CLOSE_WAIT: Duration = Duration::from_secs(4);
+/// How long closing the last registry waits at most for unregistrations, in ms (4 s
+/// unless the application chose; see [`set_close_wait`]).
+static CLOSE_WAIT_MS: AtomicU64 = AtomicU64::new(4_000);
 
 /// A notification to deliver once locks are released.
 enum Note {
@@ -280,7 +282,8 @@ pub fn open_registry(observer: Arc<dyn ProfileObserver>) -> Result<RegistryHandl
 
 /// Closes a registry and its profile handles; the last one stops the service.
 ///
-/// The last close unregisters every profile (waiting at most 4 s) and joins the service's
+/// The last close unregisters every profile (waiting at most the close wait, 4 s unless
+/// [`set_close_wait`] chose) and joins the service's
 /// threads, with no lock held, so a callback running meanwhile may still call in, and a
 /// registry opened meanwhile starts a new service. The profiles are detached from the old
 /// service at once, under the lock: nothing it does later touches them.
@@ -325,7 +328,8 @@ pub fn close_registry(registry: RegistryHandle) -> Result<(), ApiError> {
     let endpoint = service.take();
     drop(service);
     if let Some(endpoint) = endpoint {
-        endpoint.stop_and_wait(None, CLOSE_WAIT);
+        let wait = Duration::from_millis(CLOSE_WAIT_MS.load(Ordering::Relaxed));
+        endpoint.stop_and_wait(None, wait);
         endpoint.close();
     }
     Ok(())
@@ -382,6 +386,22 @@ pub fn set_dns_servers(registry: RegistryHandle, servers: &str) -> Result<(), Ap
     SHARED.lock().require(registry, None)?;
     let endpoint = service.as_ref().ok_or(ApiError::InvalidHandle)?;
     Ok(endpoint.set_dns_servers(servers)?)
+}
+
+/// How long closing the last registry waits at most for the unregistration of its
+/// profiles (for the whole process: the service is shared): every removal retransmits
+/// until then, and those the registrar did not confirm are named in the log. 100 ms to
+/// ten minutes; 4 s by default.
+pub fn set_close_wait(registry: RegistryHandle, timeout_ms: u32) -> Result<(), ApiError> {
+    use crate::api::lanscape::{MAX_TIMEOUT_MS, MIN_UNREGISTER_WAIT_MS};
+    if !(MIN_UNREGISTER_WAIT_MS..=MAX_TIMEOUT_MS).contains(&timeout_ms) {
+        return Err(ApiError::bad(
+            "the unregistration wait is not 100 ms to 10 minutes",
+        ));
+    }
+    SHARED.lock().require(registry, None)?;
+    CLOSE_WAIT_MS.store(timeout_ms.into(), Ordering::Relaxed);
+    Ok(())
 }
 
 /// Sets the TLS settings of a profile (used from its next registration on).

@@ -449,6 +449,8 @@ pub struct Binding {
     reported: Option<Reported>,
     may_be_registered: bool,
     stopping: bool,
+    /// See [`Binding::unconfirmed`].
+    unconfirmed: bool,
     /// Whether the request in flight (or the last one sent) carried digest credentials.
     sent_credentials: bool,
     /// Whether another target may be tried now (the owner keeps it up to date).
@@ -499,6 +501,7 @@ impl Binding {
             consecutive_failures: 0,
             reported: None,
             may_be_registered: false,
+            unconfirmed: false,
             stopping: false,
             sent_credentials: false,
             alternative: false,
@@ -599,6 +602,25 @@ impl Binding {
     pub fn note_unreadable(&mut self, why: &str) {
         if let Phase::InFlight(_, tx) = &mut self.phase {
             tx.note_unreadable(why);
+        }
+    }
+
+    /// Whether it ended without the registrar confirming the removal of its contact (the
+    /// removal failed, timed out or could not be sent): the registrar drops it when it
+    /// expires.
+    pub fn unconfirmed(&self) -> bool {
+        self.unconfirmed
+    }
+
+    /// The AOR registered.
+    pub fn aor(&self) -> &str {
+        &self.aor
+    }
+
+    /// The transaction in flight ends at `at` (see [`ClientTransaction::end_at`]).
+    pub fn end_transaction_at(&mut self, at: Instant) {
+        if let Phase::InFlight(_, tx) = &mut self.phase {
+            tx.end_at(at);
         }
     }
 
@@ -1275,6 +1297,8 @@ impl Binding {
         out: &mut Vec<Output>,
     ) {
         if purpose == Purpose::Unregister || self.stopping {
+            // Ended without a 2xx to a removal: the registrar may still hold the contact.
+            self.unconfirmed = self.may_be_registered;
             return self.finish_unregistered(out);
         }
         let retry_after = self.attempt.retry_after;

@@ -234,6 +234,36 @@ struct Slot {
     pending: Option<Input>,
 }
 
+/// A stop under way (see [`Endpoint::stop_within`]).
+struct StopWaiter {
+    /// The bindings stopped.
+    ids: HashSet<BindingId>,
+    /// Who to tell with [`Event::StopDone`], if anyone.
+    waiter: Option<u64>,
+    /// When it ends even if bindings have not (their removal then goes unconfirmed).
+    deadline: Option<Instant>,
+    /// How long it was given.
+    within: Option<Duration>,
+}
+
+/// How many times more transactions than the usual bound a next hop admits while a
+/// deadline-bounded stop of every binding is under way: the removals must go out within the
+/// deadline, not queue behind one another's retransmissions (a registrar that loses a third
+/// of them would otherwise keep most of the bindings).
+const STOP_BURST: usize = 8;
+
+/// A deadline-bounded stop of every binding under way.
+struct UrgentStop {
+    deadline: Instant,
+    started: Instant,
+    /// Transactions opened since it started (see [`Endpoint::paced`]).
+    admitted: usize,
+}
+
+/// During an urgent stop, a next hop's usual bound of transactions opens per this much
+/// time at most.
+const STOP_PACE: Duration = Duration::from_millis(100);
+
 /// A target list and what the endpoint knows about asking for it again.
 struct ListState {
     list: TargetList,
@@ -273,7 +303,14 @@ pub struct Endpoint {
     parked: HashMap<Arc<str>, Vec<BindingId>>,
     /// Connections no binding uses, and when they close.
     idle: HashMap<Target, Instant>,
-    stop_waiters: Vec<(HashSet<BindingId>, u64)>,
+    /// Stops under way that someone waits for, or that have a deadline.
+    stop_waiters: Vec<StopWaiter>,
+    /// A stop of every binding with a deadline is under way: its deadline (see
+    /// [`Endpoint::stop_within`]).
+    urgent_stop: Option<UrgentStop>,
+    /// Bindings that ended without the registrar confirming their removal while a stop
+    /// was waited for: id and AOR, for the report at its end.
+    unconfirmed: Vec<(BindingId, Box<str>)>,
     keepalive: Option<(Duration, Instant)>,
     /// Keep-alives to destinations of the application's choosing: interval and next time.
     keepalives_to: HashMap<SocketAddr, (Duration, Instant)>,
@@ -311,6 +348,8 @@ impl Endpoint {
             parked: HashMap::default(),
             idle: HashMap::default(),
             stop_waiters: Vec::new(),
+            urgent_stop: None,
+            unconfirmed: Vec::new(),
             keepalive: None,
             keepalives_to: HashMap::default(),
             flows: Flows::default(),
@@ -346,7 +385,12 @@ impl Endpoint {
         let keepalive_to = self.keepalives_to.values().map(|(_, at)| *at).min();
         let idle = self.idle.values().min().copied();
         let flows = self.flows.poll_timeout();
-        [binding, keepalive, keepalive_to, idle, flows]
+        let stop = self.stop_waiters.iter().filter_map(|w| w.deadline).min();
+        let paced = match self.waiting.is_empty() {
+            true => None,
+            false => self.next_paced(),
+        };
+        [binding, keepalive, keepalive_to, idle, flows, stop, paced]
             .into_iter()
             .flatten()
             .min()
@@ -487,6 +531,30 @@ impl Endpoint {
     /// Unregisters the given bindings (all when `None`) and forgets each once it has ended.
     /// With `waiter`, [`Event::StopDone`] follows when all of them have ended.
     pub fn stop(&mut self, now: Instant, ids: Option<Vec<BindingId>>, waiter: Option<u64>) {
+        self.stop_within(now, ids, waiter, None);
+    }
+
+    /// [`Endpoint::stop`], bounded: every removal ends `within` from now unless answered
+    /// (its Timer F moved there: it retransmits until then), and when every binding is stopped
+    /// the next hops admit [`STOP_BURST`] times their usual bound of transactions, so that
+    /// the removals go out within the deadline. When the stop ends (every binding ended,
+    /// or the deadline passed) the bindings whose removal the registrar did not confirm are
+    /// named in one log line, and `waiter` is told ([`Event::StopDone`]).
+    pub fn stop_within(
+        &mut self,
+        now: Instant,
+        ids: Option<Vec<BindingId>>,
+        waiter: Option<u64>,
+        within: Option<Duration>,
+    ) {
+        let deadline = within.map(|d| now + d);
+        if let (None, Some(deadline)) = (&ids, deadline) {
+            self.urgent_stop = Some(UrgentStop {
+                deadline,
+                started: now,
+                admitted: 0,
+            });
+        }
         let ids: Vec<BindingId> = match ids {
             Some(ids) => ids,
             None => {
@@ -500,9 +568,13 @@ impl Endpoint {
                 all
             }
         };
-        if let Some(waiter) = waiter {
-            self.stop_waiters
-                .push((ids.iter().copied().collect(), waiter));
+        if waiter.is_some() || deadline.is_some() {
+            self.stop_waiters.push(StopWaiter {
+                ids: ids.iter().copied().collect(),
+                waiter,
+                deadline,
+                within,
+            });
         }
         // A binding with two flows stops both.
         let flows: Vec<BindingId> = ids
@@ -525,7 +597,7 @@ impl Endpoint {
                 self.admit(id, Input::Stop, now);
             }
         }
-        self.notify_stop_waiters();
+        self.notify_stop_waiters(None);
         self.admit_waiting(now);
     }
 
@@ -634,6 +706,13 @@ impl Endpoint {
             self.admit(id, Input::Timer, now);
         }
         self.prune_timers();
+        if self
+            .stop_waiters
+            .iter()
+            .any(|w| w.deadline.is_some_and(|at| at <= now))
+        {
+            self.notify_stop_waiters(Some(now));
+        }
         self.admit_waiting(now);
     }
 
@@ -931,11 +1010,13 @@ impl Endpoint {
         if opens && input != Input::Stop && !self.reselect(id, input, now) {
             return; // deferred (Retry-After) or parked (being looked up)
         }
+        let limit = self.hop_limit();
+        let paced = self.paced(now);
         let Some(slot) = self.bindings.get_mut(&id) else {
             return;
         };
         let hop = &slot.next_hop;
-        if opens && self.in_flight.get(hop).copied().unwrap_or(0) >= self.max_in_flight {
+        if opens && (self.in_flight.get(hop).copied().unwrap_or(0) >= limit || !paced) {
             let hop = hop.clone();
             slot.pending = Some(input);
             let key = Endpoint::urgency(&slot.binding, input, now);
@@ -944,6 +1025,9 @@ impl Endpoint {
             self.waiting.entry(hop).or_default().push(entry);
             self.reindex(id, now);
             return;
+        }
+        if opens {
+            self.count_paced();
         }
         self.run(id, input, now);
     }
@@ -1196,6 +1280,39 @@ impl Endpoint {
         }
     }
 
+    /// Most transactions in flight per next hop now (see [`STOP_BURST`]).
+    fn hop_limit(&self) -> usize {
+        match self.urgent_stop {
+            Some(_) => self.max_in_flight.saturating_mul(STOP_BURST),
+            None => self.max_in_flight,
+        }
+    }
+
+    /// Whether a transaction may open now as far as pacing goes: during an urgent stop, at
+    /// most the usual bound of them per [`STOP_PACE`], after a first eighth of it at once
+    /// (so that a registrar's receive buffer is not flooded, and the retransmissions of
+    /// the removals are spread as their first transmissions were).
+    fn paced(&self, now: Instant) -> bool {
+        self.next_paced().is_none_or(|at| at <= now)
+    }
+
+    /// When pacing next lets a transaction open, during an urgent stop.
+    fn next_paced(&self) -> Option<Instant> {
+        let stop = self.urgent_stop.as_ref()?;
+        let burst = (self.max_in_flight / 8).max(1);
+        let beyond = (stop.admitted + 1).checked_sub(burst)?;
+        let pace_ms = STOP_PACE.as_millis() as usize;
+        let after = (beyond * pace_ms).div_ceil(self.max_in_flight);
+        Some(stop.started + Duration::from_millis(after as u64))
+    }
+
+    /// Counts a transaction opened during an urgent stop (see [`Endpoint::paced`]).
+    fn count_paced(&mut self) {
+        if let Some(stop) = &mut self.urgent_stop {
+            stop.admitted += 1;
+        }
+    }
+
     /// Starts waiting inputs while their hop has room.
     fn admit_waiting(&mut self, now: Instant) {
         if self.waiting.is_empty() {
@@ -1205,13 +1322,16 @@ impl Endpoint {
         hops.extend(self.waiting.keys().cloned());
         hops.sort_unstable();
         for hop in hops.drain(..) {
-            while self.in_flight.get(&hop).copied().unwrap_or(0) < self.max_in_flight {
+            while self.in_flight.get(&hop).copied().unwrap_or(0) < self.hop_limit()
+                && self.paced(now)
+            {
                 let Some(Reverse((_, _, id))) = self.waiting.get_mut(&hop).and_then(|q| q.pop())
                 else {
                     break;
                 };
                 let input = self.bindings.get_mut(&id).and_then(|s| s.pending.take());
                 if let Some(input) = input {
+                    self.count_paced();
                     self.run(id, input, now);
                 }
             }
@@ -1240,6 +1360,9 @@ impl Endpoint {
         // Buffers kept between inputs (a nested input would find them taken, and allocate).
         let mut outputs = std::mem::take(&mut self.scratch_outputs);
         input(&mut slot.binding, self.entropy.as_mut(), &mut outputs);
+        if let (Some(by), true) = (self.urgent_stop.as_ref().map(|u| u.deadline), slot.stopping) {
+            slot.binding.end_transaction_at(by);
+        }
         let gave_up = slot.binding.consecutive_failures() != failures_before;
         // What it sends is its current transaction's request.
         let request = slot.binding.branch();
@@ -1340,7 +1463,7 @@ impl Endpoint {
         }
         self.scratch_reports = reports;
         if ended {
-            self.notify_stop_waiters();
+            self.notify_stop_waiters(None);
         }
     }
 
@@ -1386,6 +1509,9 @@ impl Endpoint {
             let hop = slot.next_hop.clone();
             let list = slot.list.clone();
             let home = slot.home.take();
+            if slot.binding.unconfirmed() && !self.stop_waiters.is_empty() {
+                self.unconfirmed.push((id, slot.binding.aor().into()));
+            }
             self.bindings.remove(&id);
             self.publish_end(id);
             self.release_hop(&hop, now);
@@ -1492,20 +1618,62 @@ impl Endpoint {
         }
     }
 
-    fn notify_stop_waiters(&mut self) {
-        let bindings = &self.bindings;
-        let events = &mut self.events;
-        self.stop_waiters.retain(|(ids, waiter)| {
-            if ids
-                .iter()
-                .any(|id| bindings.contains_key(id) || bindings.contains_key(&partner(*id)))
-            {
-                true
-            } else {
-                events.push_back(Event::StopDone(*waiter));
-                false
+    /// Ends the stops whose bindings have all ended, or whose deadline has passed (`now`),
+    /// reporting the removals not confirmed.
+    fn notify_stop_waiters(&mut self, now: Option<Instant>) {
+        let mut i = 0;
+        while i < self.stop_waiters.len() {
+            let w = &self.stop_waiters[i];
+            let alive = |id: &BindingId| {
+                self.bindings.contains_key(id) || self.bindings.contains_key(&partner(*id))
+            };
+            let late = matches!((now, w.deadline), (Some(now), Some(at)) if now >= at);
+            if w.ids.iter().any(alive) && !late {
+                i += 1;
+                continue;
             }
-        });
+            let w = self.stop_waiters.swap_remove(i);
+            let mut left: Vec<&str> = self
+                .unconfirmed
+                .iter()
+                .filter(|(id, _)| w.ids.contains(id) || w.ids.contains(&primary(*id)))
+                .map(|(_, aor)| &**aor)
+                .collect();
+            let mut ids: Vec<BindingId> = w.ids.iter().copied().collect();
+            ids.sort_unstable();
+            for id in ids {
+                for id in [id, partner(id)] {
+                    if let Some(slot) = self.bindings.get(&id) {
+                        left.push(slot.binding.aor());
+                    }
+                }
+            }
+            left.sort_unstable();
+            left.dedup();
+            if !left.is_empty() {
+                let within = w.within.map_or(String::new(), |d| format!(" within {d:?}"));
+                let mut names = left.iter().take(10).copied().collect::<Vec<_>>().join(", ");
+                if left.len() > 10 {
+                    names.push_str(", …");
+                }
+                let message = format!(
+                    "{} of {} bindings stopped could not be unregistered{within} (the \
+                     registrar did not confirm; it drops them when they expire): {names}",
+                    left.len(),
+                    w.ids.len(),
+                );
+                self.log(LogLevel::Warning, message);
+            }
+            if let Some(waiter) = w.waiter {
+                self.events.push_back(Event::StopDone(waiter));
+            }
+        }
+        if self.stop_waiters.is_empty() {
+            self.unconfirmed.clear();
+        }
+        if self.stop_waiters.iter().all(|w| w.deadline.is_none()) {
+            self.urgent_stop = None;
+        }
     }
 
     fn log(&mut self, level: LogLevel, message: String) {
@@ -1814,6 +1982,67 @@ mod tests {
             sim.advance();
         }
         panic!("not every name registered again");
+    }
+
+    #[test]
+    fn a_bounded_stop_under_loss_retransmits_until_its_deadline_and_names_what_is_left() {
+        // 2,000 names registered through one hop; then the network loses 30 % each way
+        // and everything is stopped with a 4 s bound.
+        let mut sim = Sim::new(MAX_IN_FLIGHT_PER_HOP);
+        sim.ep
+            .add(sim.now, (1..=2000).map(|n| spec(n, HOP)).collect());
+        for _ in 0..100 {
+            for (_, req) in sim.transmits() {
+                sim.answer(&req, 200, "");
+            }
+            if sim.ep.stats().requests >= 2000 && sim.ep.in_flight(&Target::udp(hop())) == 0 {
+                break;
+            }
+        }
+        assert!((1..=2000).all(|n| sim.ep.state(BindingId(n)) == Some(BindingState::Registered)));
+        sim.events();
+        let mut lose = Counter(7);
+        let lost = |e: &mut Counter| e.next_u64().wrapping_mul(0x9e37_79b9_7f4a_7c15) % 100 < 30;
+        let start = sim.now;
+        sim.ep
+            .stop_within(sim.now, None, Some(1), Some(Duration::from_secs(4)));
+        let mut removed = 0;
+        let mut done_at = None;
+        let mut logs = Vec::new();
+        while done_at.is_none() {
+            for (_, req) in sim.transmits() {
+                if !lost(&mut lose) && !lost(&mut lose) {
+                    sim.answer(&req, 200, "");
+                }
+            }
+            for event in sim.events() {
+                match event {
+                    Event::StopDone(1) => done_at = Some(sim.now),
+                    Event::Log { message, .. } => logs.push(message),
+                    Event::Binding {
+                        event: BindingEvent::Unregistered,
+                        ..
+                    } => removed += 1,
+                    _ => {}
+                }
+            }
+            if done_at.is_none() {
+                sim.advance();
+            }
+        }
+        assert!(done_at.unwrap() - start <= Duration::from_secs(4));
+        assert_eq!(removed, 2000, "every binding ends");
+        // Four transmissions each (0, 0.5, 1.5 and 3.5 s): about 0.51^4 = 7 % unconfirmed.
+        let report = logs
+            .iter()
+            .find(|m| m.contains("could not be unregistered within 4s"))
+            .expect("a report of what is left");
+        let left: usize = report.split(' ').next().unwrap().parse().unwrap();
+        assert!((40..=240).contains(&left), "{report}");
+        assert!(
+            report.contains("of 2000 bindings") && report.contains("sip:u"),
+            "{report}"
+        );
     }
 
     #[test]

@@ -116,6 +116,12 @@ impl ClientTransaction {
         self.unreadable.as_deref()
     }
 
+    /// Ends the transaction at `at` (Timer F moved there, sooner or later than it was); it
+    /// goes on retransmitting until then.
+    pub fn end_at(&mut self, at: Instant) {
+        self.deadline = at;
+    }
+
     /// The request bytes.
     pub fn request(&self) -> &[u8] {
         &self.request

@@ -222,8 +222,10 @@ pub unsafe extern "C" fn StartSipTelephony(
     })
 }
 
-/// Unregisters every name (waiting at most 4 s for the registrar), stops the engine's
-/// threads and invalidates the handle. No notification runs after it returns, unless it is
+/// Unregisters every name (waiting for the registrar at most the longest `TimeOutMs`
+/// used, 4 s at most, or what `SetSipUnregisterTimeout` chose; the removals retransmit
+/// until then, and those not confirmed are named in the log), stops the engine's threads
+/// and invalidates the handle. No notification runs after it returns, unless it is
 /// called from inside a notification of this engine.
 #[unsafe(no_mangle)]
 pub extern "C" fn StopSipTelephony(engine: SIPHANDLE) -> TELEPHONY_RETURN_VALUE {
@@ -572,6 +574,18 @@ pub extern "C" fn EnableSipRegisterWaitMode(
         self::engine(engine)?.set_wait_first_cycle(read_bool(enable));
         Ok(())
     })
+}
+
+/// How long `StopSipTelephony` waits at most for the unregistration of every name,
+/// `timeout_ms` 100 to 600000 (by default the longest `TimeOutMs` used, at most 4 s). Every
+/// removal retransmits until then; the names the registrar did not confirm by then are
+/// named in one log line (it drops them when they expire).
+#[unsafe(no_mangle)]
+pub extern "C" fn SetSipUnregisterTimeout(
+    engine: SIPHANDLE,
+    timeout_ms: u32,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| self::engine(engine)?.set_unregister_wait(timeout_ms))
 }
 
 /// Unregisters every name (Expires: 0); `SipUnregistered` notifications follow.

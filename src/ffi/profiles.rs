@@ -276,6 +276,17 @@ pub unsafe extern "C" fn SipRegistrySetDnsServers(
     })
 }
 
+/// How long closing the last registry waits at most for the unregistration of every
+/// profile, `timeout_ms` 100 to 600000 (4000 by default; for the whole process, as the
+/// service is shared). Every removal retransmits until then.
+#[unsafe(no_mangle)]
+pub extern "C" fn SipRegistrySetCloseTimeout(
+    registry: SIPREGISTRY,
+    timeout_ms: u32,
+) -> TELEPHONY_RETURN_VALUE {
+    entry(|| profiles::set_close_wait(registry, timeout_ms))
+}
+
 /// Writes a new handle of a profile (each call gives another one).
 ///
 /// # Safety

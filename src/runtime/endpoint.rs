@@ -79,11 +79,16 @@ impl Locator {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DriverFailed(pub String);
 
+/// How much longer than its bound a stop is waited for: the driver ends it at the bound
+/// (with its report), this only covers a driver that does not answer.
+const STOP_GRACE: Duration = Duration::from_millis(500);
+
 enum Command {
     Add(Vec<BindingSpec>),
     Stop {
         ids: Option<Vec<BindingId>>,
         done: Option<mpsc::Sender<()>>,
+        within: Option<Duration>,
     },
     SetCredentials(Arc<CredentialStore>),
     SetTrace(bool),
@@ -229,18 +234,25 @@ impl Endpoint {
 
     /// Unregisters the given bindings (all when `None`) and forgets them when done.
     pub fn stop(&self, ids: Option<Vec<BindingId>>) -> Result<(), DriverFailed> {
-        self.send(Command::Stop { ids, done: None })
+        self.send(Command::Stop {
+            ids,
+            done: None,
+            within: None,
+        })
     }
 
-    /// Like [`Endpoint::stop`], waiting at most `wait` for the registrar's answers; `true`
-    /// when every binding ended in time.
+    /// Like [`Endpoint::stop`], bounded by `wait`: every removal retransmits until then at
+    /// the latest (see [`endpoint::Endpoint::stop_within`]), and the bindings whose removal
+    /// was not confirmed by then are named in the log. Returns when the stop has ended
+    /// (`true`), or a little after `wait` if the driver does not answer (`false`).
     pub fn stop_and_wait(&self, ids: Option<Vec<BindingId>>, wait: Duration) -> bool {
         let (done, finished) = mpsc::channel();
         let command = Command::Stop {
             ids,
             done: Some(done),
+            within: Some(wait),
         };
-        self.send(command).is_ok() && finished.recv_timeout(wait).is_ok()
+        self.send(command).is_ok() && finished.recv_timeout(wait + STOP_GRACE).is_ok()
     }
 
     /// Replaces the credentials of every binding.
@@ -544,13 +556,13 @@ impl Driver {
     fn on_command(&mut self, command: Command, now: std::time::Instant) {
         match command {
             Command::Add(specs) => self.core.add(now, specs),
-            Command::Stop { ids, done } => {
+            Command::Stop { ids, done, within } => {
                 let waiter = done.map(|done| {
                     self.next_waiter += 1;
                     self.waiters.insert(self.next_waiter, done);
                     self.next_waiter
                 });
-                self.core.stop(now, ids, waiter);
+                self.core.stop_within(now, ids, waiter, within);
             }
             Command::SetCredentials(credentials) => self.core.set_credentials(now, credentials),
             Command::SetTrace(on) => self.core.set_trace(on),

@@ -52,6 +52,7 @@ static class ProfilesApp
             {
                 registry.StateChanged += (sender, e) => Note("profile " + e.ProfileId + " " + e.State);
                 registry.ErrorOccurred += (sender, e) => Note("profile " + e.ProfileId + " error " + e.Error);
+                registry.SetCloseTimeout(3000);
                 try
                 {
                     registry.Create(new ProfileSettings { Aor = "not an address", Registrar = host + ":" + port });

@@ -48,6 +48,12 @@ def main(host: str, port: int, domain: str, user: str, password: str) -> None:
         registered = {e.name for e in seen if e.code == ReturnCode.SipRegisterSuccess}
         assert registered == {"alice", "bob"}, seen
         engine.send_keep_alive(host, port, True, 30)
+        engine.set_unregister_timeout(3000)
+        try:
+            engine.set_unregister_timeout(10)
+            raise SystemExit("a 10 ms unregistration wait was accepted")
+        except SipError as e:
+            assert e.code == ReturnCode.SipBadParameter, e
         engine.unregister()
         engine.wait_for(ReturnCode.SipUnregistered, "alice")
         engine.wait_for(ReturnCode.SipUnregistered, "bob")
@@ -63,6 +69,7 @@ def main(host: str, port: int, domain: str, user: str, password: str) -> None:
         assert e.code == ReturnCode.SipInvalidHandle
 
     with ProfileRegistry() as registry:
+        registry.set_close_timeout(3000)
         profile_id = registry.create(f"carol@{domain}", f"{host}:{port}", user=user, password=password, expires=300)
         with registry.retrieve(profile_id) as profile:
             profile.enable()

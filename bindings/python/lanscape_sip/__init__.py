@@ -262,6 +262,10 @@ class Engine:
     def set_dns_servers(self, servers: Optional[str]) -> None:
         _check(lib.SetSipDnsServers(self.handle, c(servers or "")))
 
+    def set_unregister_timeout(self, timeout_ms: int) -> None:
+        """`SetSipUnregisterTimeout`: how long stopping waits at most for unregistrations."""
+        _check(lib.SetSipUnregisterTimeout(self.handle, timeout_ms))
+
     def register(
         self,
         names: Iterable[str] | str,
@@ -429,6 +433,11 @@ class ProfileRegistry:
         if self._handle is not None:
             handle, self._handle = self._handle, None
             _check(lib.SipRegistryClose(handle))
+
+    def set_close_timeout(self, timeout_ms: int) -> None:
+        """`SipRegistrySetCloseTimeout`: how long closing the last registry waits at most
+        for unregistrations (for the whole process)."""
+        _check(lib.SipRegistrySetCloseTimeout(self._h(), timeout_ms))
 
     def create(
         self,
