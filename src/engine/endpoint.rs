@@ -396,6 +396,20 @@ impl Endpoint {
             .min()
     }
 
+    /// Entries in the endpoint's own tables (timers, branches, queues, reports pending,
+    /// connections framed, stops under way), for tests that check they stay bounded by
+    /// the bindings.
+    #[cfg(any(test, feature = "testkit"))]
+    pub fn footprint(&self) -> usize {
+        self.timers.len()
+            + self.by_branch.len()
+            + self.waiting.values().map(BinaryHeap::len).sum::<usize>()
+            + self.unconfirmed.len()
+            + self.framers.len()
+            + self.stop_waiters.len()
+            + self.parked.values().map(Vec::len).sum::<usize>()
+    }
+
     /// Counters since the endpoint opened.
     pub fn stats(&self) -> EndpointStats {
         EndpointStats {
@@ -694,6 +708,9 @@ impl Endpoint {
             self.send_keepalive_to(addr);
         }
         self.run_flows(now);
+        // The timers due now are taken first, then run: a timer an input sets due again at
+        // once waits for the next call rather than making this one endless.
+        let mut due = Vec::new();
         while let Some(&Reverse((at, id))) = self.timers.peek() {
             if at > now {
                 break;
@@ -703,6 +720,9 @@ impl Endpoint {
                 Some(slot) if slot.timer == Some(at) => slot.timer = None,
                 _ => continue, // stale
             }
+            due.push(id);
+        }
+        for id in due {
             self.admit(id, Input::Timer, now);
         }
         self.prune_timers();
@@ -994,15 +1014,19 @@ impl Endpoint {
         let Some(slot) = self.bindings.get_mut(&id) else {
             return;
         };
+        if input == Input::Timer && slot.binding.expires_at().is_some_and(|at| at <= now) {
+            // Its refresh waits for a turn, or was deferred (Retry-After): the registration
+            // has lapsed. (Its timer is then due no more: the refresh becomes a retry.)
+            self.drive(id, now, |b, _, out| b.expire(now, out));
+        }
+        let Some(slot) = self.bindings.get_mut(&id) else {
+            return;
+        };
         if slot.pending.is_some() {
             // Already queued: keep its place; a stop replaces a waiting refresh.
             if input == Input::Stop {
                 slot.pending = Some(Input::Stop);
                 self.reindex(id, now);
-            } else if input == Input::Timer && slot.binding.expires_at().is_some_and(|at| at <= now)
-            {
-                // Its refresh still waits for a turn: the registration has lapsed.
-                self.drive(id, now, |b, _, out| b.expire(now, out));
             }
             return;
         }

@@ -250,7 +250,7 @@ pub struct Located {
 
 impl Located {
     /// One target that never changes.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "testkit"))]
     pub fn single(target: Target) -> std::sync::Arc<Located> {
         std::sync::Arc::new(Located {
             key: target.to_string(),
