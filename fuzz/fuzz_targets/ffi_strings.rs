@@ -17,7 +17,10 @@ fn engine() -> SIPHANDLE {
     *ENGINE.get_or_init(|| {
         let mut h = 0;
         let ip = CString::new("127.0.0.1").unwrap();
-        assert_eq!(unsafe { StartSipTelephony(std::ptr::null(), 4, 0, ip.as_ptr(), &mut h) }, SipSuccess);
+        assert_eq!(
+            unsafe { StartSipTelephony(std::ptr::null(), 4, 0, ip.as_ptr(), &mut h) },
+            SipSuccess
+        );
         h
     })
 }
@@ -26,7 +29,10 @@ fn registry() -> SIPREGISTRY {
     static REGISTRY: OnceLock<SIPREGISTRY> = OnceLock::new();
     *REGISTRY.get_or_init(|| {
         let mut r = 0;
-        assert_eq!(unsafe { SipRegistryOpen(None, None, std::ptr::null_mut(), &mut r) }, SipSuccess);
+        assert_eq!(
+            unsafe { SipRegistryOpen(None, None, std::ptr::null_mut(), &mut r) },
+            SipSuccess
+        );
         r
     })
 }
@@ -45,7 +51,10 @@ fn c(bytes: &[u8]) -> CString {
 }
 
 fn number(bytes: &[u8]) -> u32 {
-    bytes.iter().take(4).fold(0u32, |a, &b| a.wrapping_mul(256).wrapping_add(u32::from(b)))
+    bytes
+        .iter()
+        .take(4)
+        .fold(0u32, |a, &b| a.wrapping_mul(256).wrapping_add(u32::from(b)))
 }
 
 fn known(code: TELEPHONY_RETURN_VALUE) {
@@ -71,7 +80,12 @@ fuzz_target!(|data: &[u8]| {
         let text = domain.to_str();
         assert!(!domain_ok || text.is_ok(), "non-UTF-8 domain accepted");
         known(EnableSipProxyServer(h, proxy.as_ptr(), n(0)));
-        known(AddAuthorizationCredentials(h, user.as_ptr(), names.as_ptr(), realm.as_ptr()));
+        known(AddAuthorizationCredentials(
+            h,
+            user.as_ptr(),
+            names.as_ptr(),
+            realm.as_ptr(),
+        ));
         let server = CString::new("127.0.0.1").unwrap();
         // Port 9 (discard) on loopback; a short timeout keeps bindings from piling up.
         let rc = EnableSipRegisterServer(
@@ -97,7 +111,11 @@ fuzz_target!(|data: &[u8]| {
             registry(),
             aor.as_ptr(),
             registrar.as_ptr(),
-            if n(1) & 2 != 0 { proxy.as_ptr() } else { std::ptr::null() },
+            if n(1) & 2 != 0 {
+                proxy.as_ptr()
+            } else {
+                std::ptr::null()
+            },
             user.as_ptr(),
             realm.as_ptr(),
             n(6),

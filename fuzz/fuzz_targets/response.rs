@@ -18,7 +18,10 @@ use std::time::{Duration, Instant};
 struct Counter(u64);
 impl Entropy for Counter {
     fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0
     }
 }
@@ -47,8 +50,14 @@ fn config() -> BindingConfig {
 }
 
 fn check(b: &Binding, out: &[Output]) {
-    if matches!(b.state(), BindingState::Registering | BindingState::Unregistering) {
-        assert!(b.next_deadline().is_some(), "a transaction without a deadline");
+    if matches!(
+        b.state(),
+        BindingState::Registering | BindingState::Unregistering
+    ) {
+        assert!(
+            b.next_deadline().is_some(),
+            "a transaction without a deadline"
+        );
         assert!(b.branch().is_some());
     }
     for o in out {
@@ -84,7 +93,10 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             1 => {
-                let ms = rest.iter().take(3).fold(0u64, |a, &x| a * 256 + u64::from(x));
+                let ms = rest
+                    .iter()
+                    .take(3)
+                    .fold(0u64, |a, &x| a * 256 + u64::from(x));
                 now += Duration::from_millis(ms % 700_000);
                 b.on_timer(now, &mut e, &mut out);
             }

@@ -11,12 +11,20 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Some(host) = Host::parse(text) {
-        assert_eq!(Host::parse(&host.to_string()).as_ref(), Some(&host), "{text:?}");
+        assert_eq!(
+            Host::parse(&host.to_string()).as_ref(),
+            Some(&host),
+            "{text:?}"
+        );
         assert_eq!(Host::parse(&host.bare()).as_ref(), Some(&host), "{text:?}");
     }
     if let Some(hp) = HostPort::parse(text) {
         assert_ne!(hp.port, Some(0));
-        assert_eq!(HostPort::parse(&hp.to_string()).as_ref(), Some(&hp), "{text:?}");
+        assert_eq!(
+            HostPort::parse(&hp.to_string()).as_ref(),
+            Some(&hp),
+            "{text:?}"
+        );
     }
     if let Some(uri) = SipUri::parse(text) {
         let again = SipUri::parse(&uri.to_string());

@@ -297,6 +297,9 @@ pub(crate) fn header_end(bytes: &[u8]) -> Option<usize> {
 /// diagnostic only; nothing else of it is trusted).
 pub fn branch_of(bytes: &[u8]) -> Option<&str> {
     const KEY: &[u8] = b";branch=z9hG4bK";
+    if !bytes.starts_with(b"SIP/") {
+        return None; // a request, or noise: no answer of ours
+    }
     let head = &bytes[..header_end(bytes).unwrap_or(bytes.len())];
     let at = memchr::memmem::find(head, KEY)? + KEY.len() - b"z9hG4bK".len();
     let len = head[at..]
@@ -429,8 +432,17 @@ fn parse_bounded(bytes: &[u8]) -> Result<ResponseInfo, ParseError> {
         let Some(header) = Header::named(name) else {
             continue;
         };
-        let value = std::str::from_utf8(value)
-            .map_err(|_| ParseError::Syntax(format!("{} is not UTF-8", header.name())))?;
+        let Ok(value) = std::str::from_utf8(value) else {
+            // What identifies and decides the answer must be readable; an informative header
+            // that is not (Supported, Service-Route, Retry-After…) is left out instead.
+            if header.essential() {
+                return Err(ParseError::Syntax(format!(
+                    "{} is not UTF-8",
+                    header.name()
+                )));
+            }
+            continue;
+        };
         match header {
             Header::Via => {
                 top_via = top_via.or_else(|| Some(list_items(value).next().unwrap_or_default()))
@@ -577,6 +589,22 @@ impl Header {
             .iter()
             .find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
             .map(|(_, h)| *h)
+    }
+
+    /// Whether a response cannot be understood without this header.
+    fn essential(self) -> bool {
+        matches!(
+            self,
+            Header::Via
+                | Header::CallId
+                | Header::CSeq
+                | Header::Contact
+                | Header::Expires
+                | Header::MinExpires
+                | Header::WwwAuthenticate
+                | Header::ProxyAuthenticate
+                | Header::ContentLength
+        )
     }
 
     fn name(self) -> &'static str {

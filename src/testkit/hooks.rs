@@ -31,3 +31,8 @@ pub fn break_engine_driver(engine: SIPHANDLE) -> bool {
 pub fn break_profile_service_driver() {
     crate::api::profiles::inject_driver_panic()
 }
+
+/// The names list of `EnableSipRegisterServer`, split and checked (for the fuzz target).
+pub fn parse_names(list: &str) -> Result<Vec<std::sync::Arc<str>>, String> {
+    crate::api::address::parse_names(list).map_err(|e| e.to_string())
+}
