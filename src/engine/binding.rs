@@ -363,10 +363,9 @@ enum Purpose {
 enum Phase {
     Idle,
     InFlight(Purpose, Box<ClientTransaction>),
-    /// Registered until `expires_at` (the granted expiry); refreshed from `refresh_at`.
+    /// Registered (until [`Binding::registered_until`]); refreshed from `refresh_at`.
     Registered {
         refresh_at: Instant,
-        expires_at: Instant,
     },
     RetryWait {
         retry_at: Instant,
@@ -451,6 +450,9 @@ pub struct Binding {
     stopping: bool,
     /// See [`Binding::unconfirmed`].
     unconfirmed: bool,
+    /// Until when the registrar holds our contact by its last grant, while registered (a
+    /// refresh in flight included); `None` once a failure or the lapse was reported.
+    registered_until: Option<Instant>,
     /// Whether the request in flight (or the last one sent) carried digest credentials.
     sent_credentials: bool,
     /// Whether another target may be tried now (the owner keeps it up to date).
@@ -502,6 +504,7 @@ impl Binding {
             reported: None,
             may_be_registered: false,
             unconfirmed: false,
+            registered_until: None,
             stopping: false,
             sent_credentials: false,
             alternative: false,
@@ -556,7 +559,7 @@ impl Binding {
             },
             granted_expires: known.granted_expires,
             refresh_at: match self.phase {
-                Phase::Registered { refresh_at, .. } => Some(refresh_at),
+                Phase::Registered { refresh_at } => Some(refresh_at),
                 _ => None,
             },
             contact: self.contact_uri(
@@ -617,10 +620,20 @@ impl Binding {
         &self.aor
     }
 
-    /// The transaction in flight ends at `at` (see [`ClientTransaction::end_at`]).
-    pub fn end_transaction_at(&mut self, at: Instant) {
-        if let Phase::InFlight(_, tx) = &mut self.phase {
-            tx.end_at(at);
+    /// A stop bounded from `started` to `deadline`: the removal in flight ends at the
+    /// deadline (its Timer F moved there), and a request the removal waits for ends by the
+    /// middle of the time at the latest, leaving the removal the rest.
+    pub fn bound_stop(&mut self, started: Instant, deadline: Instant) {
+        if let Phase::InFlight(purpose, tx) = &mut self.phase {
+            match purpose {
+                Purpose::Unregister => tx.end_at(deadline),
+                _ => {
+                    let middle = started + (deadline.saturating_duration_since(started)) / 2;
+                    if tx.deadline() > middle {
+                        tx.end_at(middle);
+                    }
+                }
+            }
         }
     }
 
@@ -629,6 +642,10 @@ impl Binding {
         match &self.phase {
             Phase::Idle | Phase::Done => BindingState::Unregistered,
             Phase::InFlight(Purpose::Unregister, _) => BindingState::Unregistering,
+            // A refresh in flight: still registered until the grant lapses.
+            Phase::InFlight(Purpose::Register, _) if self.registered_until.is_some() => {
+                BindingState::Registered
+            }
             Phase::InFlight(..) => BindingState::Registering,
             Phase::Registered { .. } => BindingState::Registered,
             Phase::RetryWait { .. } => BindingState::WaitingToRetry,
@@ -641,33 +658,32 @@ impl Binding {
     }
 
     /// When the registration lapses unless refreshed: the granted expiry, while
-    /// registered.
+    /// registered (a refresh in flight included).
     pub fn expires_at(&self) -> Option<Instant> {
         match &self.phase {
-            Phase::Registered { expires_at, .. } => Some(*expires_at),
+            Phase::Registered { .. } | Phase::InFlight(Purpose::Register, _) => {
+                self.registered_until
+            }
             _ => None,
         }
     }
 
     /// The granted expiry has passed without a successful refresh (its refresh waited for
-    /// its turn, or was deferred): the binding is no longer registered and says so once
-    /// ([`Failure::Expired`]); its refresh becomes a retry, due when the refresh was.
+    /// its turn, was deferred, or is still without an answer): the binding is no longer
+    /// registered and says so once ([`Failure::Expired`]). A refresh waiting becomes a
+    /// retry, due when the refresh was; one in flight goes on.
     pub fn expire(&mut self, now: Instant, out: &mut Vec<Output>) {
-        let Phase::Registered {
-            refresh_at,
-            expires_at,
-        } = self.phase
-        else {
-            return;
-        };
-        if now < expires_at {
+        if self.expires_at().is_none_or(|at| now < at) {
             return;
         }
+        self.registered_until = None;
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
-        self.phase = Phase::RetryWait {
-            retry_at: refresh_at,
-            after: Failure::Expired,
-        };
+        if let Phase::Registered { refresh_at } = self.phase {
+            self.phase = Phase::RetryWait {
+                retry_at: refresh_at,
+                after: Failure::Expired,
+            };
+        }
         self.report(
             Reported::Failed(Failure::Expired.kind()),
             BindingEvent::Failed(Failure::Expired),
@@ -678,11 +694,14 @@ impl Binding {
     /// When `on_timer` must next be called.
     pub fn next_deadline(&self) -> Option<Instant> {
         match &self.phase {
-            Phase::InFlight(_, tx) => tx.next_deadline(),
-            Phase::Registered {
-                refresh_at,
-                expires_at,
-            } => Some((*refresh_at).min(*expires_at)),
+            Phase::InFlight(..) | Phase::Registered { .. } => {
+                let own = match &self.phase {
+                    Phase::InFlight(_, tx) => tx.next_deadline(),
+                    Phase::Registered { refresh_at } => Some(*refresh_at),
+                    _ => None,
+                };
+                [own, self.expires_at()].into_iter().flatten().min()
+            }
             Phase::RetryWait { retry_at, .. } => Some(*retry_at),
             Phase::Idle | Phase::Done => None,
         }
@@ -757,11 +776,23 @@ impl Binding {
     }
 
     /// Unregisters (Expires: 0) if a binding may exist at the registrar, else ends at once.
+    ///
+    /// A request in flight is let finish first (RFC 3261 §10.2: no new REGISTER before the
+    /// previous one has its final response or timed out; a refresh overtaken by the removal
+    /// could otherwise arrive after it and register the contact again).
     pub fn stop(&mut self, now: Instant, entropy: &mut dyn Entropy, out: &mut Vec<Output>) {
         if self.stopping {
             return;
         }
         self.stopping = true;
+        if matches!(self.phase, Phase::InFlight(purpose, _) if purpose != Purpose::Unregister) {
+            return;
+        }
+        self.unregister_now(now, entropy, out);
+    }
+
+    /// Sends the removal if the registrar may hold our contact, else ends.
+    fn unregister_now(&mut self, now: Instant, entropy: &mut dyn Entropy, out: &mut Vec<Output>) {
         if self.may_be_registered {
             self.attempt = Attempt::default();
             self.mark_auth_preemptive();
@@ -808,6 +839,10 @@ impl Binding {
 
     /// Advances timers to `now`.
     pub fn on_timer(&mut self, now: Instant, entropy: &mut dyn Entropy, out: &mut Vec<Output>) {
+        if matches!(self.phase, Phase::InFlight(..)) {
+            // A refresh still without an answer when the grant lapses: no longer registered.
+            self.expire(now, out);
+        }
         match &mut self.phase {
             Phase::InFlight(purpose, tx) => {
                 let purpose = *purpose;
@@ -825,13 +860,13 @@ impl Binding {
                     }
                 }
             }
-            Phase::Registered { expires_at, .. } if now >= *expires_at => {
+            Phase::Registered { .. } if self.registered_until.is_some_and(|at| now >= at) => {
                 self.expire(now, out);
                 if self.next_deadline().is_some_and(|at| at <= now) {
                     self.begin_attempt(now, entropy, out)
                 }
             }
-            Phase::Registered { refresh_at, .. } if now >= *refresh_at => {
+            Phase::Registered { refresh_at } if now >= *refresh_at => {
                 self.begin_attempt(now, entropy, out)
             }
             Phase::RetryWait { retry_at, .. } if now >= *retry_at => {
@@ -870,6 +905,15 @@ impl Binding {
             .map(|s| Duration::from_secs(u64::from(s)).min(MAX_RETRY_AFTER));
         self.info.last_status = response.status;
         self.info.last_reason = (response.reason != "OK").then(|| response.reason.as_str().into());
+        if self.stopping && purpose != Purpose::Unregister {
+            // The request the removal waited for has its answer: the removal goes now (a
+            // challenge is answered by the removal itself).
+            match response.status {
+                401 | 407 => self.on_challenge(Purpose::Unregister, response, now, entropy, out),
+                _ => self.unregister_now(now, entropy, out),
+            }
+            return true;
+        }
         match response.status {
             200..=299 => self.on_success(purpose, response, now, entropy, out),
             300..=399 if purpose == Purpose::Register => {
@@ -978,8 +1022,8 @@ impl Binding {
                             .max(Duration::from_millis(500));
                         self.phase = Phase::Registered {
                             refresh_at: now + refresh,
-                            expires_at: now + Duration::from_secs(u64::from(expires)),
                         };
+                        self.registered_until = Some(now + Duration::from_secs(u64::from(expires)));
                         self.report(
                             Reported::Registered,
                             BindingEvent::Registered {
@@ -1296,6 +1340,10 @@ impl Binding {
         entropy: &mut dyn Entropy,
         out: &mut Vec<Output>,
     ) {
+        if self.stopping && purpose != Purpose::Unregister {
+            // The request the removal waited for failed: the removal goes now.
+            return self.unregister_now(now, entropy, out);
+        }
         if purpose == Purpose::Unregister || self.stopping {
             // Ended without a 2xx to a removal: the registrar may still hold the contact.
             self.unconfirmed = self.may_be_registered;
@@ -1329,6 +1377,8 @@ impl Binding {
         self.failovers = 0;
         self.redirected.clear();
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        // Reported as failed: not registered as far as we know, whatever grant is left.
+        self.registered_until = None;
         let delay = self.retry_delay(&failure, entropy);
         self.phase = Phase::RetryWait {
             retry_at: now + delay,
@@ -1376,6 +1426,7 @@ impl Binding {
     }
 
     fn finish_unregistered(&mut self, out: &mut Vec<Output>) {
+        self.registered_until = None;
         self.phase = Phase::Done;
         self.may_be_registered = false;
         self.report(Reported::Unregistered, BindingEvent::Unregistered, out);
@@ -1839,22 +1890,40 @@ mod tests {
     }
 
     #[test]
-    fn stop_while_registering_unregisters_and_ignores_the_old_answer() {
+    fn stop_while_registering_waits_for_the_answer_then_unregisters() {
+        // RFC 3261 §10.2: no new REGISTER before the one in flight has its final answer.
         let (mut run, _) = Run::new(config());
         let register = run.last.clone();
         let mut out = Vec::new();
         run.b.stop(run.now, &mut run.e, &mut out);
-        let unregister = sent(&out).pop().unwrap();
+        assert!(sent(&out).is_empty(), "the removal waits");
+        let out = run.respond(answer(&register, 200));
+        let unregister = sent(&out).pop().expect("the removal, after the answer");
         assert_eq!(header(&unregister, "Expires"), "0");
-        let mut late = Vec::new();
         assert!(
-            !run.b
-                .on_response(&answer(&register, 200), run.now, &mut run.e, &mut late)
+            events(&out).is_empty(),
+            "nothing registered is reported while stopping"
         );
-        run.last = unregister;
-        let out = run.respond(answer(&run.last.clone(), 200));
+        let out = run.respond(answer(&unregister, 200));
         assert_eq!(events(&out), [BindingEvent::Unregistered]);
         assert!(run.b.is_done());
+        assert!(!run.b.unconfirmed());
+    }
+
+    #[test]
+    fn stop_while_a_request_gets_no_answer_unregisters_after_its_timeout() {
+        let (mut run, _) = Run::new(config());
+        let mut out = Vec::new();
+        run.b.stop(run.now, &mut run.e, &mut out);
+        let started = run.now;
+        let mut removal = None;
+        while removal.is_none() {
+            let out = run.tick();
+            removal = sent(&out).into_iter().find(|r| header(r, "Expires") == "0");
+        }
+        assert_eq!(run.now - started, Duration::from_secs(32), "after Timer F");
+        let out = run.respond(answer(&removal.unwrap(), 200));
+        assert_eq!(events(&out), [BindingEvent::Unregistered]);
     }
 
     fn challenge(run: &mut Run, nonce: &str) -> Vec<Output> {

@@ -1384,8 +1384,8 @@ impl Endpoint {
         // Buffers kept between inputs (a nested input would find them taken, and allocate).
         let mut outputs = std::mem::take(&mut self.scratch_outputs);
         input(&mut slot.binding, self.entropy.as_mut(), &mut outputs);
-        if let (Some(by), true) = (self.urgent_stop.as_ref().map(|u| u.deadline), slot.stopping) {
-            slot.binding.end_transaction_at(by);
+        if let (Some(stop), true) = (&self.urgent_stop, slot.stopping) {
+            slot.binding.bound_stop(stop.started, stop.deadline);
         }
         let gave_up = slot.binding.consecutive_failures() != failures_before;
         // What it sends is its current transaction's request.

@@ -116,6 +116,11 @@ impl ClientTransaction {
         self.unreadable.as_deref()
     }
 
+    /// When Timer F fires.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
     /// Ends the transaction at `at` (Timer F moved there, sooner or later than it was); it
     /// goes on retransmitting until then.
     pub fn end_at(&mut self, at: Instant) {

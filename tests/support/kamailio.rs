@@ -33,6 +33,9 @@ pub struct KamailioConfig {
     /// After authentication, answer every REGISTER 423 (with `Min-Expires: min_expires`):
     /// a registrar whose policy refuses any expiry.
     pub refuse_interval: bool,
+    /// Run inside this network namespace, listening on this address (port 5060), not on
+    /// loopback.
+    pub netns: Option<(String, std::net::Ipv4Addr)>,
 }
 
 impl Default for KamailioConfig {
@@ -49,6 +52,7 @@ impl Default for KamailioConfig {
             streams: false,
             outbound: None,
             refuse_interval: false,
+            netns: None,
         }
     }
 }
@@ -64,24 +68,33 @@ pub struct Kamailio {
     shm_mb: u32,
     dir: PathBuf,
     child: Option<Child>,
+    netns: Option<String>,
 }
 
 impl Kamailio {
     /// Writes the config and starts Kamailio on a free loopback port.
     pub fn start(config: KamailioConfig) -> Kamailio {
-        // A port free for UDP and TCP alike, and one more for TLS.
-        let port = loop {
-            let port = free_port();
-            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-                break port;
-            }
+        // A port free for UDP and TCP alike, and one more for TLS (in a namespace of its
+        // own, the usual port; the directory is then named after the namespace).
+        let port = match &config.netns {
+            Some(_) => 5060,
+            None => loop {
+                let port = free_port();
+                if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                    break port;
+                }
+            },
         };
         let tls_port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("kamailio-{port}"));
+        let instance = match &config.netns {
+            Some((ns, _)) => ns.clone(),
+            None => port.to_string(),
+        };
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("kamailio-{instance}"));
         std::fs::create_dir_all(&dir).unwrap();
         let template = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/kamailio.cfg"),
@@ -127,7 +140,12 @@ impl Kamailio {
             )
             .unwrap();
         }
+        let listen_ip = config
+            .netns
+            .as_ref()
+            .map_or("127.0.0.1".to_string(), |(_, ip)| ip.to_string());
         let cfg = template
+            .replace(":127.0.0.1:@", &format!(":{listen_ip}:@"))
             .replace("@DEFINES@", &defines)
             .replace("@PORT@", &port.to_string())
             .replace("@TLS_PORT@", &tls_port.to_string())
@@ -147,6 +165,7 @@ impl Kamailio {
             shm_mb: config.shm_mb,
             dir,
             child: None,
+            netns: config.netns.map(|(ns, _)| ns),
         };
         kamailio.launch();
         kamailio
@@ -155,7 +174,15 @@ impl Kamailio {
     fn launch(&mut self) {
         use std::os::unix::process::CommandExt;
         let log = std::fs::File::create(self.dir.join("kamailio.log")).unwrap();
-        let child = Command::new("kamailio")
+        let mut command = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "kamailio"]);
+                c
+            }
+            None => Command::new("kamailio"),
+        };
+        let child = command
             .arg("-f")
             .arg(self.dir.join("kamailio.cfg"))
             .args(["-DD", "-E", "-x", "tlsf", "-M", "8", "-m"])

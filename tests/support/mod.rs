@@ -5,6 +5,7 @@
 pub mod dnsmasq;
 pub mod kamailio;
 pub mod native;
+pub mod netns;
 pub mod sipp;
 
 pub use lanscape_sip::testkit::registrar::*;
