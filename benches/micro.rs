@@ -1,5 +1,6 @@
 //! Microbenchmarks of the sans-I/O hot paths: building a REGISTER, parsing a 200 OK and a
-//! 401, computing digest answers.
+//! 401, computing digest answers; and of `GetSipRegistrationState` with 100,000 names (a
+//! name registering, and a name being unregistered).
 
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use lanscape_sip::engine::digest::{self, AnswerInput, ChallengeKind, Credential};
@@ -79,5 +80,59 @@ fn benches(c: &mut Criterion) {
     }
 }
 
-criterion_group!(micro, benches);
+/// `GetSipRegistrationState` on an engine with 100,000 names, every request going to a
+/// socket that never answers (so that the names stay registering, then unregistering).
+fn state_lookup(c: &mut Criterion) {
+    use lanscape_sip::ffi::TELEPHONY_RETURN_VALUE::SipSuccess;
+    use lanscape_sip::ffi::lanscape::*;
+    use std::ffi::CString;
+    const NAMES: usize = 100_000;
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = u32::from(silent.local_addr().unwrap().port());
+    let ip = CString::new("127.0.0.1").unwrap();
+    let mut engine = 0;
+    // SAFETY: C strings and an out-pointer, live locals.
+    let rc = unsafe { StartSipTelephony(std::ptr::null(), 1, 0, ip.as_ptr(), &mut engine) };
+    assert_eq!(rc, SipSuccess);
+    let names: Vec<String> = (0..NAMES).map(|i| format!("n{i}")).collect();
+    let list = CString::new(names.join(",")).unwrap();
+    // SAFETY: C strings, live locals.
+    let rc = unsafe {
+        EnableSipRegisterServer(
+            engine,
+            list.as_ptr(),
+            0,
+            0,
+            ip.as_ptr(),
+            port,
+            3600,
+            3600,
+            600_000,
+            0,
+        )
+    };
+    assert_eq!(rc, SipSuccess);
+    let probe = |name: &CString| {
+        let mut state = SIP_REGISTRATION_STATE::SipStateUnregistered;
+        // SAFETY: a live C string and out-pointer.
+        let rc = unsafe { GetSipRegistrationState(engine, name.as_ptr(), &mut state) };
+        assert_eq!(rc, SipSuccess, "{name:?}");
+        state
+    };
+    let name = CString::new("n77777").unwrap();
+    c.bench_function("GetSipRegistrationState, 100,000 names registering", |b| {
+        b.iter(|| probe(black_box(&name)))
+    });
+    assert_eq!(DisableSipRegisterServer(engine), SipSuccess);
+    // One of the first names, whose REGISTER went out (the others never left the queue, and
+    // end at once).
+    let name = CString::new("n7").unwrap();
+    c.bench_function(
+        "GetSipRegistrationState, 100,000 names unregistering",
+        |b| b.iter(|| probe(black_box(&name))),
+    );
+    StopSipTelephony(engine);
+}
+
+criterion_group!(micro, benches, state_lookup);
 criterion_main!(micro);

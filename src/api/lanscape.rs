@@ -121,6 +121,47 @@ struct Label {
     line: i32,
 }
 
+/// The name of every binding the engine has, until it has unregistered, and the bindings
+/// of every name: a name's state is then found in constant time, also for a name only
+/// being unregistered.
+#[derive(Default)]
+struct Labels {
+    by_id: std::collections::HashMap<BindingId, Label>,
+    by_name: std::collections::HashMap<Arc<str>, Vec<BindingId>>,
+}
+
+impl Labels {
+    fn insert(&mut self, id: BindingId, label: Label) {
+        self.by_name.entry(label.name.clone()).or_default().push(id);
+        self.by_id.insert(id, label);
+    }
+
+    fn remove(&mut self, id: BindingId) -> Option<Label> {
+        let label = self.by_id.remove(&id)?;
+        if let Some(ids) = self.by_name.get_mut(&label.name) {
+            ids.retain(|i| *i != id);
+            if ids.is_empty() {
+                self.by_name.remove(&label.name);
+            }
+        }
+        Some(label)
+    }
+
+    fn get(&self, id: &BindingId) -> Option<&Label> {
+        self.by_id.get(id)
+    }
+
+    /// The bindings of `name`, oldest first.
+    fn of(&self, name: &str) -> &[BindingId] {
+        self.by_name.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    fn drain(&mut self) -> Vec<Label> {
+        self.by_name.clear();
+        self.by_id.drain().map(|(_, l)| l).collect()
+    }
+}
+
 #[derive(Default)]
 struct Settings {
     domain: Option<Host>,
@@ -227,7 +268,7 @@ pub struct PhoneEngine {
     endpoint: Mutex<Option<Endpoint>>,
     local: SocketAddr,
     settings: Mutex<Settings>,
-    labels: Arc<Mutex<std::collections::HashMap<BindingId, Label>>>,
+    labels: Arc<Mutex<Labels>>,
     listeners: Arc<Mutex<Listeners>>,
     delivering: Arc<AtomicBool>,
     waiters: Waiters,
@@ -243,7 +284,7 @@ impl PhoneEngine {
             return Err(ApiError::bad("phone name"));
         }
         let listeners: Arc<Mutex<Listeners>> = Arc::default();
-        let labels: Arc<Mutex<std::collections::HashMap<BindingId, Label>>> = Arc::default();
+        let labels: Arc<Mutex<Labels>> = Arc::default();
         let delivering = Arc::new(AtomicBool::new(true));
         let waiters: Waiters = Arc::default();
         let deliver = {
@@ -267,7 +308,7 @@ impl PhoneEngine {
                         if let Some(log) = log {
                             log(LogLevel::Error, &why);
                         }
-                        let mut names: Vec<Label> = labels.lock().drain().map(|(_, l)| l).collect();
+                        let mut names: Vec<Label> = labels.lock().drain();
                         names.sort_by(|a, b| a.name.cmp(&b.name));
                         if let Some(notify) = notify {
                             for label in names {
@@ -285,7 +326,7 @@ impl PhoneEngine {
                     }
                     EndpointEvent::Binding { id, event } => {
                         let label = match &event {
-                            BindingEvent::Unregistered => labels.lock().remove(&id),
+                            BindingEvent::Unregistered => labels.lock().remove(id),
                             _ => labels.lock().get(&id).cloned(),
                         };
                         let listener = listeners.lock().notify.clone();
@@ -632,7 +673,12 @@ impl PhoneEngine {
             settings.longest_timeout = settings.longest_timeout.max(timeout);
             std::mem::replace(&mut settings.registration, registration)
         };
-        self.labels.lock().extend(new_labels);
+        {
+            let mut labels = self.labels.lock();
+            for (id, label) in new_labels {
+                labels.insert(id, label);
+            }
+        }
         // Installed before the bindings exist, so no outcome can be missed.
         let waiter = wait.then(|| {
             let waiter = Arc::new(FirstCycle {
@@ -724,14 +770,7 @@ impl PhoneEngine {
             if let Some(id) = current {
                 return Ok(Some(e.state(id).unwrap_or(BindingState::Registering)));
             }
-            let mut old: Vec<BindingId> = self
-                .labels
-                .lock()
-                .iter()
-                .filter(|(_, label)| *label.name == *name)
-                .map(|(id, _)| *id)
-                .collect();
-            old.sort_unstable();
+            let old: Vec<BindingId> = self.labels.lock().of(name).to_vec();
             Ok(e.states_of(&old).into_iter().rev().flatten().next())
         })
     }
