@@ -45,6 +45,10 @@ pub(crate) const MAX_IN_FLIGHT_PER_HOP: usize = 256;
 /// refreshes of bindings that have an hour left).
 const QUEUE_HORIZON: Duration = Duration::from_secs(32);
 
+/// A slot freed by a timeout opens again after a random moment up to this long (see
+/// `Endpoint::release_held`).
+const HOLD_AFTER_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How long a TCP or TLS connection no binding uses any more stays open (as PJSIP keeps an
 /// idle transport): a binding enabled again meanwhile reuses it, and the peer is not cut
 /// off in the middle of its own last steps.
@@ -234,6 +238,11 @@ struct Slot {
     pending: Option<Input>,
 }
 
+/// Transactions in flight towards `hop`, and slots held there after timeouts.
+fn busy(in_flight: &HashMap<Target, usize>, held: &HashMap<Target, usize>, hop: &Target) -> usize {
+    in_flight.get(hop).copied().unwrap_or(0) + held.get(hop).copied().unwrap_or(0)
+}
+
 /// A stop under way (see [`Endpoint::stop_within`]).
 struct StopWaiter {
     /// The bindings stopped.
@@ -291,6 +300,10 @@ pub struct Endpoint {
     waiting: HashMap<Target, BinaryHeap<Reverse<Waiting>>>,
     /// Arrival order of the waiting bindings.
     waiting_seq: u64,
+    /// Slots held after a timeout, per next hop, and when each opens again.
+    held: HashMap<Target, usize>,
+    holds: BinaryHeap<Reverse<(Instant, u64, Target)>>,
+    hold_seq: u64,
     /// Bindings per next hop, to close a connection nobody uses.
     users: HashMap<Target, usize>,
     /// One per open stream connection.
@@ -341,6 +354,9 @@ impl Endpoint {
             in_flight: HashMap::default(),
             waiting: HashMap::default(),
             waiting_seq: 0,
+            held: HashMap::default(),
+            holds: BinaryHeap::new(),
+            hold_seq: 0,
             users: HashMap::default(),
             framers: HashMap::default(),
             lists: HashMap::default(),
@@ -386,14 +402,24 @@ impl Endpoint {
         let idle = self.idle.values().min().copied();
         let flows = self.flows.poll_timeout();
         let stop = self.stop_waiters.iter().filter_map(|w| w.deadline).min();
+        let held = self.holds.peek().map(|Reverse((at, _, _))| *at);
         let paced = match self.waiting.is_empty() {
             true => None,
             false => self.next_paced(),
         };
-        [binding, keepalive, keepalive_to, idle, flows, stop, paced]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            binding,
+            keepalive,
+            keepalive_to,
+            idle,
+            flows,
+            stop,
+            paced,
+            held,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Entries in the endpoint's own tables (timers, branches, queues, reports pending,
@@ -408,6 +434,7 @@ impl Endpoint {
             + self.framers.len()
             + self.stop_waiters.len()
             + self.parked.values().map(Vec::len).sum::<usize>()
+            + self.holds.len()
     }
 
     /// Counters since the endpoint opened.
@@ -726,6 +753,7 @@ impl Endpoint {
             self.admit(id, Input::Timer, now);
         }
         self.prune_timers();
+        self.release_held(now);
         if self
             .stop_waiters
             .iter()
@@ -1040,7 +1068,7 @@ impl Endpoint {
             return;
         };
         let hop = &slot.next_hop;
-        if opens && (self.in_flight.get(hop).copied().unwrap_or(0) >= limit || !paced) {
+        if opens && (busy(&self.in_flight, &self.held, hop) >= limit || !paced) {
             let hop = hop.clone();
             slot.pending = Some(input);
             let key = Endpoint::urgency(&slot.binding, input, now);
@@ -1304,6 +1332,24 @@ impl Endpoint {
         }
     }
 
+    /// Releases the slots held after timeouts whose time has come (see [`HOLD_AFTER_TIMEOUT`]).
+    fn release_held(&mut self, now: Instant) {
+        while let Some(&Reverse((at, _, _))) = self.holds.peek() {
+            if at > now {
+                break;
+            }
+            let Some(Reverse((_, _, hop))) = self.holds.pop() else {
+                break;
+            };
+            if let Some(n) = self.held.get_mut(&hop) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.held.remove(&hop);
+                }
+            }
+        }
+    }
+
     /// Most transactions in flight per next hop now (see [`STOP_BURST`]).
     fn hop_limit(&self) -> usize {
         match self.urgent_stop {
@@ -1346,9 +1392,7 @@ impl Endpoint {
         hops.extend(self.waiting.keys().cloned());
         hops.sort_unstable();
         for hop in hops.drain(..) {
-            while self.in_flight.get(&hop).copied().unwrap_or(0) < self.hop_limit()
-                && self.paced(now)
-            {
+            while busy(&self.in_flight, &self.held, &hop) < self.hop_limit() && self.paced(now) {
                 let Some(Reverse((_, _, id))) = self.waiting.get_mut(&hop).and_then(|q| q.pop())
                 else {
                     break;
@@ -1443,6 +1487,18 @@ impl Endpoint {
         }
         self.scratch_outputs = outputs;
         if let Some((failure, retry_after)) = failed {
+            if failure == Failure::TimedOut {
+                // The slot of a transaction that timed out opens again a random moment later:
+                // transactions that were sent together and timed out together do not all
+                // hand their slots to the next ones at one instant, so a dead next hop's
+                // queue does not move in lockstep batches.
+                let ms = self.entropy.next_u64() % HOLD_AFTER_TIMEOUT.as_millis() as u64;
+                self.hold_seq += 1;
+                let release = now + Duration::from_millis(ms);
+                self.holds
+                    .push(Reverse((release, self.hold_seq, destination.clone())));
+                *self.held.entry(destination.clone()).or_default() += 1;
+            }
             let mut exhausted = true;
             if let Some(state) = self.lists.get_mut(&list_key) {
                 state.list.fail(&destination, now, retry_after);
@@ -2067,6 +2123,46 @@ mod tests {
             report.contains("of 2000 bindings") && report.contains("sip:u"),
             "{report}"
         );
+    }
+
+    #[test]
+    fn slots_freed_by_timeouts_reopen_spread_out_not_in_lockstep() {
+        // Four slots, twelve names, a next hop that never answers: the first four time out
+        // together at 32 s; the next four must not all start at that one instant.
+        let mut sim = Sim::new(4);
+        sim.ep
+            .add(sim.now, (1..=12).map(|n| spec(n, HOP)).collect());
+        let mut first_sent: HashMap<String, Duration> = HashMap::default();
+        for (_, req) in sim.transmits() {
+            first_sent.entry(to_user(&req)).or_insert(Duration::ZERO);
+        }
+        assert_eq!(first_sent.len(), 4);
+        while first_sent.len() < 8 {
+            let at = sim.advance();
+            assert!(at < Duration::from_secs(40), "{first_sent:?}");
+            for (_, req) in sim.transmits() {
+                first_sent.entry(to_user(&req)).or_insert(at);
+            }
+        }
+        let mut second: Vec<Duration> = first_sent
+            .values()
+            .copied()
+            .filter(|d| !d.is_zero())
+            .collect();
+        second.sort();
+        second.dedup();
+        assert!(
+            second.len() >= 3,
+            "the next ones start together: {second:?}"
+        );
+        let timeout = DEFAULT_TIMEOUT;
+        assert!(
+            second
+                .iter()
+                .all(|d| *d >= timeout && *d < timeout + HOLD_AFTER_TIMEOUT),
+            "{second:?}"
+        );
+        assert!(sim.ep.in_flight(&Target::udp(hop())) <= 4);
     }
 
     #[test]
