@@ -162,7 +162,7 @@ impl StreamFramer {
     }
 
     /// Bytes buffered and not yet framed.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "testkit"))]
     pub fn buffered(&self) -> usize {
         self.buf.len() - self.start
     }
