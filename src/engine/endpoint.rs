@@ -571,6 +571,7 @@ impl Endpoint {
 
     /// Unregisters the given bindings (all when `None`) and forgets each once it has ended.
     /// With `waiter`, [`Event::StopDone`] follows when all of them have ended.
+    #[cfg(any(test, feature = "testkit"))]
     pub fn stop(&mut self, now: Instant, ids: Option<Vec<BindingId>>, waiter: Option<u64>) {
         self.stop_within(now, ids, waiter, None);
     }
