@@ -9,11 +9,12 @@
 //! the part of the load benchmark's CPU figure that is the engine's code, measured without
 //! the noise of a real network.
 
-use lanscape_sip::engine::binding::{BindingConfig, Entropy};
+use lanscape_sip::engine::binding::BindingConfig;
 use lanscape_sip::engine::digest::{Credential, CredentialStore};
 use lanscape_sip::engine::endpoint::{BindingId, BindingSpec, Endpoint, Event};
 use lanscape_sip::engine::target::Located;
 use lanscape_sip::engine::transport::{Target, Transport};
+use lanscape_sip::testkit::seeded::SplitMix64;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -73,19 +74,6 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
-struct Steps(u64);
-
-impl Entropy for Steps {
-    fn next_u64(&mut self) -> u64 {
-        // SplitMix64: tokens of the usual length.
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
 fn header<'a>(text: &'a str, name: &str) -> &'a str {
     text.split("\r\n")
         .find_map(|l| l.strip_prefix(name).and_then(|l| l.strip_prefix(": ")))
@@ -131,7 +119,7 @@ fn run(n: u64) {
     let credentials = Arc::new(credentials);
     let now = Instant::now();
     let before = LIVE.load(Ordering::Relaxed);
-    let mut endpoint = Endpoint::new(Box::new(Steps(7)), 256);
+    let mut endpoint = Endpoint::new(Box::new(SplitMix64(7)), 256);
     // Built once per call, as the API does.
     let request_uri: Arc<str> = "sip:example.com".into();
     let user_agent: Arc<str> = "liblanscape-sip".into();

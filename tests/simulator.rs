@@ -19,27 +19,24 @@
 //! 2,000). A failing seed is printed with the command that replays it alone, with a trace:
 //! `SIM_SEED=<seed> cargo test --test simulator -- --nocapture`.
 
-use lanscape_sip::engine::binding::{BindingConfig, BindingEvent, BindingState, Entropy, Failure};
+use lanscape_sip::engine::binding::{BindingConfig, BindingEvent, BindingState, Entropy};
 use lanscape_sip::engine::digest::{Credential, CredentialStore};
 use lanscape_sip::engine::endpoint::{BindingId, BindingSpec, Endpoint, Event};
 use lanscape_sip::engine::target::Located;
 use lanscape_sip::engine::transport::{Target, Transport};
+use lanscape_sip::testkit::seeded::SplitMix64;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// SplitMix64: small, fast, and the same everywhere.
+/// The seeded randomness of a run, with the draws the simulator makes.
 #[derive(Clone)]
-struct Rng(u64);
+struct Rng(SplitMix64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     fn below(&mut self, n: u64) -> u64 {
@@ -53,14 +50,6 @@ impl Rng {
 
     fn pick<T: Copy>(&mut self, from: &[T]) -> T {
         from[self.below(from.len() as u64) as usize]
-    }
-}
-
-struct SimEntropy(Rng);
-
-impl Entropy for SimEntropy {
-    fn next_u64(&mut self) -> u64 {
-        self.0.next()
     }
 }
 
@@ -294,21 +283,6 @@ struct Seen {
     last_failure: Option<u8>,
 }
 
-fn failure_kind(f: &Failure) -> u8 {
-    match f {
-        Failure::TimedOut | Failure::Expired => 0,
-        Failure::AuthRejected => 1,
-        Failure::IntervalRejected => 2,
-        Failure::Rejected(_) => 3,
-        Failure::ContactMissing => 4,
-        Failure::Malformed(_) => 5,
-        Failure::Local(_) => 6,
-        Failure::Unreachable(_) => 7,
-        Failure::Transport(_) => 8,
-        Failure::Tls(_) => 9,
-    }
-}
-
 struct Sim {
     seed: u64,
     trace: bool,
@@ -330,9 +304,9 @@ struct Sim {
 
 impl Sim {
     fn new(seed: u64, trace: bool) -> Sim {
-        let mut rng = Rng(seed);
+        let mut rng = Rng(SplitMix64(seed));
         let s = Scenario::of(&mut rng);
-        let ep = Endpoint::new(Box::new(SimEntropy(Rng(seed ^ 0x5eed))), s.max_in_flight);
+        let ep = Endpoint::new(Box::new(SplitMix64(seed ^ 0x5eed)), s.max_in_flight);
         let t0 = Instant::now();
         let restarts_at = (0..s.restarts)
             .map(|_| t0 + Duration::from_secs(rng.below(s.storm.as_secs())))
@@ -477,7 +451,7 @@ impl Sim {
                             seen.last_failure = None;
                         }
                         BindingEvent::Failed(f) => {
-                            let kind = failure_kind(&f);
+                            let kind = f.kind();
                             if seen.last_failure == Some(kind) {
                                 self.fail(format!("{id:?}: {f} reported twice in one episode"));
                             }

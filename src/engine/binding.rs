@@ -259,8 +259,9 @@ pub enum Failure {
 }
 
 impl Failure {
-    /// Which kind of failure this is, without its details.
-    pub(crate) fn kind(&self) -> u8 {
+    /// Which kind of failure this is, without its details (a timeout and a lapsed grant
+    /// are one kind: the same outage).
+    pub fn kind(&self) -> u8 {
         match self {
             Failure::TimedOut | Failure::Expired => 0,
             Failure::AuthRejected => 1,

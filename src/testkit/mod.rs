@@ -6,3 +6,4 @@
 pub mod hooks;
 pub mod pki;
 pub mod registrar;
+pub mod seeded;
