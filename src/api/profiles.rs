@@ -390,8 +390,7 @@ pub fn set_dns_servers(registry: RegistryHandle, servers: &str) -> Result<(), Ap
 
 /// How long closing the last registry waits at most for the unregistration of its
 /// profiles (for the whole process: the service is shared): every removal retransmits
-/// until then, and those the registrar did not confirm are named in the log. 100 ms to
-/// ten minutes; 4 s by default.
+/// until then. 100 ms to ten minutes; 4 s by default.
 pub fn set_close_wait(registry: RegistryHandle, timeout_ms: u32) -> Result<(), ApiError> {
     use crate::api::lanscape::{MAX_TIMEOUT_MS, MIN_UNREGISTER_WAIT_MS};
     if !(MIN_UNREGISTER_WAIT_MS..=MAX_TIMEOUT_MS).contains(&timeout_ms) {
