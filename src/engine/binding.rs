@@ -966,6 +966,10 @@ impl Binding {
                     && self.attempt.nat_switches < MAX_NAT_SWITCHES
                 {
                     self.attempt.nat_switches += 1;
+                    // The contact the grant was for is being replaced: until the new one is
+                    // registered, nothing of ours is (the old one is removed, or was never
+                    // listed).
+                    self.registered_until = None;
                     if ours.is_some() {
                         self.send(
                             Purpose::RemoveOld {
@@ -1854,6 +1858,35 @@ mod tests {
             "{out:?}"
         );
         assert!(sent(&out).is_empty(), "no contact switch");
+    }
+
+    #[test]
+    fn while_a_refresh_switches_to_the_public_contact_the_name_is_not_registered() {
+        let mut plain = config();
+        plain.nat_detect = true;
+        let (mut run, _) = Run::new(plain);
+        run.respond(answer(&run.last.clone(), 200));
+        assert_eq!(run.b.state(), BindingState::Registered);
+        run.tick(); // the refresh
+        assert_eq!(
+            run.b.state(),
+            BindingState::Registered,
+            "a refresh in flight"
+        );
+        let mut seen = answer(&run.last.clone(), 200);
+        seen.received = Some("203.0.113.9".parse().unwrap());
+        let out = run.respond(seen);
+        assert_eq!(
+            header(&sent(&out)[0], "Expires"),
+            "0",
+            "the old contact removed"
+        );
+        assert_eq!(run.b.state(), BindingState::Registering);
+        let out = run.respond(answer(&run.last.clone(), 200));
+        assert!(header(&sent(&out)[0], "Contact").contains("203.0.113.9"));
+        assert_eq!(run.b.state(), BindingState::Registering);
+        run.respond(answer(&run.last.clone(), 200));
+        assert_eq!(run.b.state(), BindingState::Registered);
     }
 
     #[test]
