@@ -403,10 +403,15 @@ impl Endpoint {
         let flows = self.flows.poll_timeout();
         let stop = self.stop_waiters.iter().filter_map(|w| w.deadline).min();
         let held = self.holds.peek().map(|Reverse((at, _, _))| *at);
-        let paced = match self.waiting.is_empty() {
-            true => None,
-            false => self.next_paced(),
-        };
+        // Pacing's next moment matters only where pacing is what holds a queue back (a
+        // full hop waits for a transaction to end instead; naming a moment past for it would
+        // make the driver spin).
+        let limit = self.hop_limit();
+        let held_back = self
+            .waiting
+            .keys()
+            .any(|hop| busy(&self.in_flight, &self.held, hop) < limit);
+        let paced = held_back.then(|| self.next_paced()).flatten();
         [
             binding,
             keepalive,
@@ -2164,6 +2169,35 @@ mod tests {
             "{second:?}"
         );
         assert!(sim.ep.in_flight(&Target::udp(hop())) <= 4);
+    }
+
+    #[test]
+    fn a_bounded_stop_whose_hop_is_full_waits_without_spinning() {
+        // Two slots (sixteen while stopping), forty names, and nobody answers the removals:
+        // the queue is held back by the full hop, not by pacing, and time must move on.
+        let mut sim = Sim::new(2);
+        sim.ep
+            .add(sim.now, (1..=40).map(|n| spec(n, HOP)).collect());
+        while sim.ep.stats().responses < 40 {
+            let sent = sim.transmits();
+            assert!(!sent.is_empty() || sim.ep.in_flight(&Target::udp(hop())) > 0);
+            for (_, req) in sent {
+                sim.answer(&req, 200, "");
+            }
+        }
+        sim.events();
+        sim.ep
+            .stop_within(sim.now, None, Some(1), Some(Duration::from_secs(8)));
+        let mut same = 0;
+        let mut last = sim.now;
+        while !sim.events().contains(&Event::StopDone(1)) {
+            sim.transmits();
+            assert!(sim.ep.in_flight(&Target::udp(hop())) <= 2 * STOP_BURST);
+            sim.advance();
+            same = if sim.now == last { same + 1 } else { 0 };
+            last = sim.now;
+            assert!(same < 100, "the endpoint spins at {:?}", sim.now - sim.t0);
+        }
     }
 
     #[test]
