@@ -694,18 +694,14 @@ impl Binding {
 
     /// When `on_timer` must next be called.
     pub fn next_deadline(&self) -> Option<Instant> {
-        match &self.phase {
-            Phase::InFlight(..) | Phase::Registered { .. } => {
-                let own = match &self.phase {
-                    Phase::InFlight(_, tx) => tx.next_deadline(),
-                    Phase::Registered { refresh_at } => Some(*refresh_at),
-                    _ => None,
-                };
-                [own, self.expires_at()].into_iter().flatten().min()
-            }
-            Phase::RetryWait { retry_at, .. } => Some(*retry_at),
-            Phase::Idle | Phase::Done => None,
-        }
+        let own = match &self.phase {
+            Phase::InFlight(_, tx) => tx.next_deadline(),
+            Phase::Registered { refresh_at } => Some(*refresh_at),
+            Phase::RetryWait { retry_at, .. } => return Some(*retry_at),
+            Phase::Idle | Phase::Done => return None,
+        };
+        // While registered (a refresh in flight included), the grant's end is due too.
+        [own, self.expires_at()].into_iter().flatten().min()
     }
 
     /// Failures reported since the last success (failovers to another target not counted).
