@@ -145,22 +145,17 @@ fn load_registers_n_names_and_prints_a_summary() {
     assert_eq!(registrar.registers().len(), 600, "300 in, 300 out");
 }
 
+/// The credentials and domain of Kamailio's default account, as the tool takes them.
+const KAMAILIO_ACCOUNT: [&str; 6] = ["-u", "gw", "-p", "gw-secret", "-d", "kam.test"];
+
 #[test]
 #[ignore = "needs kamailio (scripts/test installs it and runs this)"]
 fn against_kamailio_register_and_load_with_digest() {
     let kam = Kamailio::start(KamailioConfig::default());
     let server = format!("127.0.0.1:{}", kam.port);
     let output = cli()
-        .args([
-            "register",
-            "--once",
-            "-u",
-            "gw",
-            "-p",
-            "gw-secret",
-            "-d",
-            "kam.test",
-        ])
+        .args(["register", "--once"])
+        .args(KAMAILIO_ACCOUNT)
         .args(["--local-ip", "127.0.0.1", &server, "alice"])
         .output()
         .unwrap();
@@ -168,17 +163,8 @@ fn against_kamailio_register_and_load_with_digest() {
     assert_eq!(output.status.code(), Some(0), "{out}\n{}", kam.log());
     assert!(out.contains("last answer    200"), "{out}");
     let output = cli()
-        .args([
-            "load",
-            "-n",
-            "1000",
-            "-u",
-            "gw",
-            "-p",
-            "gw-secret",
-            "-d",
-            "kam.test",
-        ])
+        .args(["load", "-n", "1000"])
+        .args(KAMAILIO_ACCOUNT)
         .args(["--local-ip", "127.0.0.1", &server])
         .output()
         .unwrap();

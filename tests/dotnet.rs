@@ -44,13 +44,7 @@ fn assembly_and_programs() -> PathBuf {
 fn mono(dir: &std::path::Path, program: &str, kam: &Kamailio) -> String {
     run(Command::new("mono")
         .arg(dir.join(format!("{program}.exe")))
-        .args([
-            "127.0.0.1",
-            &kam.port.to_string(),
-            "kam.test",
-            "gw",
-            "gw-secret",
-        ]))
+        .args(kam.program_args()))
 }
 
 #[test]

@@ -27,13 +27,7 @@ fn pip_installed_package_registers_against_kamailio() {
     // Run from elsewhere, so that the installed package is imported, not the source tree.
     let output = Command::new(&python)
         .arg(root().join("tests/python/use_package.py"))
-        .args([
-            "127.0.0.1",
-            &kam.port.to_string(),
-            "kam.test",
-            "gw",
-            "gw-secret",
-        ])
+        .args(kam.program_args())
         .current_dir(&venv)
         .env_remove("LANSCAPE_SIP_LIBRARY")
         .output()

@@ -69,6 +69,8 @@ pub struct Kamailio {
     dir: PathBuf,
     child: Option<Child>,
     netns: Option<String>,
+    domain: &'static str,
+    user: (&'static str, &'static str),
 }
 
 impl Kamailio {
@@ -166,6 +168,8 @@ impl Kamailio {
             dir,
             child: None,
             netns: config.netns.map(|(ns, _)| ns),
+            domain: config.domain,
+            user: config.users.first().copied().unwrap_or_default(),
         };
         kamailio.launch();
         kamailio
@@ -202,6 +206,18 @@ impl Kamailio {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// How the test programs (C#, Python) are told where to register: address, port, SIP
+    /// domain, and its first user's name and password.
+    pub fn program_args(&self) -> [String; 5] {
+        [
+            "127.0.0.1".to_string(),
+            self.port.to_string(),
+            self.domain.to_string(),
+            self.user.0.to_string(),
+            self.user.1.to_string(),
+        ]
     }
 
     /// Kills Kamailio like a crash (SIGKILL to every process of it).
