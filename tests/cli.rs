@@ -142,7 +142,11 @@ fn load_registers_n_names_and_prints_a_summary() {
     }
     assert!(out.contains("registrations/s"), "{out}");
     assert!(out.contains("unregistered     300 in"), "{out}");
-    assert_eq!(registrar.registers().len(), 600, "300 in, 300 out");
+    // One transaction per name in and one out; a datagram the registrar's socket dropped
+    // on a busy machine comes again with the same branch and is not another transaction.
+    let transactions: std::collections::HashSet<String> =
+        registrar.registers().iter().map(|r| r.branch()).collect();
+    assert_eq!(transactions.len(), 600, "300 in, 300 out");
 }
 
 /// The credentials and domain of Kamailio's default account, as the tool takes them.
