@@ -13,7 +13,6 @@
 use crate::engine::binding::{BindingEvent, BindingState, Entropy, RegistrationInfo};
 use crate::engine::digest::CredentialStore;
 use crate::engine::endpoint::{self, BindingId, BindingSpec, EndpointStats, LogLevel};
-use crate::engine::message::MAX_MESSAGE_BYTES;
 use crate::engine::target::Query;
 use crate::engine::transport::{Target, Transport};
 use crate::runtime::connection::{ConnEvent, Connection};
@@ -21,6 +20,7 @@ use crate::runtime::dispatch::Dispatcher;
 use crate::runtime::dns::{Answer, Dns};
 use crate::runtime::icmp;
 use crate::runtime::service::ServiceGuard;
+use crate::runtime::udp;
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap as HashMap;
 use std::net::SocketAddr;
@@ -413,6 +413,23 @@ impl Entropy for OsEntropy {
     }
 }
 
+/// How late the driver may run a timer so that timers due close together run in one
+/// wake-up: deadlines are rounded up to the next multiple of it (counted from the driver's
+/// start). 10,000 names refreshing over a minute would otherwise wake the thread for each
+/// refresh; SIP's timers (500 ms and up) do not notice a few milliseconds.
+const TIMER_SLACK: Duration = Duration::from_millis(4);
+
+/// `at` rounded up to the next multiple of [`TIMER_SLACK`] after `origin`.
+fn with_slack(origin: Instant, at: Instant) -> Instant {
+    let slack = TIMER_SLACK.as_nanos();
+    let offset = at.saturating_duration_since(origin).as_nanos();
+    let rounded = offset.div_ceil(slack) * slack;
+    u64::try_from(rounded)
+        .ok()
+        .and_then(|nanos| origin.checked_add(Duration::from_nanos(nanos)))
+        .unwrap_or(at)
+}
+
 /// Datagrams read at most per wake-up of the driver before its output is flushed.
 const DRAIN_DATAGRAMS: usize = 64;
 
@@ -449,7 +466,7 @@ impl Drop for Driver {
 
 enum Wake {
     Command(Option<Command>),
-    Datagram(std::io::Result<(usize, SocketAddr)>),
+    Readable(std::io::Result<()>),
     Connection(Option<ConnEvent>),
     Located(Option<(String, Answer)>),
     /// The socket's error queue holds something.
@@ -464,28 +481,46 @@ impl Driver {
         mut connections: tmpsc::UnboundedReceiver<ConnEvent>,
         mut located: tmpsc::UnboundedReceiver<(String, Answer)>,
     ) {
-        let mut buf = vec![0u8; MAX_MESSAGE_BYTES + 1];
+        // One timer, moved when the endpoint's next deadline moves (a new one per wake-up
+        // would be registered with the runtime's timer wheel and removed again each time).
+        let origin = Instant::now();
+        let sleep = tokio::time::sleep_until(origin);
+        tokio::pin!(sleep);
+        let mut armed: Option<Instant> = None;
         loop {
-            let next_timer = self.core.poll_timeout().map(Instant::from_std);
+            let next_timer = self
+                .core
+                .poll_timeout()
+                .map(|at| with_slack(origin, Instant::from_std(at)));
+            if let Some(at) = next_timer
+                && armed != Some(at)
+            {
+                sleep.as_mut().reset(at);
+            }
+            armed = next_timer;
             let wake = tokio::select! {
                 command = commands.recv() => Wake::Command(command),
-                received = self.socket.recv_from(&mut buf) => Wake::Datagram(received),
+                readable = self.socket.readable() => Wake::Readable(readable),
                 event = connections.recv() => Wake::Connection(event),
                 answer = located.recv() => Wake::Located(answer),
                 ready = self.socket.ready(Interest::ERROR), if self.icmp => Wake::Icmp(ready),
-                _ = sleep_until(next_timer) => Wake::Timer,
+                _ = &mut sleep, if armed.is_some() => Wake::Timer,
             };
             let now = Instant::now().into_std();
             match wake {
                 Wake::Command(None) => break,
                 Wake::Command(Some(command)) => self.on_command(command, now),
-                Wake::Datagram(Ok((len, from))) => {
-                    self.core.handle_datagram(now, from, &buf[..len]);
-                    // Drain what else is queued (bounded), so that a burst costs one
-                    // wake-up and one flush rather than one per datagram.
-                    for _ in 1..DRAIN_DATAGRAMS {
-                        match self.socket.try_recv_from(&mut buf) {
-                            Ok((len, from)) => self.core.handle_datagram(now, from, &buf[..len]),
+                Wake::Readable(Ok(())) => {
+                    // Everything queued (bounded), so that a burst costs one wake-up and
+                    // one flush rather than one per datagram.
+                    let mut read = 0;
+                    while read < DRAIN_DATAGRAMS {
+                        let core = &mut self.core;
+                        match udp::receive(&self.socket, |from, bytes| {
+                            core.handle_datagram(now, from, bytes)
+                        }) {
+                            Ok(n) if n == udp::RECEIVE_SLOTS => read += n,
+                            Ok(_) => break,
                             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                             Err(e) => {
                                 self.receive_error(now, e);
@@ -494,7 +529,7 @@ impl Driver {
                         }
                     }
                 }
-                Wake::Datagram(Err(e)) => self.receive_error(now, e),
+                Wake::Readable(Err(e)) => self.receive_error(now, e),
                 Wake::Icmp(Ok(_)) => self.read_icmp(now),
                 Wake::Icmp(Err(e)) => {
                     self.icmp = false;
@@ -711,11 +746,4 @@ fn passing(e: &std::io::Error) -> bool {
             | ErrorKind::ConnectionRefused
             | ErrorKind::ConnectionReset
     ) || e.raw_os_error() == Some(libc::ENOBUFS)
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }

@@ -3,12 +3,13 @@
 //! (Linux `IP_RECVERR`, `MSG_ERRQUEUE`); nix wraps both system calls safely. What follows
 //! from an error is decided by the endpoint core (`Endpoint::handle_unreachable`).
 
+use crate::runtime::udp;
 use nix::errno::Errno;
 use nix::sys::socket::{
     ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt, sockopt,
 };
 use std::io::{self, IoSliceMut};
-use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use tokio::net::UdpSocket;
 
@@ -36,7 +37,7 @@ pub fn read(socket: &UdpSocket) -> io::Result<Option<(SocketAddr, String)>> {
         MsgFlags::MSG_ERRQUEUE | MsgFlags::MSG_DONTWAIT,
     )
     .map_err(io::Error::from)?;
-    let destination = message.address.as_ref().and_then(socket_addr);
+    let destination = message.address.as_ref().and_then(udp::address);
     let mut why = None;
     for cmsg in message.cmsgs().map_err(io::Error::from)? {
         let error = match cmsg {
@@ -52,17 +53,4 @@ pub fn read(socket: &UdpSocket) -> io::Result<Option<(SocketAddr, String)>> {
         };
     }
     Ok(destination.zip(why.map(str::to_string)))
-}
-
-fn socket_addr(storage: &SockaddrStorage) -> Option<SocketAddr> {
-    if let Some(v4) = storage.as_sockaddr_in() {
-        return Some(SocketAddr::V4(SocketAddrV4::from(*v4)));
-    }
-    let v6 = storage.as_sockaddr_in6()?;
-    let v6 = SocketAddrV6::from(*v6);
-    // An IPv4 peer of a dual-stack socket is named as its IPv4 address.
-    Some(match v6.ip().to_ipv4_mapped() {
-        Some(v4) => SocketAddr::V4(SocketAddrV4::new(v4, v6.port())),
-        None => SocketAddr::V6(v6),
-    })
 }

@@ -11,6 +11,7 @@ pub mod endpoint;
 pub mod icmp;
 pub mod service;
 pub mod tls;
+pub mod udp;
 
 pub use crate::engine::endpoint::{BindingId, BindingSpec, EndpointStats, LogLevel};
 pub use endpoint::{DriverFailed, Endpoint, EndpointError, EndpointEvent, Locator};
