@@ -231,7 +231,11 @@ struct Slot {
     /// targets fail.
     home: Option<Box<(Arc<str>, String)>>,
     branch: Option<Branch>,
+    /// The binding's next deadline, as last indexed.
     timer: Option<Instant>,
+    /// When the binding's entry in the timer heap is due: never later than `timer`. A
+    /// deadline that moves later keeps the entry, which is moved when it comes to the top.
+    queued: Option<Instant>,
     state: Option<BindingState>,
     stopping: bool,
     /// The input waiting for a free transaction slot, if any (a stop replaces a refresh).
@@ -290,9 +294,12 @@ pub struct Endpoint {
     /// half of it after growing) costs pointers, not slots.
     bindings: HashMap<BindingId, Box<Slot>>,
     by_branch: HashMap<Branch, BindingId>,
-    /// Deadlines of the bindings, earliest first. An entry whose binding's `timer` no longer
-    /// says so is stale and skipped (a deadline moved is pushed again, not searched for and
-    /// removed); the heap is rebuilt when stale entries outnumber the live ones.
+    /// Deadlines of the bindings, earliest first: at most one live entry per binding, the
+    /// one its `queued` names. A deadline that moves earlier is pushed again (the old entry
+    /// is then stale and skipped); one that moves later keeps its entry, which is moved to
+    /// the new deadline when it reaches the top. So a registration (sent, challenged, sent
+    /// again, answered) costs two pushes, not one per move. The heap is rebuilt when stale
+    /// entries outnumber the live ones.
     timers: BinaryHeap<Reverse<(Instant, BindingId)>>,
     in_flight: HashMap<Target, usize>,
     /// Bindings waiting per hop, most urgent first (see [`Endpoint::urgency`]), then in
@@ -566,6 +573,7 @@ impl Endpoint {
                 home: None,
                 branch: None,
                 timer: None,
+                queued: None,
                 state: None,
                 stopping: false,
                 pending: None,
@@ -749,11 +757,25 @@ impl Endpoint {
                 break;
             }
             self.timers.pop();
-            match self.bindings.get_mut(&id) {
-                Some(slot) if slot.timer == Some(at) => slot.timer = None,
-                _ => continue, // stale
+            let Some(slot) = self.bindings.get_mut(&id) else {
+                continue;
+            };
+            if slot.queued != Some(at) {
+                continue; // stale
             }
-            due.push(id);
+            slot.queued = None;
+            match slot.timer {
+                Some(deadline) if deadline <= now => {
+                    slot.timer = None;
+                    due.push(id);
+                }
+                // The deadline moved later since the entry was queued.
+                Some(deadline) => {
+                    slot.queued = Some(deadline);
+                    self.timers.push(Reverse((deadline, id)));
+                }
+                None => {}
+            }
         }
         for id in due {
             self.admit(id, Input::Timer, now);
@@ -770,23 +792,36 @@ impl Endpoint {
         self.admit_waiting(now);
     }
 
-    /// Drops the stale entries at the top of the timer heap (so that [`Endpoint::poll_timeout`]
-    /// names a live deadline), and rebuilds the heap when most of it is stale.
+    /// Drops the stale entries at the top of the timer heap and moves an entry whose
+    /// deadline moved later to that deadline, until the top is a binding's deadline (so
+    /// that [`Endpoint::poll_timeout`] names it exactly); rebuilds the heap when most of it
+    /// is stale.
     fn prune_timers(&mut self) {
         while let Some(&Reverse((at, id))) = self.timers.peek() {
-            match self.bindings.get(&id) {
-                Some(slot) if slot.timer == Some(at) => break,
+            let slot = self.bindings.get_mut(&id);
+            match slot {
+                Some(slot) if slot.queued == Some(at) => {
+                    if slot.timer == Some(at) {
+                        break;
+                    }
+                    self.timers.pop();
+                    slot.queued = slot.timer;
+                    if let Some(deadline) = slot.timer {
+                        self.timers.push(Reverse((deadline, id)));
+                    }
+                }
                 _ => {
                     self.timers.pop();
                 }
             }
         }
         if self.timers.len() > 2 * self.bindings.len() + 64 {
-            self.timers = self
-                .bindings
-                .iter()
-                .filter_map(|(id, slot)| slot.timer.map(|at| Reverse((at, *id))))
-                .collect();
+            let mut timers = Vec::with_capacity(self.bindings.len());
+            for (id, slot) in self.bindings.iter_mut() {
+                slot.queued = slot.timer;
+                timers.extend(slot.timer.map(|at| Reverse((at, *id))));
+            }
+            self.timers = BinaryHeap::from(timers);
         }
     }
 
@@ -1585,7 +1620,10 @@ impl Endpoint {
         let moved = deadline != slot.timer;
         if moved {
             slot.timer = deadline;
-            if let Some(at) = deadline {
+            if let Some(at) = deadline
+                && slot.queued.is_none_or(|queued| at < queued)
+            {
+                slot.queued = Some(at);
                 self.timers.push(Reverse((at, id)));
             }
         }
@@ -1904,6 +1942,36 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn the_timer_heap_keeps_one_entry_per_binding_and_names_the_next_deadline_exactly() {
+        let mut sim = Sim::new(64);
+        sim.ep
+            .add(sim.now, (1..=50).map(|n| spec(n, HOP)).collect());
+        let requests = sim.transmits();
+        assert_eq!(requests.len(), 50);
+        // Answered a little later each: every deadline moves from Timer E to a refresh.
+        for (_, request) in &requests {
+            sim.now += Duration::from_millis(1);
+            sim.answer(request, 200, "");
+        }
+        assert_eq!(
+            sim.ep.timers.len(),
+            50,
+            "a deadline moved later keeps its entry"
+        );
+        let earliest = (sim.ep.bindings.values())
+            .filter_map(|slot| slot.binding.next_deadline())
+            .min();
+        assert!(earliest > Some(sim.now + Duration::from_secs(1)));
+        // The entries queued for Timer E come to the top first and are moved, so the next
+        // timeout is the first refresh, not a stale retransmission time.
+        assert_eq!(sim.ep.poll_timeout(), earliest);
+        sim.advance();
+        assert_eq!(Some(sim.now), earliest);
+        assert_eq!(sim.transmits().len(), 1, "one refresh is due");
+        assert!(sim.ep.timers.len() <= 51);
     }
 
     #[test]
