@@ -18,7 +18,7 @@ use crate::engine::message::{self, ResponseInfo};
 use crate::engine::target::MAX_RETRY_AFTER;
 use crate::engine::transaction::{Branch, ClientTransaction, TxTimer};
 use crate::engine::transport::Transport;
-use crate::engine::uri::{self, HostPort, SipUri};
+use crate::engine::uri::{self, SipUri};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -1298,11 +1298,10 @@ impl Binding {
     /// Writes our contact URI at `addr` (the SIP URI of `SipUri`'s form, written straight
     /// into `out`).
     fn write_contact_uri(&self, out: &mut String, addr: SocketAddr) {
-        use std::fmt::Write as _;
         out.push_str("sip:");
         out.push_str(self.user());
         out.push('@');
-        let _ = write!(out, "{}", HostPort::from(addr));
+        uri::push_host_port(out, addr);
         if self.transport.is_stream() {
             out.push_str(";transport=");
             out.push_str(self.transport.param());

@@ -10,7 +10,7 @@
 
 use crate::engine::digest::ChallengeKind;
 use crate::engine::transport::Transport;
-use crate::engine::uri::{HostPort, SipUri, parse_ip};
+use crate::engine::uri::{HostPort, SipUri, parse_ip, push_decimal, push_host_port};
 use std::net::{IpAddr, SocketAddr};
 
 /// Largest message accepted (the UDP payload limit).
@@ -63,7 +63,6 @@ pub struct BuildError(pub String);
 /// Serializes a REGISTER request, straight into one buffer (no header objects, no
 /// intermediate strings: it runs for every request sent).
 pub fn build_register(req: &RegisterRequest<'_>) -> Result<Vec<u8>, BuildError> {
-    use std::io::Write;
     if SipUri::parse(req.request_uri).is_none() {
         return Err(BuildError(format!("bad Request-URI {}", req.request_uri)));
     }
@@ -90,52 +89,73 @@ pub fn build_register(req: &RegisterRequest<'_>) -> Result<Vec<u8>, BuildError> 
             "the request would be larger than {MAX_REQUEST_BYTES} bytes"
         )));
     }
-    let mut out = Vec::with_capacity(variable + 320);
-    // Writing into a Vec cannot fail.
-    let _ = write!(
-        out,
-        "REGISTER {} SIP/2.0\r\nVia: SIP/2.0/{} {};rport;branch={}\r\nMax-Forwards: 70\r\n",
+    // Pieces are appended, not formatted with `write!`: this runs for every request sent.
+    let mut out = String::with_capacity(variable + 320);
+    for piece in [
+        "REGISTER ",
         req.request_uri,
+        " SIP/2.0\r\nVia: SIP/2.0/",
         req.transport.via_name(),
-        HostPort::from(req.sent_by),
-        req.branch
-    );
-    if let Some(route) = req.route {
-        let _ = write!(out, "Route: {route}\r\n");
+        " ",
+    ] {
+        out.push_str(piece);
     }
-    let _ = write!(
-        out,
-        "From: <{aor}>;tag={}\r\nTo: <{aor}>\r\nCall-ID: {}\r\nCSeq: {} REGISTER\r\n\
-         Contact: {}\r\nExpires: {}\r\n",
+    push_host_port(&mut out, req.sent_by);
+    for piece in [";rport;branch=", req.branch, "\r\nMax-Forwards: 70\r\n"] {
+        out.push_str(piece);
+    }
+    if let Some(route) = req.route {
+        for piece in ["Route: ", route, "\r\n"] {
+            out.push_str(piece);
+        }
+    }
+    for piece in [
+        "From: <",
+        req.aor,
+        ">;tag=",
         req.from_tag,
+        "\r\nTo: <",
+        req.aor,
+        ">\r\nCall-ID: ",
         req.call_id,
-        req.cseq,
-        req.contact,
-        req.expires,
-        aor = req.aor,
-    );
+        "\r\nCSeq: ",
+    ] {
+        out.push_str(piece);
+    }
+    push_decimal(&mut out, u64::from(req.cseq));
+    for piece in [" REGISTER\r\nContact: ", req.contact, "\r\nExpires: "] {
+        out.push_str(piece);
+    }
+    push_decimal(&mut out, u64::from(req.expires));
+    out.push_str("\r\n");
     for (name, value) in req.authorization {
         let name = match *name {
             "Proxy-Authorization" => "Proxy-Authorization",
             _ => "Authorization",
         };
-        let _ = write!(out, "{name}: {value}\r\n");
+        for piece in [name, ": ", value, "\r\n"] {
+            out.push_str(piece);
+        }
     }
     if let Some(supported) = req.supported {
-        let _ = write!(out, "Supported: {supported}\r\n");
+        for piece in ["Supported: ", supported, "\r\n"] {
+            out.push_str(piece);
+        }
     }
-    let _ = write!(
-        out,
-        "User-Agent: {}\r\nContent-Length: 0\r\n\r\n",
-        req.user_agent
-    );
+    for piece in [
+        "User-Agent: ",
+        req.user_agent,
+        "\r\nContent-Length: 0\r\n\r\n",
+    ] {
+        out.push_str(piece);
+    }
     if out.len() > MAX_REQUEST_BYTES {
         return Err(BuildError(format!(
             "the request of {} bytes is larger than {MAX_REQUEST_BYTES}",
             out.len()
         )));
     }
-    Ok(out)
+    Ok(out.into_bytes())
 }
 
 /// One binding listed in a response's Contact header(s).

@@ -126,6 +126,45 @@ impl fmt::Display for HostPort {
     }
 }
 
+/// Appends `n` in decimal (what `write!` does, without the formatting machinery: this runs
+/// for every request sent).
+pub fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &digit in &digits[start..] {
+        out.push(char::from(digit));
+    }
+}
+
+/// Appends `addr` as a SIP `hostport` (an IPv6 address in brackets): what
+/// `HostPort::from(addr)` displays, without the formatting machinery.
+pub fn push_host_port(out: &mut String, addr: SocketAddr) {
+    match addr.ip() {
+        IpAddr::V4(ip) => {
+            for (i, octet) in ip.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_decimal(out, u64::from(octet));
+            }
+        }
+        IpAddr::V6(ip) => {
+            use fmt::Write as _;
+            let _ = write!(out, "[{ip}]");
+        }
+    }
+    out.push(':');
+    push_decimal(out, u64::from(addr.port()));
+}
+
 impl From<SocketAddr> for HostPort {
     fn from(addr: SocketAddr) -> Self {
         HostPort {
@@ -366,6 +405,29 @@ mod tests {
 
     fn hp(s: &str) -> Option<String> {
         HostPort::parse(s).map(|h| h.to_string())
+    }
+
+    #[test]
+    fn pushed_host_ports_and_numbers_are_what_display_writes() {
+        for addr in [
+            "0.0.0.0:1",
+            "127.0.0.1:5060",
+            "255.255.255.255:65535",
+            "10.0.200.9:40000",
+            "[::1]:5061",
+            "[2001:db8::ff00:42:8329]:5060",
+            "[::ffff:192.0.2.1]:7",
+        ] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            let mut pushed = String::from("x");
+            push_host_port(&mut pushed, addr);
+            assert_eq!(pushed, format!("x{}", HostPort::from(addr)));
+        }
+        for n in [0, 7, 10, 99, 100, 65535, u64::from(u32::MAX), u64::MAX] {
+            let mut pushed = String::new();
+            push_decimal(&mut pushed, n);
+            assert_eq!(pushed, n.to_string());
+        }
     }
 
     #[test]
