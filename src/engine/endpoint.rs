@@ -521,6 +521,11 @@ impl Endpoint {
         self.in_flight.get(hop).copied().unwrap_or(0)
     }
 
+    /// Transactions in flight towards every next hop.
+    pub fn transactions_in_flight(&self) -> usize {
+        self.in_flight.values().sum()
+    }
+
     /// Turns the trace of every SIP message (log events at [`LogLevel::Trace`]) on or off.
     pub fn set_trace(&mut self, on: bool) {
         self.trace = on;

@@ -169,6 +169,7 @@ impl Endpoint {
             socket,
             events: dispatcher.sender(),
             batch: Vec::new(),
+            datagrams: Vec::new(),
             waiters: HashMap::default(),
             next_waiter: 0,
             connections: HashMap::default(),
@@ -430,6 +431,13 @@ fn with_slack(origin: Instant, at: Instant) -> Instant {
         .unwrap_or(at)
 }
 
+/// With at least this many transactions in flight (a load, not a person registering a
+/// phone), the driver lets answers gather for [`COALESCE`] after reading the socket empty.
+const COALESCE_IN_FLIGHT: usize = 32;
+/// How long answers gather under load: at 20,000 answers a second, a wake-up then reads
+/// about twenty instead of one or two. The socket's buffer holds far more than that.
+const COALESCE: Duration = Duration::from_millis(1);
+
 /// Datagrams read at most per wake-up of the driver before its output is flushed.
 const DRAIN_DATAGRAMS: usize = 64;
 
@@ -444,6 +452,8 @@ struct Driver {
     events: mpsc::Sender<Vec<EndpointEvent>>,
     /// Events for the next batch.
     batch: Vec<EndpointEvent>,
+    /// Datagrams of the flush under way (kept to reuse its buffer).
+    datagrams: Vec<endpoint::Transmit>,
     waiters: HashMap<u64, mpsc::Sender<()>>,
     next_waiter: u64,
     connections: HashMap<Target, Connection>,
@@ -507,6 +517,7 @@ impl Driver {
                 _ = &mut sleep, if armed.is_some() => Wake::Timer,
             };
             let now = Instant::now().into_std();
+            let mut coalesce = false;
             match wake {
                 Wake::Command(None) => break,
                 Wake::Command(Some(command)) => self.on_command(command, now),
@@ -520,7 +531,10 @@ impl Driver {
                             core.handle_datagram(now, from, bytes)
                         }) {
                             Ok(n) if n == udp::RECEIVE_SLOTS => read += n,
-                            Ok(_) => break,
+                            Ok(_) => {
+                                coalesce = self.core.transactions_in_flight() >= COALESCE_IN_FLIGHT;
+                                break;
+                            }
                             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                             Err(e) => {
                                 self.receive_error(now, e);
@@ -551,6 +565,11 @@ impl Driver {
                 Wake::Timer => self.core.handle_timeout(now),
             }
             self.flush().await;
+            if coalesce {
+                // Under load, answers that arrive close together are read in one wake-up
+                // (as a network card's interrupt moderation does) rather than one each.
+                tokio::time::sleep(COALESCE).await;
+            }
         }
     }
 
@@ -641,48 +660,96 @@ impl Driver {
     /// Carries out what the endpoint returned: bytes to send, then states and events in
     /// order (connections to close among them).
     async fn flush(&mut self) {
-        while let Some(transmit) = self.core.poll_transmit() {
-            let destination = transmit.destination;
-            if destination.transport == Transport::Udp {
-                if let Err(e) = self
-                    .socket
-                    .send_to(&transmit.contents, destination.addr)
-                    .await
-                {
-                    let to = destination.addr;
-                    match transmit.request {
-                        // This host cannot send it (too large, no route, wrong family…):
-                        // the transaction fails now, with the reason.
-                        Some(request) if !passing(&e) => {
-                            let now = Instant::now().into_std();
-                            self.core.handle_send_failed(now, request, &e.to_string());
-                        }
-                        // Timer E retransmits.
-                        _ => self.log(LogLevel::Warning, format!("send to {to} failed: {e}")),
+        loop {
+            // Datagrams leave in batches; stream bytes go to their connection at once.
+            let mut datagrams = std::mem::take(&mut self.datagrams);
+            while let Some(transmit) = self.core.poll_transmit() {
+                if transmit.destination.transport == Transport::Udp {
+                    datagrams.push(transmit);
+                } else {
+                    self.send_stream(transmit);
+                }
+            }
+            if datagrams.is_empty() {
+                self.datagrams = datagrams;
+                break;
+            }
+            // A failure may make the core send something else: the loop takes it next.
+            self.send_datagrams(&datagrams).await;
+            datagrams.clear();
+            self.datagrams = datagrams;
+        }
+        self.publish();
+    }
+
+    /// Sends datagrams in order, in batches, waiting while the socket's buffer is full.
+    async fn send_datagrams(&mut self, datagrams: &[endpoint::Transmit]) {
+        let mut start = 0;
+        while start < datagrams.len() {
+            let batch: Vec<(&[u8], SocketAddr)> = datagrams[start..]
+                .iter()
+                .map(|t| (&t.contents[..], t.destination.addr))
+                .collect();
+            match udp::send(&self.socket, &batch) {
+                Ok(sent) if sent > 0 => start += sent,
+                Ok(_) => {
+                    let _ = self.socket.writable().await;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if let Err(e) = self.socket.writable().await {
+                        self.send_failed(&datagrams[start], e);
+                        start += 1;
                     }
                 }
-                continue;
-            }
-            if !self.connections.contains_key(&destination) {
-                self.next_generation += 1;
-                let tls = destination
-                    .tls
-                    .as_ref()
-                    .and_then(|t| self.tls.get(&t.settings).cloned());
-                let connection = Connection::open(
-                    destination.clone(),
-                    self.next_generation,
-                    tls,
-                    self.stream_bind,
-                    self.conn_events.clone(),
-                );
-                self.connections.insert(destination.clone(), connection);
-            }
-            if let Some(connection) = self.connections.get(&destination) {
-                // If it has just ended, its loss is on the way and fails the transaction.
-                connection.send(transmit.contents);
+                Err(e) => {
+                    self.send_failed(&datagrams[start], e);
+                    start += 1;
+                }
             }
         }
+    }
+
+    /// A datagram the socket refused.
+    fn send_failed(&mut self, transmit: &endpoint::Transmit, e: std::io::Error) {
+        let to = transmit.destination.addr;
+        match transmit.request {
+            // This host cannot send it (too large, no route, wrong family…): the
+            // transaction fails now, with the reason.
+            Some(request) if !passing(&e) => {
+                let now = Instant::now().into_std();
+                self.core.handle_send_failed(now, request, &e.to_string());
+            }
+            // Timer E retransmits.
+            _ => self.log(LogLevel::Warning, format!("send to {to} failed: {e}")),
+        }
+    }
+
+    /// Hands stream bytes to their connection, opening it on first use.
+    fn send_stream(&mut self, transmit: endpoint::Transmit) {
+        let destination = transmit.destination;
+        if !self.connections.contains_key(&destination) {
+            self.next_generation += 1;
+            let tls = destination
+                .tls
+                .as_ref()
+                .and_then(|t| self.tls.get(&t.settings).cloned());
+            let connection = Connection::open(
+                destination.clone(),
+                self.next_generation,
+                tls,
+                self.stream_bind,
+                self.conn_events.clone(),
+            );
+            self.connections.insert(destination.clone(), connection);
+        }
+        if let Some(connection) = self.connections.get(&destination) {
+            // If it has just ended, its loss is on the way and fails the transaction.
+            connection.send(transmit.contents);
+        }
+    }
+
+    /// States, then events, in order (connections to close among them).
+    fn publish(&mut self) {
         // States are published (under one lock) before the batch that tells of them leaves.
         let mut states = None;
         while let Some(event) = self.core.poll_event() {

@@ -1,12 +1,12 @@
-//! Batched datagram reception for the driver's UDP socket: `recvmmsg` (Linux) through nix's
-//! safe wrapper, so that a wake-up that finds several datagrams queued costs one system call
-//! instead of one per datagram plus one more to learn that the queue is empty.
+//! Batched datagram I/O for the driver's UDP socket: `recvmmsg` (nix's safe wrapper) and
+//! `sendmmsg` (rustix's), so that a wake-up that finds several datagrams queued, or a flush
+//! with several to send, costs one system call instead of one per datagram.
 //!
-//! Written here rather than taken from `quinn-udp`, whose receive path also batches: its
-//! socket state wants to own the socket's options (GRO, ECN, packet info) and hands back
-//! QUIC-shaped metadata, where this needs only a source and the bytes. Sends stay one
-//! `sendto` each: nix's `sendmmsg` reports how many were sent only by reading address
-//! slots the kernel never wrote for a send.
+//! Written here rather than taken from `quinn-udp`, whose batching is for QUIC: its receive
+//! path wants to own the socket's options (GRO, ECN, packet info), and its send path sends
+//! equal-sized segments to one destination (GSO), where a registration endpoint sends
+//! requests of different sizes to many. nix's `sendmmsg` is not used: it reports how many
+//! were sent only by reading address slots the kernel never wrote for a send.
 
 use crate::engine::message::MAX_MESSAGE_BYTES;
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
@@ -118,4 +118,108 @@ pub fn address(storage: &SockaddrStorage) -> Option<SocketAddr> {
         Some(v4) => SocketAddr::V4(SocketAddrV4::new(v4, v6.port())),
         None => SocketAddr::V6(v6),
     })
+}
+
+/// Datagrams written by one system call.
+const SEND_SLOTS: usize = 64;
+
+/// Sends `datagrams` (bytes and destination), in order, as many as the socket takes now
+/// (at most [`SEND_SLOTS`]): returns how many were sent, or the error of the first one when
+/// none was (`WouldBlock` when the socket's buffer is full; the caller decides whether the
+/// first is dropped or retried).
+pub fn send(socket: &UdpSocket, datagrams: &[(&[u8], SocketAddr)]) -> io::Result<usize> {
+    use rustix::net::addr::SocketAddrArg;
+    use rustix::net::{MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny};
+    let datagrams = &datagrams[..datagrams.len().min(SEND_SLOTS)];
+    if datagrams.is_empty() {
+        return Ok(0);
+    }
+    let destinations: Vec<SocketAddrAny> = datagrams.iter().map(|(_, to)| to.as_any()).collect();
+    let contents: Vec<[io::IoSlice; 1]> = datagrams
+        .iter()
+        .map(|(bytes, _)| [io::IoSlice::new(bytes)])
+        .collect();
+    let mut controls: Vec<SendAncillaryBuffer> = datagrams
+        .iter()
+        .map(|_| SendAncillaryBuffer::default())
+        .collect();
+    let mut messages: Vec<MMsgHdr> = destinations
+        .iter()
+        .zip(&contents)
+        .zip(controls.iter_mut())
+        .map(|((to, iov), control)| MMsgHdr::new_with_addr(to, iov, control))
+        .collect();
+    socket.try_io(Interest::WRITABLE, || {
+        rustix::net::sendmmsg(
+            socket,
+            &mut messages,
+            SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
+        )
+        .map_err(io::Error::from)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn bound() -> UdpSocket {
+        UdpSocket::bind("127.0.0.1:0").await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_sent_in_order_and_stops_at_a_datagram_the_kernel_refuses() {
+        let sender = bound().await;
+        let receiver = bound().await;
+        let to = receiver.local_addr().unwrap();
+        // Without SO_BROADCAST, the kernel refuses a datagram to the broadcast address.
+        let refused: SocketAddr = "255.255.255.255:5060".parse().unwrap();
+        let batch: Vec<(&[u8], SocketAddr)> =
+            vec![(b"one", to), (b"two", to), (b"x", refused), (b"three", to)];
+        sender.writable().await.unwrap();
+        assert_eq!(
+            send(&sender, &batch).unwrap(),
+            2,
+            "the two before the refused one"
+        );
+        let error = send(&sender, &batch[2..]).unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::EACCES));
+        assert_eq!(send(&sender, &batch[3..]).unwrap(), 1);
+        let mut buf = [0u8; 16];
+        for expected in [&b"one"[..], b"two", b"three"] {
+            let (n, from) = receiver.recv_from(&mut buf).await.unwrap();
+            assert_eq!((&buf[..n], from), (expected, sender.local_addr().unwrap()));
+        }
+    }
+
+    #[tokio::test]
+    async fn datagrams_queued_are_read_in_one_batch_with_their_sources() {
+        let receiver = bound().await;
+        let to = receiver.local_addr().unwrap();
+        let (a, b) = (bound().await, bound().await);
+        for (socket, text) in [(&a, "first"), (&b, "second"), (&a, "third")] {
+            socket.send_to(text.as_bytes(), to).await.unwrap();
+        }
+        receiver.readable().await.unwrap();
+        // Loopback delivers at once; give the third a moment all the same.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let mut seen = Vec::new();
+        let read = receive(&receiver, |from, bytes| {
+            seen.push((from, String::from_utf8_lossy(bytes).into_owned()))
+        })
+        .unwrap();
+        assert_eq!(read, 3);
+        let (a, b) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        assert_eq!(
+            seen,
+            [
+                (a, "first".into()),
+                (b, "second".into()),
+                (a, "third".into())
+            ]
+        );
+        // The queue is empty: the next read says so instead of blocking.
+        let empty = receive(&receiver, |_, _| unreachable!()).unwrap_err();
+        assert_eq!(empty.kind(), io::ErrorKind::WouldBlock);
+    }
 }
