@@ -16,6 +16,9 @@ use tokio::sync::mpsc as tmpsc;
 /// How long a connection may take to open, TLS handshake included.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Queued messages written at most in one write.
+const WRITE_BATCH_BYTES: usize = 64 * 1024;
+
 /// What a connection reports to its driver; `u64` is the connection's generation, so that
 /// news of a connection replaced since is told apart.
 #[derive(Debug)]
@@ -123,11 +126,30 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
         |e: std::io::Error| tls_error(&e).unwrap_or_else(|| Failure::Transport(e.to_string()));
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut buf = vec![0u8; 16 * 1024];
+    let mut batch = Vec::new();
     loop {
         tokio::select! {
             bytes = outgoing.recv() => match bytes {
                 Some(bytes) => {
-                    writer.write_all(&bytes).await.map_err(transport)?;
+                    // What else is queued leaves in the same write (one system call, and
+                    // over TLS one record, instead of one per message).
+                    let mut next = outgoing.try_recv().ok();
+                    if next.is_none() {
+                        writer.write_all(&bytes).await.map_err(transport)?;
+                    } else {
+                        batch.clear();
+                        batch.extend_from_slice(&bytes);
+                        while let Some(more) = next {
+                            batch.extend_from_slice(&more);
+                            next = match batch.len() < WRITE_BATCH_BYTES {
+                                true => outgoing.try_recv().ok(),
+                                false => None,
+                            };
+                        }
+                        writer.write_all(&batch).await.map_err(transport)?;
+                        batch.clear();
+                        batch.shrink_to(WRITE_BATCH_BYTES);
+                    }
                     writer.flush().await.map_err(transport)?;
                 }
                 None => {
@@ -151,4 +173,40 @@ fn tls_error(e: &std::io::Error) -> Option<Failure> {
     e.get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         .map(|tls| Failure::Tls(tls.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn queued_messages_arrive_whole_and_in_order_however_they_are_batched() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = Target {
+            transport: crate::engine::transport::Transport::Tcp,
+            addr: listener.local_addr().unwrap(),
+            tls: None,
+        };
+        let (events, _reports) = tmpsc::unbounded_channel();
+        let connection = Connection::open(target, 1, None, None, events);
+        // Queued before the connection is open, then in bursts larger than one write.
+        let messages: Vec<Vec<u8>> = (0..3000)
+            .map(|i| format!("message {i} {}\r\n", "x".repeat(i % 200)).into_bytes())
+            .collect();
+        for message in &messages[..1000] {
+            assert!(connection.send(message.clone()));
+        }
+        let (mut server, _) = listener.accept().await.unwrap();
+        for message in &messages[1000..] {
+            assert!(connection.send(message.clone()));
+        }
+        let expected = messages.concat();
+        let mut received = vec![0u8; expected.len()];
+        tokio::time::timeout(Duration::from_secs(10), server.read_exact(&mut received))
+            .await
+            .expect("everything arrives")
+            .unwrap();
+        assert!(received == expected, "bytes lost, reordered or repeated");
+    }
 }

@@ -438,7 +438,8 @@ const COALESCE_IN_FLIGHT: usize = 32;
 /// about twenty instead of one or two. The socket's buffer holds far more than that.
 const COALESCE: Duration = Duration::from_millis(1);
 
-/// Datagrams read at most per wake-up of the driver before its output is flushed.
+/// Datagrams (or connection reports) read at most per wake-up of the driver before its
+/// output is flushed.
 const DRAIN_DATAGRAMS: usize = 64;
 
 struct Driver {
@@ -549,15 +550,17 @@ impl Driver {
                     self.icmp = false;
                     self.log(LogLevel::Warning, format!("ICMP errors not read: {e}"));
                 }
-                Wake::Connection(Some(ConnEvent::Data(target, generation, bytes))) => {
-                    if self.is_current(&target, generation) {
-                        self.core.handle_stream_data(now, &target, &bytes);
-                    }
-                }
-                Wake::Connection(Some(ConnEvent::Lost(target, generation, failure))) => {
-                    if self.is_current(&target, generation) {
-                        self.connections.remove(&target);
-                        self.core.handle_connection_lost(now, &target, failure);
+                Wake::Connection(Some(event)) => {
+                    self.on_connection_event(now, event);
+                    // What else the connections reported (bounded), before one flush.
+                    for _ in 1..DRAIN_DATAGRAMS {
+                        match connections.try_recv() {
+                            Ok(event) => self.on_connection_event(now, event),
+                            Err(_) => {
+                                coalesce = self.core.transactions_in_flight() >= COALESCE_IN_FLIGHT;
+                                break;
+                            }
+                        }
                     }
                 }
                 Wake::Connection(None) | Wake::Located(None) => {} // the driver holds a sender
@@ -648,6 +651,22 @@ impl Driver {
             }
             #[cfg(feature = "testkit")]
             Command::Panic => panic!("injected by a test"),
+        }
+    }
+
+    fn on_connection_event(&mut self, now: std::time::Instant, event: ConnEvent) {
+        match event {
+            ConnEvent::Data(target, generation, bytes) => {
+                if self.is_current(&target, generation) {
+                    self.core.handle_stream_data(now, &target, &bytes);
+                }
+            }
+            ConnEvent::Lost(target, generation, failure) => {
+                if self.is_current(&target, generation) {
+                    self.connections.remove(&target);
+                    self.core.handle_connection_lost(now, &target, failure);
+                }
+            }
         }
     }
 
