@@ -60,6 +60,11 @@ pub struct RegisterRequest<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildError(pub String);
 
+/// Appends one header line.
+fn push_header(out: &mut String, name: &str, value: &str) {
+    out.extend([name, ": ", value, "\r\n"]);
+}
+
 /// Serializes a REGISTER request, straight into one buffer (no header objects, no
 /// intermediate strings: it runs for every request sent).
 pub fn build_register(req: &RegisterRequest<'_>) -> Result<Vec<u8>, BuildError> {
@@ -91,25 +96,19 @@ pub fn build_register(req: &RegisterRequest<'_>) -> Result<Vec<u8>, BuildError> 
     }
     // Pieces are appended, not formatted with `write!`: this runs for every request sent.
     let mut out = String::with_capacity(variable + 320);
-    for piece in [
+    out.extend([
         "REGISTER ",
         req.request_uri,
         " SIP/2.0\r\nVia: SIP/2.0/",
         req.transport.via_name(),
         " ",
-    ] {
-        out.push_str(piece);
-    }
+    ]);
     push_host_port(&mut out, req.sent_by);
-    for piece in [";rport;branch=", req.branch, "\r\nMax-Forwards: 70\r\n"] {
-        out.push_str(piece);
-    }
+    out.extend([";rport;branch=", req.branch, "\r\nMax-Forwards: 70\r\n"]);
     if let Some(route) = req.route {
-        for piece in ["Route: ", route, "\r\n"] {
-            out.push_str(piece);
-        }
+        push_header(&mut out, "Route", route);
     }
-    for piece in [
+    out.extend([
         "From: <",
         req.aor,
         ">;tag=",
@@ -119,13 +118,9 @@ pub fn build_register(req: &RegisterRequest<'_>) -> Result<Vec<u8>, BuildError> 
         ">\r\nCall-ID: ",
         req.call_id,
         "\r\nCSeq: ",
-    ] {
-        out.push_str(piece);
-    }
+    ]);
     push_decimal(&mut out, u64::from(req.cseq));
-    for piece in [" REGISTER\r\nContact: ", req.contact, "\r\nExpires: "] {
-        out.push_str(piece);
-    }
+    out.extend([" REGISTER\r\nContact: ", req.contact, "\r\nExpires: "]);
     push_decimal(&mut out, u64::from(req.expires));
     out.push_str("\r\n");
     for (name, value) in req.authorization {
@@ -133,22 +128,13 @@ pub fn build_register(req: &RegisterRequest<'_>) -> Result<Vec<u8>, BuildError> 
             "Proxy-Authorization" => "Proxy-Authorization",
             _ => "Authorization",
         };
-        for piece in [name, ": ", value, "\r\n"] {
-            out.push_str(piece);
-        }
+        push_header(&mut out, name, value);
     }
     if let Some(supported) = req.supported {
-        for piece in ["Supported: ", supported, "\r\n"] {
-            out.push_str(piece);
-        }
+        push_header(&mut out, "Supported", supported);
     }
-    for piece in [
-        "User-Agent: ",
-        req.user_agent,
-        "\r\nContent-Length: 0\r\n\r\n",
-    ] {
-        out.push_str(piece);
-    }
+    push_header(&mut out, "User-Agent", req.user_agent);
+    out.push_str("Content-Length: 0\r\n\r\n");
     if out.len() > MAX_REQUEST_BYTES {
         return Err(BuildError(format!(
             "the request of {} bytes is larger than {MAX_REQUEST_BYTES}",
