@@ -25,8 +25,11 @@ const SLOT: usize = MAX_MESSAGE_BYTES + 1;
 /// Reads queued datagrams in batches.
 ///
 /// nix's headers hold raw pointers and are not `Send`, so they cannot live in a driver
-/// task's state: one receiver serves every socket read on a thread (the service thread),
-/// which also means one set of slots per process rather than per endpoint.
+/// task's state: a receiver serves every socket of one address family read on a thread
+/// (the service thread), which also means one set of slots per process rather than per
+/// endpoint. One per family, because nix sets each header's address length once and the
+/// kernel then leaves the last source's length there: an IPv6 source read after an IPv4
+/// one would be cut to 16 bytes. A socket of one family always gets sources of one length.
 struct Receiver {
     slots: Vec<u8>,
     headers: MultiHeaders<SockaddrStorage>,
@@ -45,14 +48,19 @@ impl Default for Receiver {
 }
 
 thread_local! {
-    static RECEIVER: std::cell::RefCell<Receiver> = std::cell::RefCell::new(Receiver::default());
+    static RECEIVE_V4: std::cell::RefCell<Receiver> = std::cell::RefCell::new(Receiver::default());
+    static RECEIVE_V6: std::cell::RefCell<Receiver> = std::cell::RefCell::new(Receiver::default());
 }
 
 /// Reads what is queued on `socket` now, up to [`RECEIVE_SLOTS`] datagrams, and hands each
 /// to `each` with its source (see [`Receiver::receive`]). `each` must not read a socket
 /// itself.
 pub fn receive(socket: &UdpSocket, each: impl FnMut(SocketAddr, &[u8])) -> io::Result<usize> {
-    RECEIVER.with(|receiver| receiver.borrow_mut().receive(socket, each))
+    let receiver = match socket.local_addr()?.is_ipv4() {
+        true => &RECEIVE_V4,
+        false => &RECEIVE_V6,
+    };
+    receiver.with(|receiver| receiver.borrow_mut().receive(socket, each))
 }
 
 impl Receiver {
@@ -189,6 +197,25 @@ mod tests {
         for expected in [&b"one"[..], b"two", b"three"] {
             let (n, from) = receiver.recv_from(&mut buf).await.unwrap();
             assert_eq!((&buf[..n], from), (expected, sender.local_addr().unwrap()));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_source_read_after_ipv4_ones_is_read_whole() {
+        let (v4, v6) = (bound().await, UdpSocket::bind("[::1]:0").await.unwrap());
+        let peer4 = bound().await;
+        let peer6 = UdpSocket::bind("[::1]:0").await.unwrap();
+        for _ in 0..3 {
+            peer4.send_to(b"4", v4.local_addr().unwrap()).await.unwrap();
+            v4.readable().await.unwrap();
+            let mut from = None;
+            receive(&v4, |source, _| from = Some(source)).unwrap();
+            assert_eq!(from, Some(peer4.local_addr().unwrap()));
+            peer6.send_to(b"6", v6.local_addr().unwrap()).await.unwrap();
+            v6.readable().await.unwrap();
+            let mut from = None;
+            receive(&v6, |source, _| from = Some(source)).unwrap();
+            assert_eq!(from, Some(peer6.local_addr().unwrap()));
         }
     }
 
