@@ -127,22 +127,63 @@ struct Label {
 #[derive(Default)]
 struct Labels {
     by_id: std::collections::HashMap<BindingId, Label>,
-    by_name: std::collections::HashMap<Arc<str>, Vec<BindingId>>,
+    by_name: std::collections::HashMap<Arc<str>, Ids>,
+}
+
+/// The bindings of one name, oldest first: almost always one, kept in place (a `Vec` of
+/// one would cost an allocation of its own per name).
+enum Ids {
+    One([BindingId; 1]),
+    Many(Vec<BindingId>),
+}
+
+impl Ids {
+    fn push(&mut self, id: BindingId) {
+        match self {
+            Ids::One([first]) => *self = Ids::Many(vec![*first, id]),
+            Ids::Many(ids) => ids.push(id),
+        }
+    }
+
+    /// Removes `id`; returns whether none is left.
+    fn remove(&mut self, id: BindingId) -> bool {
+        match self {
+            Ids::One([only]) => *only == id,
+            Ids::Many(ids) => {
+                ids.retain(|i| *i != id);
+                if let [only] = ids[..] {
+                    *self = Ids::One([only]);
+                }
+                matches!(self, Ids::Many(ids) if ids.is_empty())
+            }
+        }
+    }
+
+    fn as_slice(&self) -> &[BindingId] {
+        match self {
+            Ids::One(one) => one,
+            Ids::Many(ids) => ids,
+        }
+    }
 }
 
 impl Labels {
     fn insert(&mut self, id: BindingId, label: Label) {
-        self.by_name.entry(label.name.clone()).or_default().push(id);
+        match self.by_name.get_mut(&label.name) {
+            Some(ids) => ids.push(id),
+            None => {
+                self.by_name.insert(label.name.clone(), Ids::One([id]));
+            }
+        }
         self.by_id.insert(id, label);
     }
 
     fn remove(&mut self, id: BindingId) -> Option<Label> {
         let label = self.by_id.remove(&id)?;
-        if let Some(ids) = self.by_name.get_mut(&label.name) {
-            ids.retain(|i| *i != id);
-            if ids.is_empty() {
-                self.by_name.remove(&label.name);
-            }
+        if let Some(ids) = self.by_name.get_mut(&label.name)
+            && ids.remove(id)
+        {
+            self.by_name.remove(&label.name);
         }
         Some(label)
     }
@@ -153,7 +194,7 @@ impl Labels {
 
     /// The bindings of `name`, oldest first.
     fn of(&self, name: &str) -> &[BindingId] {
-        self.by_name.get(name).map_or(&[], Vec::as_slice)
+        self.by_name.get(name).map_or(&[], Ids::as_slice)
     }
 
     fn drain(&mut self) -> Vec<Label> {
@@ -963,5 +1004,49 @@ impl From<&BindingEvent> for NotificationKind {
             BindingEvent::Failed(Failure::Tls(_)) => NotificationKind::TlsError,
             BindingEvent::Failed(_) => NotificationKind::RegisterError,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn label(name: &str) -> Label {
+        Label {
+            name: name.into(),
+            line: 0,
+        }
+    }
+
+    #[test]
+    fn the_bindings_of_a_name_are_kept_oldest_first_as_they_come_and_go() {
+        let mut labels = Labels::default();
+        let ids = |labels: &Labels, name| labels.of(name).to_vec();
+        labels.insert(BindingId(1), label("a"));
+        labels.insert(BindingId(2), label("b"));
+        assert_eq!(ids(&labels, "a"), [BindingId(1)]);
+        // A name registered again while its first binding unregisters has two.
+        labels.insert(BindingId(3), label("a"));
+        labels.insert(BindingId(4), label("a"));
+        assert_eq!(
+            ids(&labels, "a"),
+            [BindingId(1), BindingId(3), BindingId(4)]
+        );
+        assert!(labels.remove(BindingId(1)).is_some());
+        assert!(labels.remove(BindingId(4)).is_some());
+        assert_eq!(ids(&labels, "a"), [BindingId(3)]);
+        labels.insert(BindingId(5), label("a"));
+        assert_eq!(ids(&labels, "a"), [BindingId(3), BindingId(5)]);
+        assert!(labels.remove(BindingId(3)).is_some());
+        assert!(labels.remove(BindingId(5)).is_some());
+        assert!(ids(&labels, "a").is_empty());
+        assert!(
+            !labels.by_name.contains_key("a"),
+            "a name with no binding is forgotten"
+        );
+        assert!(labels.remove(BindingId(5)).is_none());
+        assert_eq!(ids(&labels, "b"), [BindingId(2)]);
+        assert!(labels.remove(BindingId(2)).is_some());
+        assert!(labels.by_name.is_empty() && labels.by_id.is_empty());
     }
 }
