@@ -1996,16 +1996,14 @@ mod tests {
     #[test]
     fn the_wait_queue_gives_what_one_heap_would_in_the_same_order() {
         let t0 = Instant::now();
-        let mut random = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = move |n: u64| {
-            random ^= random << 13;
-            random ^= random >> 7;
-            random ^= random << 17;
-            random % n
-        };
+        // Spread draws from the test entropy, as the loss test below does.
+        let mut draws = Counter(11);
+        let mut next =
+            move |n: u64| (draws.next_u64().wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) % n;
         let mut queue = WaitQueue::default();
         let mut heap = BinaryHeap::new();
         let mut now = t0;
+        let (mut in_order, mut others) = (0, 0);
         for seq in 0..20_000 {
             now += Duration::from_millis(next(3));
             // Mostly arrivals keyed in order, some refreshes keyed by any expiry; pops in
@@ -2021,7 +2019,10 @@ mod tests {
                 assert_eq!(queue.pop(), heap.pop().map(|Reverse(e)| e));
             }
             assert_eq!(queue.len(), heap.len());
+            in_order = in_order.max(queue.in_order.len());
+            others = others.max(queue.others.len());
         }
+        assert!(in_order > 10 && others > 10, "both halves were used");
         while let Some(Reverse(entry)) = heap.pop() {
             assert_eq!(queue.pop(), Some(entry));
         }
