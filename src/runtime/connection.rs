@@ -141,9 +141,10 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin>(
                         batch.extend_from_slice(&bytes);
                         while let Some(more) = next {
                             batch.extend_from_slice(&more);
-                            next = match batch.len() < WRITE_BATCH_BYTES {
-                                true => outgoing.try_recv().ok(),
-                                false => None,
+                            next = if batch.len() < WRITE_BATCH_BYTES {
+                                outgoing.try_recv().ok()
+                            } else {
+                                None
                             };
                         }
                         writer.write_all(&batch).await.map_err(transport)?;

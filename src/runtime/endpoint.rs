@@ -518,7 +518,8 @@ impl Driver {
                 _ = &mut sleep, if armed.is_some() => Wake::Timer,
             };
             let now = Instant::now().into_std();
-            let mut coalesce = false;
+            // Whether this wake-up read everything the socket or the connections had.
+            let mut drained = false;
             match wake {
                 Wake::Command(None) => break,
                 Wake::Command(Some(command)) => self.on_command(command, now),
@@ -533,7 +534,7 @@ impl Driver {
                         }) {
                             Ok(n) if n == udp::RECEIVE_SLOTS => read += n,
                             Ok(_) => {
-                                coalesce = self.core.transactions_in_flight() >= COALESCE_IN_FLIGHT;
+                                drained = true;
                                 break;
                             }
                             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -557,7 +558,7 @@ impl Driver {
                         match connections.try_recv() {
                             Ok(event) => self.on_connection_event(now, event),
                             Err(_) => {
-                                coalesce = self.core.transactions_in_flight() >= COALESCE_IN_FLIGHT;
+                                drained = true;
                                 break;
                             }
                         }
@@ -568,7 +569,7 @@ impl Driver {
                 Wake::Timer => self.core.handle_timeout(now),
             }
             self.flush().await;
-            if coalesce {
+            if drained && self.core.transactions_in_flight() >= COALESCE_IN_FLIGHT {
                 // Under load, answers that arrive close together are read in one wake-up
                 // (as a network card's interrupt moderation does) rather than one each.
                 tokio::time::sleep(COALESCE).await;
@@ -705,11 +706,10 @@ impl Driver {
     async fn send_datagrams(&mut self, datagrams: &[endpoint::Transmit]) {
         let mut start = 0;
         while start < datagrams.len() {
-            let batch: Vec<(&[u8], SocketAddr)> = datagrams[start..]
+            let rest = datagrams[start..]
                 .iter()
-                .map(|t| (&t.contents[..], t.destination.addr))
-                .collect();
-            match udp::send(&self.socket, &batch) {
+                .map(|t| (&t.contents[..], t.destination.addr));
+            match udp::send(&self.socket, rest) {
                 Ok(sent) if sent > 0 => start += sent,
                 Ok(_) => {
                     let _ = self.socket.writable().await;

@@ -131,23 +131,25 @@ pub fn address(storage: &SockaddrStorage) -> Option<SocketAddr> {
 /// Datagrams written by one system call.
 const SEND_SLOTS: usize = 64;
 
-/// Sends `datagrams` (bytes and destination), in order, as many as the socket takes now
-/// (at most [`SEND_SLOTS`]): returns how many were sent, or the error of the first one when
+/// Sends the first [`SEND_SLOTS`] of `datagrams` (bytes and destination), in order, as many
+/// as the socket takes now: returns how many were sent, or the error of the first one when
 /// none was (`WouldBlock` when the socket's buffer is full; the caller decides whether the
 /// first is dropped or retried).
-pub fn send(socket: &UdpSocket, datagrams: &[(&[u8], SocketAddr)]) -> io::Result<usize> {
+pub fn send<'a>(
+    socket: &UdpSocket,
+    datagrams: impl IntoIterator<Item = (&'a [u8], SocketAddr)>,
+) -> io::Result<usize> {
     use rustix::net::addr::SocketAddrArg;
     use rustix::net::{MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny};
-    let datagrams = &datagrams[..datagrams.len().min(SEND_SLOTS)];
-    if datagrams.is_empty() {
+    let (contents, destinations): (Vec<[io::IoSlice; 1]>, Vec<SocketAddrAny>) = datagrams
+        .into_iter()
+        .take(SEND_SLOTS)
+        .map(|(bytes, to)| ([io::IoSlice::new(bytes)], to.as_any()))
+        .unzip();
+    if contents.is_empty() {
         return Ok(0);
     }
-    let destinations: Vec<SocketAddrAny> = datagrams.iter().map(|(_, to)| to.as_any()).collect();
-    let contents: Vec<[io::IoSlice; 1]> = datagrams
-        .iter()
-        .map(|(bytes, _)| [io::IoSlice::new(bytes)])
-        .collect();
-    let mut controls: Vec<SendAncillaryBuffer> = datagrams
+    let mut controls: Vec<SendAncillaryBuffer> = contents
         .iter()
         .map(|_| SendAncillaryBuffer::default())
         .collect();
@@ -186,13 +188,13 @@ mod tests {
             vec![(b"one", to), (b"two", to), (b"x", refused), (b"three", to)];
         sender.writable().await.unwrap();
         assert_eq!(
-            send(&sender, &batch).unwrap(),
+            send(&sender, batch.iter().copied()).unwrap(),
             2,
             "the two before the refused one"
         );
-        let error = send(&sender, &batch[2..]).unwrap_err();
+        let error = send(&sender, batch[2..].iter().copied()).unwrap_err();
         assert_eq!(error.raw_os_error(), Some(libc::EACCES));
-        assert_eq!(send(&sender, &batch[3..]).unwrap(), 1);
+        assert_eq!(send(&sender, batch[3..].iter().copied()).unwrap(), 1);
         let mut buf = [0u8; 16];
         for expected in [&b"one"[..], b"two", b"three"] {
             let (n, from) = receiver.recv_from(&mut buf).await.unwrap();
