@@ -32,8 +32,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
-use support::free_port;
 use support::kamailio::{Kamailio, KamailioConfig};
+use support::{free_port, resident_bytes};
 
 /// Refresh interval of the engine: long enough that the first refresh of a name comes
 /// after every name registered, short enough to measure a whole refresh round.
@@ -132,13 +132,6 @@ fn params(names: String, kam: &Kamailio, transport: Transport) -> RegisterServer
     }
 }
 
-/// Resident memory of this process, bytes.
-fn rss() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4096
-}
-
 /// CPU time (user + system) of this process, or of its children waited for, seconds.
 fn cpu_seconds(who: libc::c_int) -> f64 {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
@@ -210,14 +203,14 @@ fn run_ours(n: usize, transport: Transport, auth: bool) -> Ours {
     let kam = registrar(auth);
     let engine = engine_for(&kam, transport, auth);
     let params = params(names(n), &kam, transport);
-    let rss_before = rss();
+    let rss_before = resident_bytes();
     let cpu_start = cpu_seconds(libc::RUSAGE_SELF);
     let (started, times) = register_all(&engine, &params, n);
     let cpu_registering = cpu_seconds(libc::RUSAGE_SELF) - cpu_start;
     let mut latencies: Vec<Duration> = times.iter().map(|t| *t - started).collect();
     latencies.sort();
     let elapsed = *latencies.last().unwrap();
-    let rss_after = rss();
+    let rss_after = resident_bytes();
     assert_eq!(
         kam.registered_users(),
         Some(n as u64),
@@ -513,7 +506,7 @@ fn memory_per_engine(transport: Transport) -> f64 {
     const K: usize = 50;
     let kam = registrar(false);
     let registered: Arc<(Mutex<usize>, Condvar)> = Arc::default();
-    let before = rss();
+    let before = resident_bytes();
     let engines: Vec<PhoneEngine> = (0..K)
         .map(|i| {
             let engine = engine_for(&kam, transport, false);
@@ -539,7 +532,7 @@ fn memory_per_engine(transport: Transport) -> f64 {
         .unwrap();
     assert!(!timeout.timed_out(), "only {} of {K} registered", *guard);
     drop(guard);
-    let per_engine = rss().saturating_sub(before) as f64 / K as f64;
+    let per_engine = resident_bytes().saturating_sub(before) as f64 / K as f64;
     for engine in engines {
         engine.shutdown();
     }

@@ -11,9 +11,7 @@ use std::time::Instant;
 use support::*;
 
 fn resident_kib() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4
+    resident_bytes() / 1024
 }
 
 fn cycle(ip: &std::ffi::CStr, name: &std::ffi::CStr) {

@@ -17,6 +17,13 @@ use std::net::UdpSocket;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+/// Resident memory of this process, bytes (Linux, 4 KiB pages).
+pub fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
 /// One notification received by the C callback.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
