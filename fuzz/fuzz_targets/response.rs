@@ -84,9 +84,9 @@ fuzz_target!(|data: &[u8]| {
             0 => {
                 if let Ok(mut r) = parse_response(rest) {
                     if let Some(branch) = b.branch() {
-                        r.branch = branch.to_string();
+                        r.branch = branch.to_string().into();
                     }
-                    r.call_id = b.call_id().to_string();
+                    r.call_id = b.call_id().to_string().into();
                     r.cseq = b.cseq();
                     r.cseq_method = "REGISTER".into();
                     b.on_response(&r, now, &mut e, &mut out);

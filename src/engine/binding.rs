@@ -71,6 +71,11 @@ fn branch_text(branch: Branch) -> HexText {
     hex_text::<16>("z9hG4bK", u128::from(branch.0), "")
 }
 
+/// Entries of a response, as owned strings.
+fn owned_all(entries: &[std::borrow::Cow<'_, str>]) -> Vec<String> {
+    entries.iter().map(|e| e.to_string()).collect()
+}
+
 /// A binding's Call-ID as sent.
 fn call_id_text(call_id: u128) -> HexText {
     hex_text::<32>("", call_id, "@lanscape")
@@ -889,7 +894,7 @@ impl Binding {
         if Branch::parse(&response.branch) != Some(tx.branch())
             || response.call_id != call_id_text(self.call_id).as_str()
             || response.cseq != self.cseq
-            || response.cseq_method != "REGISTER"
+            || !response.cseq_method.eq_ignore_ascii_case("REGISTER")
         {
             return false;
         }
@@ -901,7 +906,7 @@ impl Binding {
             .retry_after
             .map(|s| Duration::from_secs(u64::from(s)).min(MAX_RETRY_AFTER));
         self.info.last_status = response.status;
-        self.info.last_reason = (response.reason != "OK").then(|| response.reason.as_str().into());
+        self.info.last_reason = (response.reason != "OK").then(|| (*response.reason).into());
         if self.stopping && purpose != Purpose::Unregister {
             // The request the removal waited for has its answer: the removal goes now (a
             // challenge is answered by the removal itself).
@@ -991,15 +996,18 @@ impl Binding {
                         self.info.granted_expires = Some(expires);
                         self.info.registered_elsewhere = None;
                         let extras = Extras {
-                            pub_gruu: contact.pub_gruu.clone(),
-                            temp_gruu: contact.temp_gruu.clone(),
-                            service_route: response.service_route.clone(),
-                            associated_uris: response.associated_uris.clone(),
-                            path: response.path.clone(),
+                            pub_gruu: contact.pub_gruu.as_deref().map(str::to_string),
+                            temp_gruu: contact.temp_gruu.as_deref().map(str::to_string),
+                            service_route: owned_all(&response.service_route),
+                            associated_uris: owned_all(&response.associated_uris),
+                            path: owned_all(&response.path),
                         };
                         self.info.extras = (extras != Extras::default()).then(|| Box::new(extras));
-                        self.info.outbound =
-                            self.outbound && response.option_tags.iter().any(|t| t == "outbound");
+                        self.info.outbound = self.outbound
+                            && response
+                                .option_tags
+                                .iter()
+                                .any(|t| t.eq_ignore_ascii_case("outbound"));
                         self.info.flow_timer = response.flow_timer;
                         self.consecutive_failures = 0;
                         self.failovers = 0;
@@ -1170,9 +1178,9 @@ impl Binding {
     /// the contact we would register from `addr`.
     fn find_contact<'r>(
         &self,
-        response: &'r ResponseInfo,
+        response: &'r ResponseInfo<'_>,
         addr: SocketAddr,
-    ) -> Option<&'r message::ContactInfo> {
+    ) -> Option<&'r message::ContactInfo<'r>> {
         if let Some(instance) = &self.shared.instance {
             let by_instance = response.contacts.iter().find(|c| {
                 c.instance
@@ -1520,9 +1528,9 @@ mod tests {
     }
 
     /// A response to `request` (the text of the last REGISTER sent).
-    fn answer(request: &str, status: u16) -> ResponseInfo {
+    fn answer(request: &str, status: u16) -> ResponseInfo<'static> {
         let via = header(request, "Via");
-        let branch = via.split("branch=").nth(1).unwrap().to_string();
+        let branch = via.split("branch=").nth(1).unwrap().to_string().into();
         let cseq = header(request, "CSeq")
             .split(' ')
             .next()
@@ -1535,7 +1543,7 @@ mod tests {
         ResponseInfo {
             status,
             branch,
-            call_id: header(request, "Call-ID").to_string(),
+            call_id: header(request, "Call-ID").to_string().into(),
             cseq,
             cseq_method: "REGISTER".into(),
             contacts: if removing {
@@ -1722,7 +1730,7 @@ mod tests {
             let mut r = answer(&run.last.clone(), 401);
             r.challenges = vec![(
                 ChallengeKind::Www,
-                format!(r#"Digest realm="r", nonce="n{round}", stale=true"#),
+                format!(r#"Digest realm="r", nonce="n{round}", stale=true"#).into(),
             )];
             let out = run.respond(r);
             if round <= MAX_AUTH_ROUNDS {
@@ -1756,7 +1764,7 @@ mod tests {
         r.challenges = (0..120)
             .map(|i| {
                 let value = format!(r#"Digest realm="r{i}", nonce="n{i}", qop="auth""#);
-                (ChallengeKind::Www, value)
+                (ChallengeKind::Www, value.into())
             })
             .collect();
         let out = run.respond(r);
@@ -1771,7 +1779,7 @@ mod tests {
             let mut r = answer(&run.last.clone(), 401);
             r.challenges = vec![(
                 ChallengeKind::Www,
-                format!(r#"Digest realm="realm{round}", nonce="n{round}", qop="auth""#),
+                format!(r#"Digest realm="realm{round}", nonce="n{round}", qop="auth""#).into(),
             )];
             let out = run.respond(r);
             let request = sent(&out).pop().expect("answered");
@@ -1813,7 +1821,7 @@ mod tests {
         r.challenges = (0..MAX_REALMS)
             .map(|i| {
                 let value = format!(r#"Digest realm="r{i}", nonce="{nonce}", opaque="{i}""#);
-                (ChallengeKind::Www, value)
+                (ChallengeKind::Www, value.into())
             })
             .collect();
         let out = run.respond(r);
@@ -1959,7 +1967,7 @@ mod tests {
         let mut r = answer(&run.last.clone(), 401);
         r.challenges = vec![(
             ChallengeKind::Www,
-            format!(r#"Digest realm="r", nonce="{nonce}", qop="auth""#),
+            format!(r#"Digest realm="r", nonce="{nonce}", qop="auth""#).into(),
         )];
         run.respond(r)
     }
@@ -2098,7 +2106,7 @@ mod tests {
     }
 
     /// A contact as a registrar lists it: `raw` with these header parameters.
-    fn listed(raw: &str, params: &str) -> ContactInfo {
+    fn listed(raw: &str, params: &str) -> ContactInfo<'static> {
         let text = format!(
             "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\nCall-ID: c\r\n\
              CSeq: 1 REGISTER\r\nContact: <{raw}>{params}\r\n\r\n"
@@ -2107,6 +2115,7 @@ mod tests {
             .unwrap()
             .contacts
             .remove(0)
+            .into_owned()
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //!
 //! Parsing is bounded before a byte is read (size, header count, header length), runs
 //! under `catch_unwind`, and extracts only what a registration client needs into
-//! [`ResponseInfo`]: one scan over the header lines, which copies nothing it does not keep
-//! (it runs for every datagram). Compact header forms (`v`, `i`, `m`, `k`) and folded
+//! [`ResponseInfo`]: one scan over the header lines, whose text it borrows from the
+//! datagram (it runs for every datagram). Compact header forms (`v`, `i`, `m`, `k`) and folded
 //! header lines (RFC 3261 §7.3.1) are understood; a header value must be UTF-8 only if it
 //! is read. No general SIP parser is used: rsip 0.4 neither parses nor prints IPv6 hosts,
 //! rejected folding, and parsed every header into owned strings.
@@ -11,6 +11,7 @@
 use crate::engine::digest::ChallengeKind;
 use crate::engine::transport::Transport;
 use crate::engine::uri::{HostPort, SipUri, parse_ip, push_decimal, push_host_port};
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
 /// Largest message accepted (the UDP payload limit).
@@ -144,32 +145,48 @@ pub fn build_register(req: &RegisterRequest<'_>) -> Result<Vec<u8>, BuildError> 
     Ok(out.into_bytes())
 }
 
-/// One binding listed in a response's Contact header(s).
+/// One binding listed in a response's Contact header(s). Its text is borrowed from the
+/// response where it can be (see [`ResponseInfo`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContactInfo {
+pub struct ContactInfo<'a> {
     /// The contact URI.
     pub uri: SipUri,
     /// The URI as written (for comparing URIs, RFC 3261 §19.1.4).
-    pub raw: String,
+    pub raw: Cow<'a, str>,
     /// The `expires` parameter, if given.
     pub expires: Option<u32>,
     /// `+sip.instance` (RFC 5626 §4.1), without its quotes.
-    pub instance: Option<String>,
+    pub instance: Option<Cow<'a, str>>,
     /// `reg-id` (RFC 5626 §4.2).
     pub reg_id: Option<u32>,
     /// `pub-gruu` (RFC 5627 §5.2), without its quotes.
-    pub pub_gruu: Option<String>,
+    pub pub_gruu: Option<Cow<'a, str>>,
     /// `temp-gruu` (RFC 5627 §5.2), without its quotes.
-    pub temp_gruu: Option<String>,
+    pub temp_gruu: Option<Cow<'a, str>>,
+}
+
+impl ContactInfo<'_> {
+    /// The same contact, owning its text.
+    pub fn into_owned(self) -> ContactInfo<'static> {
+        ContactInfo {
+            uri: self.uri,
+            raw: owned(self.raw),
+            expires: self.expires,
+            instance: self.instance.map(owned),
+            reg_id: self.reg_id,
+            pub_gruu: self.pub_gruu.map(owned),
+            temp_gruu: self.temp_gruu.map(owned),
+        }
+    }
 }
 
 #[cfg(test)]
-impl ContactInfo {
+impl ContactInfo<'static> {
     /// A contact with this URI (which must parse) and no parameter but `expires`.
-    pub(crate) fn of(raw: &str, expires: Option<u32>) -> ContactInfo {
+    pub(crate) fn of(raw: &str, expires: Option<u32>) -> ContactInfo<'static> {
         ContactInfo {
             uri: SipUri::parse(raw).expect("a SIP URI"),
-            raw: raw.to_string(),
+            raw: raw.to_string().into(),
             expires,
             instance: None,
             reg_id: None,
@@ -180,26 +197,30 @@ impl ContactInfo {
 }
 
 /// What a registration client needs from a response.
+///
+/// The text is borrowed from the received bytes (a response is read for every datagram,
+/// and only a few of its values are kept); it is owned only when the response had folded
+/// header lines, whose values are joined first. [`ResponseInfo::into_owned`] detaches it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ResponseInfo {
+pub struct ResponseInfo<'a> {
     /// Status code.
     pub status: u16,
-    /// Reason phrase (bounded, as received).
-    pub reason: String,
+    /// Reason phrase (at most 128 characters, as received).
+    pub reason: Cow<'a, str>,
     /// Branch of the top Via.
-    pub branch: String,
+    pub branch: Cow<'a, str>,
     /// `received` of the top Via (RFC 3261 §18.2.1).
     pub received: Option<IpAddr>,
     /// `rport` value of the top Via (RFC 3581).
     pub rport: Option<u16>,
     /// Call-ID.
-    pub call_id: String,
+    pub call_id: Cow<'a, str>,
     /// CSeq number.
     pub cseq: u32,
-    /// CSeq method, upper case.
-    pub cseq_method: String,
+    /// CSeq method, as received (a token; compare it without regard to case).
+    pub cseq_method: Cow<'a, str>,
     /// Every binding listed in the Contact header(s).
-    pub contacts: Vec<ContactInfo>,
+    pub contacts: Vec<ContactInfo<'a>>,
     /// Expires header.
     pub expires: Option<u32>,
     /// Min-Expires header (in a 423).
@@ -207,17 +228,58 @@ pub struct ResponseInfo {
     /// Retry-After header, seconds (RFC 3261 §20.33; a comment and parameters ignored).
     pub retry_after: Option<u32>,
     /// Raw digest challenges, with the header they came in.
-    pub challenges: Vec<(ChallengeKind, String)>,
+    pub challenges: Vec<(ChallengeKind, Cow<'a, str>)>,
     /// Service-Route entries, in order (RFC 3608).
-    pub service_route: Vec<String>,
+    pub service_route: Vec<Cow<'a, str>>,
     /// P-Associated-URI entries, in order (RFC 3455).
-    pub associated_uris: Vec<String>,
+    pub associated_uris: Vec<Cow<'a, str>>,
     /// Path entries, in order (RFC 3327).
-    pub path: Vec<String>,
+    pub path: Vec<Cow<'a, str>>,
     /// Flow-Timer, seconds (RFC 5626 §5.4).
     pub flow_timer: Option<u32>,
-    /// Option tags of Require and Supported, lower case (e.g. `outbound`, `gruu`).
-    pub option_tags: Vec<String>,
+    /// Option tags of Require and Supported, as written (compare them without regard to
+    /// case; e.g. `outbound`, `gruu`).
+    pub option_tags: Vec<Cow<'a, str>>,
+}
+
+impl ResponseInfo<'_> {
+    /// The same response, owning its text.
+    pub fn into_owned(self) -> ResponseInfo<'static> {
+        let all = |v: Vec<Cow<'_, str>>| v.into_iter().map(owned).collect();
+        ResponseInfo {
+            status: self.status,
+            reason: owned(self.reason),
+            branch: owned(self.branch),
+            received: self.received,
+            rport: self.rport,
+            call_id: owned(self.call_id),
+            cseq: self.cseq,
+            cseq_method: owned(self.cseq_method),
+            contacts: self
+                .contacts
+                .into_iter()
+                .map(ContactInfo::into_owned)
+                .collect(),
+            expires: self.expires,
+            min_expires: self.min_expires,
+            retry_after: self.retry_after,
+            challenges: self
+                .challenges
+                .into_iter()
+                .map(|(kind, value)| (kind, owned(value)))
+                .collect(),
+            service_route: all(self.service_route),
+            associated_uris: all(self.associated_uris),
+            path: all(self.path),
+            flow_timer: self.flow_timer,
+            option_tags: all(self.option_tags),
+        }
+    }
+}
+
+/// Text that owns itself.
+fn owned(text: Cow<'_, str>) -> Cow<'static, str> {
+    Cow::Owned(text.into_owned())
 }
 
 /// Why bytes from the network were not accepted as a response.
@@ -252,20 +314,23 @@ impl std::fmt::Display for ParseError {
     }
 }
 
-/// Checks the size limits without parsing.
-fn check_bounds(bytes: &[u8]) -> Result<(), ParseError> {
+/// Checks the size limits without parsing; returns where the header section ends
+/// ([`header_end`]).
+fn check_bounds(bytes: &[u8]) -> Result<Option<usize>, ParseError> {
     if bytes.len() > MAX_MESSAGE_BYTES {
         return Err(ParseError::TooLarge(bytes.len()));
     }
-    let head_end = header_end(bytes).map_or(bytes.len(), |i| i - 2);
-    check_header_limits(&bytes[..head_end]).map_err(|limit| match limit {
-        HeaderLimit::LineTooLong => ParseError::HeaderTooLong,
-        HeaderLimit::TooManyLines => ParseError::TooManyHeaders,
-    })?;
+    let end = header_end(bytes);
+    check_header_limits(&bytes[..end.map_or(bytes.len(), |i| i - 2)]).map_err(
+        |limit| match limit {
+            HeaderLimit::LineTooLong => ParseError::HeaderTooLong,
+            HeaderLimit::TooManyLines => ParseError::TooManyHeaders,
+        },
+    )?;
     if !bytes.starts_with(b"SIP/2.0 ") {
         return Err(ParseError::NotAResponse);
     }
-    Ok(())
+    Ok(end)
 }
 
 /// Which header limit a message breaks.
@@ -316,50 +381,59 @@ pub fn branch_of(bytes: &[u8]) -> Option<&str> {
 }
 
 /// Parses a response received from the network.
-pub fn parse_response(bytes: &[u8]) -> Result<ResponseInfo, ParseError> {
-    check_bounds(bytes)?;
-    std::panic::catch_unwind(|| parse_bounded(bytes))
-        .unwrap_or_else(|_| Err(ParseError::Syntax("parser panicked".into())))
+pub fn parse_response(bytes: &[u8]) -> Result<ResponseInfo<'_>, ParseError> {
+    let head_end = check_bounds(bytes)?;
+    std::panic::catch_unwind(|| match parse_bounded(bytes, head_end)? {
+        Some(response) => Ok(response),
+        // Folded lines (RFC 3261 §7.3.1) are rare: their values are joined in a copy first.
+        None => {
+            let unfolded = unfold(bytes)?;
+            match parse_bounded(&unfolded, header_end(&unfolded))? {
+                Some(response) => Ok(response.into_owned()),
+                None => Err(ParseError::Syntax("a folded line after unfolding".into())),
+            }
+        }
+    })
+    .unwrap_or_else(|_| Err(ParseError::Syntax("parser panicked".into())))
 }
 
-/// A header line: its name, and its value (owned only when it was folded).
-type HeaderLine<'a> = (&'a [u8], std::borrow::Cow<'a, [u8]>);
-
-/// The header lines of a message (after its start line), up to the empty line or the end;
-/// a folded value (RFC 3261 §7.3.1) is joined with single spaces.
-fn header_lines(head: &[u8]) -> Result<Vec<HeaderLine<'_>>, ParseError> {
-    use std::borrow::Cow;
-    let mut headers: Vec<HeaderLine<'_>> = Vec::with_capacity(16);
-    for line in lines_of(head).skip(1) {
+/// The message with each folded header value (RFC 3261 §7.3.1) joined to its line with a
+/// single space; the body is kept as it was.
+fn unfold(bytes: &[u8]) -> Result<Vec<u8>, ParseError> {
+    let end = header_end(bytes).unwrap_or(bytes.len());
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut lines = lines_of(&bytes[..end]);
+    let start = lines.next().unwrap_or_default();
+    out.extend_from_slice(start.strip_suffix(b"\r").unwrap_or(start));
+    let mut first = true;
+    for line in lines {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
             break;
         }
         if line[0] == b' ' || line[0] == b'\t' {
-            let (_, value) = headers.last_mut().ok_or_else(|| {
-                ParseError::Syntax("a continuation line starts the headers".into())
-            })?;
+            if first {
+                return Err(ParseError::Syntax(
+                    "a continuation line starts the headers".into(),
+                ));
+            }
             let more = line.trim_ascii();
             if !more.is_empty() {
-                let value = value.to_mut();
-                value.push(b' ');
-                value.extend_from_slice(more);
+                while out.last().is_some_and(u8::is_ascii_whitespace) {
+                    out.pop();
+                }
+                out.push(b' ');
+                out.extend_from_slice(more);
             }
             continue;
         }
-        let colon = line
-            .iter()
-            .position(|&b| b == b':')
-            .ok_or_else(|| ParseError::Syntax("a header line without a colon".into()))?;
-        let name = line[..colon].trim_ascii_end();
-        if name.is_empty() || !name.iter().all(|&b| is_token_char(b)) {
-            return Err(ParseError::Syntax(
-                "a header name that is not a token".into(),
-            ));
-        }
-        headers.push((name, Cow::Borrowed(line[colon + 1..].trim_ascii())));
+        first = false;
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(line);
     }
-    Ok(headers)
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(&bytes[end..]);
+    Ok(out)
 }
 
 /// The lines of `bytes` split at LF (as `split` would, found with memchr).
@@ -416,29 +490,41 @@ fn status_code(bytes: &[u8]) -> Result<u16, ParseError> {
     }
 }
 
-/// Scans the few headers a registration client reads, without copying the others; a value
-/// must be UTF-8 only if it is read.
-fn parse_bounded(bytes: &[u8]) -> Result<ResponseInfo, ParseError> {
+/// Scans the few headers a registration client reads, in one pass over the header lines
+/// that copies nothing (a value must be UTF-8 only if it is read). `None`: the message has
+/// a folded line, to be joined first. `head_end`: [`header_end`] of `bytes`.
+fn parse_bounded(
+    bytes: &[u8],
+    head_end: Option<usize>,
+) -> Result<Option<ResponseInfo<'_>>, ParseError> {
     let status = status_code(bytes)?;
     let mut top_via: Option<&str> = None;
     let mut call_id: Option<&str> = None;
     let mut cseq = None;
-    let mut contacts = Vec::new();
-    let mut expires = None;
-    let mut min_expires = None;
-    let mut retry_after = None;
-    let mut challenges = Vec::new();
-    let mut service_route = Vec::new();
-    let mut associated_uris = Vec::new();
-    let mut path = Vec::new();
-    let mut flow_timer = None;
-    let mut option_tags = Vec::new();
-    let headers = header_lines(bytes)?;
-    for (name, value) in &headers {
+    let mut response = ResponseInfo {
+        status,
+        ..ResponseInfo::default()
+    };
+    for line in lines_of(&bytes[..head_end.unwrap_or(bytes.len())]).skip(1) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        if line[0] == b' ' || line[0] == b'\t' {
+            return Ok(None);
+        }
+        let colon = memchr::memchr(b':', line)
+            .ok_or_else(|| ParseError::Syntax("a header line without a colon".into()))?;
+        let name = line[..colon].trim_ascii_end();
+        if name.is_empty() || !name.iter().all(|&b| is_token_char(b)) {
+            return Err(ParseError::Syntax(
+                "a header name that is not a token".into(),
+            ));
+        }
         let Some(header) = Header::named(name) else {
             continue;
         };
-        let Ok(value) = std::str::from_utf8(value) else {
+        let Ok(value) = std::str::from_utf8(line[colon + 1..].trim_ascii()) else {
             // What identifies and decides the answer must be readable; an informative header
             // that is not (Supported, Service-Route, Retry-After…) is left out instead.
             if header.essential() {
@@ -449,32 +535,42 @@ fn parse_bounded(bytes: &[u8]) -> Result<ResponseInfo, ParseError> {
             }
             continue;
         };
+        let r = &mut response;
         match header {
             Header::Via => {
                 top_via = top_via.or_else(|| Some(list_items(value).next().unwrap_or_default()))
             }
-            Header::CallId => call_id = call_id.or(Some(value.trim())),
+            Header::CallId => call_id = call_id.or(Some(value)),
             Header::CSeq if cseq.is_none() => {
                 let mut parts = value.split_ascii_whitespace();
                 let number = parts.next().and_then(|n| n.parse::<u32>().ok());
                 let method = parts.next().filter(|m| m.bytes().all(is_token_char));
                 match (number, method, parts.next()) {
-                    (Some(n), Some(m), None) => cseq = Some((n, m.to_ascii_uppercase())),
+                    (Some(n), Some(m), None) => cseq = Some((n, m)),
                     _ => return Err(ParseError::MissingHeader("CSeq")),
                 }
             }
             Header::CSeq => {}
-            Header::Contact => parse_contacts(value, &mut contacts),
-            Header::Expires => expires = value.parse().ok().or(expires),
-            Header::MinExpires => min_expires = value.parse().ok().or(min_expires),
-            Header::WwwAuthenticate => challenges.push((ChallengeKind::Www, value.to_string())),
-            Header::ProxyAuthenticate => challenges.push((ChallengeKind::Proxy, value.to_string())),
-            Header::RetryAfter => retry_after = retry_after.or(leading_number(value)),
-            Header::Require | Header::Supported => push_tags(value, &mut option_tags),
-            Header::ServiceRoute => push_entries(value, &mut service_route),
-            Header::PAssociatedUri => push_entries(value, &mut associated_uris),
-            Header::Path => push_entries(value, &mut path),
-            Header::FlowTimer => flow_timer = flow_timer.or(leading_number(value)),
+            Header::Contact => parse_contacts(value, &mut r.contacts),
+            Header::Expires => r.expires = value.parse().ok().or(r.expires),
+            Header::MinExpires => r.min_expires = value.parse().ok().or(r.min_expires),
+            Header::WwwAuthenticate => r.challenges.push((ChallengeKind::Www, value.into())),
+            Header::ProxyAuthenticate => r.challenges.push((ChallengeKind::Proxy, value.into())),
+            Header::RetryAfter => r.retry_after = r.retry_after.or(leading_number(value)),
+            Header::Require | Header::Supported => r.option_tags.extend(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(Cow::Borrowed),
+            ),
+            Header::ServiceRoute => r.service_route.extend(list_items(value).map(Cow::Borrowed)),
+            Header::PAssociatedUri => {
+                r.associated_uris
+                    .extend(list_items(value).map(Cow::Borrowed));
+            }
+            Header::Path => r.path.extend(list_items(value).map(Cow::Borrowed)),
+            Header::FlowTimer => r.flow_timer = r.flow_timer.or(leading_number(value)),
             Header::ContentLength => {
                 // RFC 3261 §18.3: a body shorter than it says is not a whole message (and
                 // a length that is not a plain size is no length at all); anything after
@@ -484,7 +580,7 @@ fn parse_bounded(bytes: &[u8]) -> Result<ResponseInfo, ParseError> {
                         !v.is_empty() && v.len() <= 5 && v.bytes().all(|b| b.is_ascii_digit())
                     })
                     .and_then(|v| v.parse::<usize>().ok());
-                let body = header_end(bytes).map_or(0, |end| bytes.len() - end);
+                let body = head_end.map_or(0, |end| bytes.len() - end);
                 match length {
                     Some(length) if length <= body => {}
                     Some(length) => {
@@ -497,50 +593,40 @@ fn parse_bounded(bytes: &[u8]) -> Result<ResponseInfo, ParseError> {
             }
         }
     }
-    let via_value = top_via.ok_or(ParseError::MissingHeader("Via"))?;
-    let via_params = parse_via_params(via_value).ok_or(ParseError::MissingHeader("Via"))?;
-    let param = |name: &str| {
-        via_params
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .and_then(|(_, v)| *v)
-    };
-    let branch = param("branch")
+    let via = top_via.ok_or(ParseError::MissingHeader("Via"))?;
+    let via_params = via_params(via).ok_or(ParseError::MissingHeader("Via"))?;
+    let (mut branch, mut received, mut rport) = (None, None, None);
+    for (name, value) in via_params {
+        if name.eq_ignore_ascii_case("branch") {
+            branch = branch.or(Some(value));
+        } else if name.eq_ignore_ascii_case("received") {
+            received = received.or(Some(value));
+        } else if name.eq_ignore_ascii_case("rport") {
+            rport = rport.or(Some(value));
+        }
+    }
+    response.branch = branch
+        .flatten()
         .filter(|b| !b.is_empty())
-        .map(str::to_string)
-        .ok_or(ParseError::MissingHeader("Via branch"))?;
+        .ok_or(ParseError::MissingHeader("Via branch"))?
+        .into();
     // Read strictly (RFC 3261 §18.2.1, RFC 3581 §4): an address whole or nothing, an
     // IPv4-mapped IPv6 address as the IPv4 one; a port of digits, not zero.
-    let received = param("received")
+    response.received = received
+        .flatten()
         .and_then(parse_ip)
         .map(|ip| ip.to_canonical());
-    let rport = param("rport")
+    response.rport = rport
+        .flatten()
         .filter(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|p| p.parse::<u16>().ok())
         .filter(|p| *p != 0);
-    let (cseq, cseq_method) = cseq.ok_or(ParseError::MissingHeader("CSeq"))?;
-    Ok(ResponseInfo {
-        status,
-        reason: reason_phrase(bytes),
-        branch,
-        received,
-        rport,
-        call_id: call_id
-            .ok_or(ParseError::MissingHeader("Call-ID"))?
-            .to_string(),
-        cseq,
-        cseq_method,
-        contacts,
-        expires,
-        min_expires,
-        retry_after,
-        challenges,
-        service_route,
-        associated_uris,
-        path,
-        flow_timer,
-        option_tags,
-    })
+    let (number, method) = cseq.ok_or(ParseError::MissingHeader("CSeq"))?;
+    response.cseq = number;
+    response.cseq_method = method.into();
+    response.call_id = call_id.ok_or(ParseError::MissingHeader("Call-ID"))?.into();
+    response.reason = reason_phrase(bytes);
+    Ok(Some(response))
 }
 
 /// The headers a registration client reads.
@@ -590,11 +676,36 @@ impl Header {
         ("l", Header::ContentLength),
     ];
 
+    /// The header of this name, if we read it: the one candidate its length and first
+    /// letters allow, compared whole (this runs for every header line received).
     fn named(name: &[u8]) -> Option<Header> {
-        Self::NAMES
-            .iter()
-            .find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
-            .map(|(_, h)| *h)
+        let lower = |i: usize| name.get(i).map_or(0, u8::to_ascii_lowercase);
+        let index = match (name.len(), lower(0)) {
+            (1, b'v') => 1,
+            (1, b'i') => 3,
+            (1, b'm') => 6,
+            (1, b'k') => 14,
+            (1, b'l') => 20,
+            (3, b'v') => 0,
+            (4, b'c') => 4,
+            (4, b'p') => 17,
+            (7, b'c') if lower(1) == b'a' => 2,
+            (7, b'c') => 5,
+            (7, b'e') => 7,
+            (7, b'r') => 12,
+            (9, b's') => 13,
+            (10, b'f') => 18,
+            (11, b'm') => 8,
+            (11, b'r') => 11,
+            (13, b's') => 15,
+            (14, b'c') => 19,
+            (16, b'w') => 9,
+            (16, b'p') => 16,
+            (18, b'p') => 10,
+            _ => return None,
+        };
+        let (full, header) = Self::NAMES[index];
+        full.as_bytes().eq_ignore_ascii_case(name).then_some(header)
     }
 
     /// Whether a response cannot be understood without this header.
@@ -621,27 +732,21 @@ impl Header {
     }
 }
 
-/// The reason phrase of a status line, at most 128 characters.
-fn reason_phrase(bytes: &[u8]) -> String {
-    let line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.trim_end().splitn(3, ' ');
-    parts.nth(2).unwrap_or_default().chars().take(128).collect()
-}
-
-/// Appends the entries of a comma-separated list of name-addrs, as written.
-fn push_entries(value: &str, out: &mut Vec<String>) {
-    out.extend(list_items(value).map(str::to_string));
-}
-
-/// Appends the option tags of a Require or Supported value, lower case.
-fn push_tags(value: &str, out: &mut Vec<String>) {
-    out.extend(
-        value
-            .split(',')
-            .map(|t| t.trim().to_ascii_lowercase())
-            .filter(|t| !t.is_empty()),
-    );
+/// The reason phrase of a status line, at most 128 characters (borrowed when it is
+/// UTF-8).
+fn reason_phrase(bytes: &[u8]) -> Cow<'_, str> {
+    fn cut(line: &str) -> &str {
+        let reason = line.trim_end().splitn(3, ' ').nth(2).unwrap_or_default();
+        match reason.char_indices().nth(128) {
+            Some((end, _)) => &reason[..end],
+            None => reason,
+        }
+    }
+    let line = &bytes[..memchr::memchr(b'\n', bytes).unwrap_or(bytes.len())];
+    match String::from_utf8_lossy(line) {
+        Cow::Borrowed(line) => Cow::Borrowed(cut(line)),
+        Cow::Owned(line) => Cow::Owned(cut(&line).to_string()),
+    }
 }
 
 /// The delta-seconds that starts a header value (`30 (maintenance);duration=60`).
@@ -651,7 +756,7 @@ fn leading_number(value: &str) -> Option<u32> {
     value[..digits].parse().ok()
 }
 
-fn parse_contacts(value: &str, out: &mut Vec<ContactInfo>) {
+fn parse_contacts<'a>(value: &'a str, out: &mut Vec<ContactInfo<'a>>) {
     for part in list_items(value) {
         if let Some(contact) = parse_contact(part) {
             out.push(contact); // an unreadable entry cannot be ours: skipped
@@ -660,39 +765,57 @@ fn parse_contacts(value: &str, out: &mut Vec<ContactInfo>) {
 }
 
 /// Parses one Contact entry: `["name"] <uri>;params` or `uri;params`.
-fn parse_contact(entry: &str) -> Option<ContactInfo> {
-    let (uri, params) = match entry.find('<') {
+fn parse_contact(entry: &str) -> Option<ContactInfo<'_>> {
+    let (uri, params) = match memchr::memchr(b'<', entry.as_bytes()) {
         Some(open) => {
-            let close = open + entry[open..].find('>')?;
+            let close = open + memchr::memchr(b'>', &entry.as_bytes()[open..])?;
             (&entry[open + 1..close], &entry[close + 1..])
         }
         // Without brackets, parameters after the URI belong to the header (RFC 3261 §20).
         None => entry.split_once(';').map_or((entry, ""), |(u, p)| (u, p)),
     };
     let raw = uri.trim();
-    let params = parse_params(params);
-    let param = |name: &str| {
-        params
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .and_then(|(_, v)| *v)
-    };
-    Some(ContactInfo {
+    let mut contact = ContactInfo {
         uri: SipUri::parse(raw)?,
-        raw: raw.to_string(),
-        expires: param("expires").and_then(|v| v.parse().ok()),
-        instance: param("+sip.instance").map(str::to_string),
-        reg_id: param("reg-id").and_then(|v| v.parse().ok()),
-        pub_gruu: param("pub-gruu").map(str::to_string),
-        temp_gruu: param("temp-gruu").map(str::to_string),
-    })
+        raw: raw.into(),
+        expires: None,
+        instance: None,
+        reg_id: None,
+        pub_gruu: None,
+        temp_gruu: None,
+    };
+    // The first of each name counts.
+    let (mut expires, mut instance, mut reg_id, mut pub_gruu, mut temp_gruu) =
+        (None, None, None, None, None);
+    for (name, value) in params_of(params) {
+        let slot = if name.eq_ignore_ascii_case("expires") {
+            &mut expires
+        } else if name.eq_ignore_ascii_case("+sip.instance") {
+            &mut instance
+        } else if name.eq_ignore_ascii_case("reg-id") {
+            &mut reg_id
+        } else if name.eq_ignore_ascii_case("pub-gruu") {
+            &mut pub_gruu
+        } else if name.eq_ignore_ascii_case("temp-gruu") {
+            &mut temp_gruu
+        } else {
+            continue;
+        };
+        slot.get_or_insert(value);
+    }
+    contact.expires = expires.flatten().and_then(|v| v.parse().ok());
+    contact.instance = instance.flatten().map(Cow::Borrowed);
+    contact.reg_id = reg_id.flatten().and_then(|v| v.parse().ok());
+    contact.pub_gruu = pub_gruu.flatten().map(Cow::Borrowed);
+    contact.temp_gruu = temp_gruu.flatten().map(Cow::Borrowed);
+    Some(contact)
 }
 
-/// Parses `SIP/2.0/UDP host[:port];params` into its parameters.
-fn parse_via_params(via: &str) -> Option<Vec<(&str, Option<&str>)>> {
-    let mut parts = via.splitn(2, ';');
-    let sent = parts.next()?.trim();
-    let (protocol, sent_by) = sent.split_once(char::is_whitespace)?;
+/// The parameters of `SIP/2.0/UDP host[:port];params`, if its protocol and sent-by are
+/// valid.
+fn via_params(via: &str) -> Option<impl Iterator<Item = (&str, Option<&str>)>> {
+    let (sent, params) = via.split_once(';').unwrap_or((via, ""));
+    let (protocol, sent_by) = sent.trim().split_once(char::is_whitespace)?;
     if !protocol
         .get(..8)
         .is_some_and(|p| p.eq_ignore_ascii_case("SIP/2.0/"))
@@ -700,41 +823,73 @@ fn parse_via_params(via: &str) -> Option<Vec<(&str, Option<&str>)>> {
         return None;
     }
     HostPort::parse(sent_by.trim())?;
-    Some(parse_params(parts.next().unwrap_or("")))
+    Some(params_of(params))
 }
 
-/// Parses `;name[=value]` parameters (values may be quoted, and may hold `;` then).
-fn parse_params(s: &str) -> Vec<(&str, Option<&str>)> {
-    let mut params = Vec::with_capacity(8);
-    params.extend(
-        split_outside_quotes(s, ';')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(|p| match p.split_once('=') {
-                Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
-                None => (p, None),
-            }),
-    );
-    params
+/// The `;name[=value]` parameters of `s` (values may be quoted, and may hold `;` then),
+/// trimmed, a value without its quotes.
+fn params_of(s: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
+    split_outside_quotes(s, b';')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
+            None => (p, None),
+        })
 }
 
-/// Splits `s` at every `sep` that is not inside a quoted string.
-fn split_outside_quotes(s: &str, sep: char) -> impl Iterator<Item = &str> {
+/// A set of ASCII bytes, as a table.
+const fn byte_set(bytes: &[u8]) -> [bool; 256] {
+    let mut set = [false; 256];
+    let mut i = 0;
+    while i < bytes.len() {
+        set[bytes[i] as usize] = true;
+        i += 1;
+    }
+    set
+}
+
+/// Where the first byte of `set` is in `bytes`, or its length.
+fn find_in(bytes: &[u8], set: &[bool; 256]) -> usize {
+    bytes
+        .iter()
+        .position(|&b| set[usize::from(b)])
+        .unwrap_or(bytes.len())
+}
+
+/// Where the quoted string that starts just before `bytes` ends: just after its closing
+/// quote (a backslash escapes the byte after it), or the length when it does not end.
+fn after_quoted(bytes: &[u8]) -> usize {
+    let mut i = 0;
+    while let Some(at) = memchr::memchr2(b'"', b'\\', &bytes[i..]) {
+        i += at;
+        if bytes[i] == b'"' {
+            return i + 1;
+        }
+        i += 2; // the escaped byte, whatever it is
+        if i >= bytes.len() {
+            break;
+        }
+    }
+    bytes.len()
+}
+
+/// Splits `s` at every `;` that is not inside a quoted string. Bytes are scanned, not
+/// characters: no byte of a multi-byte character is ASCII.
+fn split_outside_quotes(s: &str, sep: u8) -> impl Iterator<Item = &str> {
+    debug_assert!(sep.is_ascii() && sep != b'"' && sep != b'\\');
     let mut start = Some(0usize);
     std::iter::from_fn(move || {
         let from = start?;
-        let (mut quoted, mut escaped) = (false, false);
-        for (i, c) in s[from..].char_indices() {
-            match (quoted, escaped, c) {
-                (true, true, _) => escaped = false,
-                (true, false, '\\') => escaped = true,
-                (_, _, '"') => quoted = !quoted,
-                (false, _, c) if c == sep => {
-                    start = Some(from + i + c.len_utf8());
-                    return Some(&s[from..from + i]);
-                }
-                _ => {}
+        let bytes = &s.as_bytes()[from..];
+        let mut i = 0;
+        while let Some(at) = memchr::memchr2(sep, b'"', &bytes[i..]) {
+            i += at;
+            if bytes[i] == sep {
+                start = Some(from + i + 1);
+                return Some(&s[from..from + i]);
             }
+            i += 1 + after_quoted(&bytes[i + 1..]);
         }
         start = None;
         Some(&s[from..])
@@ -742,10 +897,71 @@ fn split_outside_quotes(s: &str, sep: char) -> impl Iterator<Item = &str> {
 }
 
 /// The entries of a comma-separated header value (honouring `<...>` and quoted strings),
-/// trimmed, without empty ones.
+/// trimmed, without empty ones. A comma separates entries where no more `<` than `>`
+/// came before it outside quoted strings. Bytes are scanned, as in
+/// [`split_outside_quotes`].
 fn list_items(value: &str) -> impl Iterator<Item = &str> {
+    const SPECIAL: [bool; 256] = byte_set(b",\"<>");
     let mut start = 0usize;
     std::iter::from_fn(move || {
+        while start <= value.len() {
+            let rest = &value.as_bytes()[start..];
+            let mut depth = 0i32;
+            let mut i = 0;
+            let end = loop {
+                i += find_in(&rest[i..], &SPECIAL);
+                match rest.get(i) {
+                    None => break rest.len(),
+                    Some(b',') if depth <= 0 => break i,
+                    Some(b'"') => {
+                        i += 1 + after_quoted(&rest[i + 1..]);
+                        continue;
+                    }
+                    Some(b'<') => depth += 1,
+                    Some(b'>') => depth -= 1,
+                    Some(_) => {}
+                }
+                i += 1;
+            };
+            let item = value[start..start + end].trim();
+            start += end + 1;
+            if !item.is_empty() {
+                return Some(item);
+            }
+        }
+        None
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scanners as first written, a character at a time: the reference for the
+    /// byte-skipping ones.
+    fn reference_split(s: &str, sep: char) -> Vec<&str> {
+        let mut pieces = Vec::new();
+        let mut from = 0;
+        let (mut quoted, mut escaped) = (false, false);
+        for (i, c) in s.char_indices() {
+            match (quoted, escaped, c) {
+                (true, true, _) => escaped = false,
+                (true, false, '\\') => escaped = true,
+                (_, _, '"') => quoted = !quoted,
+                (false, _, c) if c == sep => {
+                    pieces.push(&s[from..i]);
+                    from = i + 1;
+                }
+                _ => {}
+            }
+        }
+        pieces.push(&s[from..]);
+        pieces
+    }
+
+    fn reference_items(value: &str) -> Vec<&str> {
+        let mut items = Vec::new();
+        let mut start = 0usize;
         while start <= value.len() {
             let rest = &value[start..];
             let (mut depth, mut quoted, mut escaped) = (0i32, false, false);
@@ -774,16 +990,65 @@ fn list_items(value: &str) -> impl Iterator<Item = &str> {
             let item = rest[..end].trim();
             start += end + 1;
             if !item.is_empty() {
-                return Some(item);
+                items.push(item);
             }
         }
-        None
-    })
-}
+        items
+    }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    #[test]
+    fn every_header_name_is_found_in_any_case_and_no_other() {
+        for (name, header) in Header::NAMES {
+            assert_eq!(Header::named(name.as_bytes()), Some(header), "{name}");
+            let upper = name.to_ascii_uppercase();
+            assert_eq!(Header::named(upper.as_bytes()), Some(header), "{upper}");
+            // One letter changed: no longer the name.
+            let mut other = name.as_bytes().to_vec();
+            let last = other.len() - 1;
+            other[last] = if other[last] == b'x' { b'y' } else { b'x' };
+            assert_eq!(Header::named(&other), None, "{name}");
+        }
+        for name in [
+            "",
+            "to",
+            "from",
+            "x",
+            "Server",
+            "contacts",
+            "p-associated-urx",
+        ] {
+            assert_eq!(Header::named(name.as_bytes()), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_scanners_split_as_the_reference_does() {
+        // Every string of up to five of these characters (a multi-byte one among them).
+        const ALPHABET: [char; 8] = [',', '"', '<', '>', '\\', ';', 'a', 'é'];
+        let mut checked = 0;
+        let mut text = String::new();
+        for len in 0..=5u32 {
+            for mut n in 0..8usize.pow(len) {
+                text.clear();
+                for _ in 0..len {
+                    text.push(ALPHABET[n % 8]);
+                    n /= 8;
+                }
+                assert_eq!(
+                    split_outside_quotes(&text, b';').collect::<Vec<_>>(),
+                    reference_split(&text, ';'),
+                    "{text:?}"
+                );
+                assert_eq!(
+                    list_items(&text).collect::<Vec<_>>(),
+                    reference_items(&text),
+                    "{text:?}"
+                );
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 37_449);
+    }
 
     fn request() -> Vec<u8> {
         build_register(&RegisterRequest {
@@ -850,7 +1115,7 @@ mod tests {
         assert_eq!(r.received, Some("203.0.113.5".parse().unwrap()));
         assert_eq!(r.rport, Some(40000));
         assert_eq!(r.call_id, "cid@host");
-        assert_eq!((r.cseq, r.cseq_method.as_str()), (7, "REGISTER"));
+        assert_eq!((r.cseq, &*r.cseq_method), (7, "REGISTER"));
         assert_eq!(r.expires, Some(300));
         assert_eq!(r.contacts.len(), 3);
         assert_eq!(r.contacts[0].expires, Some(120));
@@ -927,7 +1192,23 @@ mod tests {
             Contact: <sip:alice@127.0.0.1:5070>\r\n  ;expires=60\r\nContent-Length: 0\r\n\r\n";
         let info = parse_response(folded).expect("a folded response is read");
         assert_eq!(info.branch, "z9hG4bKabc");
-        assert_eq!((info.cseq, info.cseq_method.as_str()), (7, "REGISTER"));
+        assert_eq!(
+            (info.cseq, &*info.cseq_method),
+            (7, "register"),
+            "as received"
+        );
+        assert!(
+            matches!(info.branch, Cow::Owned(_)),
+            "the text of an unfolded copy is owned"
+        );
+        let joined = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5070 ;branch=z9hG4bKabc\r\n\
+            X-Junk: \xff\xfe\r\nCall-ID: cid@host\r\nCSeq: 7 register\r\n\
+            Contact: <sip:alice@127.0.0.1:5070> ;expires=60\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(
+            Ok(info.clone()),
+            parse_response(joined),
+            "read as the same lines written whole"
+        );
         assert_eq!(info.contacts.len(), 1);
         assert_eq!(info.contacts[0].expires, Some(60));
         // Not UTF-8 in a header that is read: rejected, and the text names it.
@@ -987,7 +1268,7 @@ mod tests {
                 "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\nCall-ID: c\r\n\
                  CSeq: 1 REGISTER\r\n{length}\r\n{body}"
             );
-            parse_response(text.as_bytes())
+            parse_response(text.as_bytes()).map(ResponseInfo::into_owned)
         };
         assert!(with("Content-Length: 0\r\n", "").is_ok());
         assert!(with("l: 3\r\n", "abc").is_ok());
@@ -1080,7 +1361,11 @@ mod tests {
         let r = parse_response(text.as_bytes()).unwrap();
         assert_eq!(r.reason, "Registered Fine");
         assert_eq!(r.flow_timer, Some(25));
-        assert_eq!(r.option_tags, ["outbound", "path", "gruu"]);
+        assert_eq!(r.option_tags, ["outbound", "path", "GRUU"], "as written");
+        assert!(
+            matches!(r.branch, Cow::Borrowed(_)) && matches!(r.reason, Cow::Borrowed(_)),
+            "an unfolded response is borrowed"
+        );
         assert_eq!(
             r.service_route,
             [
