@@ -1117,10 +1117,8 @@ impl Binding {
         // other kind stay: a proxy's and a registrar's are both needed), and only for
         // realms we have credentials for, exact ones first, at most MAX_REALMS of them: a
         // registrar naming a new realm in every challenge cannot make the request grow.
-        let mut answerable: Vec<Challenge> = digest::strongest_per_realm(parsed)
-            .into_iter()
-            .filter(|c| self.credentials.find(&c.realm).is_some())
-            .collect();
+        let mut answerable = digest::strongest_per_realm(parsed);
+        answerable.retain(|c| self.credentials.find(&c.realm).is_some());
         answerable.sort_by_key(|c| !self.credentials.has_exact(&c.realm));
         answerable.truncate(MAX_REALMS);
         if answerable.is_empty() {

@@ -152,10 +152,10 @@ pub fn parse_challenge(kind: ChallengeKind, value: &str) -> Result<Challenge, Ch
     let qop = match get("qop") {
         None => None,
         Some(list) => {
-            let offered: Vec<&str> = list.split(',').map(str::trim).collect();
-            if offered.iter().any(|q| q.eq_ignore_ascii_case("auth")) {
+            let mut offered = list.split(',').map(str::trim);
+            if offered.clone().any(|q| q.eq_ignore_ascii_case("auth")) {
                 Some(Qop::Auth)
-            } else if offered.iter().any(|q| q.eq_ignore_ascii_case("auth-int")) {
+            } else if offered.any(|q| q.eq_ignore_ascii_case("auth-int")) {
                 Some(Qop::AuthInt)
             } else {
                 return Err(ChallengeError::UnsupportedQop);
@@ -176,34 +176,46 @@ pub fn parse_challenge(kind: ChallengeKind, value: &str) -> Result<Challenge, Ch
 }
 
 /// Of several challenges, keeps the strongest usable one per (kind, realm) (RFC 8760 §2.4).
-pub fn strongest_per_realm(challenges: Vec<Challenge>) -> Vec<Challenge> {
-    let mut best: Vec<Challenge> = Vec::new();
-    for c in challenges {
-        match best
+/// The first of each is kept in place, in the order they came (no new vector is made).
+pub fn strongest_per_realm(mut challenges: Vec<Challenge>) -> Vec<Challenge> {
+    let mut kept = 0;
+    for i in 0..challenges.len() {
+        let (first, rest) = challenges.split_at_mut(i);
+        let c = &mut rest[0];
+        match first[..kept]
             .iter_mut()
             .find(|b| b.kind == c.kind && b.realm == c.realm)
         {
-            Some(b) if c.algorithm.strength() > b.algorithm.strength() => *b = c,
+            Some(b) if c.algorithm.strength() > b.algorithm.strength() => std::mem::swap(b, c),
             Some(_) => {}
-            None => best.push(c),
+            None => {
+                challenges.swap(i, kept);
+                kept += 1;
+            }
         }
     }
-    best
+    challenges.truncate(kept);
+    challenges
 }
 
+/// An algorithm name, in any case, and whether it is the `-sess` variant.
 fn parse_algorithm(a: &str) -> Option<(Algorithm, bool)> {
-    let upper = a.trim().to_ascii_uppercase();
-    let (base, session) = match upper.strip_suffix("-SESS") {
-        Some(b) => (b, true),
-        None => (upper.as_str(), false),
+    const SESS: &str = "-sess";
+    let a = a.trim();
+    let (base, session) = match a.len().checked_sub(SESS.len()) {
+        Some(at) if a.is_char_boundary(at) && a[at..].eq_ignore_ascii_case(SESS) => {
+            (&a[..at], true)
+        }
+        _ => (a, false),
     };
-    let alg = match base {
-        "MD5" => Algorithm::Md5,
-        "SHA-256" => Algorithm::Sha256,
-        "SHA-512-256" => Algorithm::Sha512_256,
-        _ => return None,
-    };
-    Some((alg, session))
+    [
+        ("MD5", Algorithm::Md5),
+        ("SHA-256", Algorithm::Sha256),
+        ("SHA-512-256", Algorithm::Sha512_256),
+    ]
+    .into_iter()
+    .find(|(name, _)| base.eq_ignore_ascii_case(name))
+    .map(|(_, alg)| (alg, session))
 }
 
 /// Splits `k=v, k="quoted, value"` into pairs; `None` on broken syntax.
@@ -655,9 +667,35 @@ mod tests {
         )
         .unwrap();
         let other = parse_challenge(ChallengeKind::Www, r#"Digest realm="q", nonce="c""#).unwrap();
-        let best = strongest_per_realm(vec![md5, sha, other]);
-        assert_eq!(best.len(), 2);
+        let proxy =
+            parse_challenge(ChallengeKind::Proxy, r#"Digest realm="r", nonce="d""#).unwrap();
+        let weaker = parse_challenge(ChallengeKind::Www, r#"Digest realm="q", nonce="e""#).unwrap();
+        let best = strongest_per_realm(vec![md5, other, sha, proxy, weaker]);
+        let seen: Vec<(&str, &str)> = best
+            .iter()
+            .map(|c| (c.realm.as_str(), c.nonce.as_str()))
+            .collect();
+        // In the order each (kind, realm) first came; the stronger in its place; the
+        // first of two alike kept.
+        assert_eq!(seen, [("r", "b"), ("q", "c"), ("r", "d")]);
         assert_eq!(best[0].algorithm, Algorithm::Sha256);
+    }
+
+    #[test]
+    fn algorithm_names_are_read_in_any_case() {
+        for (name, expected) in [
+            ("MD5", Some((Algorithm::Md5, false))),
+            ("md5-Sess", Some((Algorithm::Md5, true))),
+            (" sha-256 ", Some((Algorithm::Sha256, false))),
+            ("SHA-512-256-SESS", Some((Algorithm::Sha512_256, true))),
+            ("-sess", None),
+            ("SHA-1", None),
+            ("MD5-sessé", None),
+            ("é-sess", None),
+            ("", None),
+        ] {
+            assert_eq!(parse_algorithm(name), expected, "{name:?}");
+        }
     }
 
     #[test]
