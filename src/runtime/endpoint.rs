@@ -167,6 +167,7 @@ impl Endpoint {
             ),
             published: published.clone(),
             socket,
+            local,
             events: dispatcher.sender(),
             batch: Vec::new(),
             datagrams: Vec::new(),
@@ -449,6 +450,8 @@ struct Driver {
     located: tmpsc::UnboundedSender<(String, Answer)>,
     published: Arc<Published>,
     socket: UdpSocket,
+    /// The address `socket` is bound to.
+    local: SocketAddr,
     /// The event thread's queue: one batch per wake-up of the driver.
     events: mpsc::Sender<Vec<EndpointEvent>>,
     /// Events for the next batch.
@@ -529,7 +532,7 @@ impl Driver {
                     let mut read = 0;
                     while read < DRAIN_DATAGRAMS {
                         let core = &mut self.core;
-                        match udp::receive(&self.socket, |from, bytes| {
+                        match udp::receive(&self.socket, self.local, |from, bytes| {
                             core.handle_datagram(now, from, bytes)
                         }) {
                             Ok(n) if n == udp::RECEIVE_SLOTS => read += n,

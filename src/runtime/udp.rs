@@ -54,9 +54,15 @@ thread_local! {
 
 /// Reads what is queued on `socket` now, up to [`RECEIVE_SLOTS`] datagrams, and hands each
 /// to `each` with its source (see [`Receiver::receive`]). `each` must not read a socket
-/// itself.
-pub fn receive(socket: &UdpSocket, each: impl FnMut(SocketAddr, &[u8])) -> io::Result<usize> {
-    let receiver = match socket.local_addr()?.is_ipv4() {
+/// itself. `local` is the address the socket is bound to: the caller knows it, where
+/// asking the socket would cost a system call per read.
+pub fn receive(
+    socket: &UdpSocket,
+    local: SocketAddr,
+    each: impl FnMut(SocketAddr, &[u8]),
+) -> io::Result<usize> {
+    debug_assert_eq!(socket.local_addr().ok(), Some(local));
+    let receiver = match local.is_ipv4() {
         true => &RECEIVE_V4,
         false => &RECEIVE_V6,
     };
@@ -211,12 +217,18 @@ mod tests {
             peer4.send_to(b"4", v4.local_addr().unwrap()).await.unwrap();
             v4.readable().await.unwrap();
             let mut from = None;
-            receive(&v4, |source, _| from = Some(source)).unwrap();
+            receive(&v4, v4.local_addr().unwrap(), |source, _| {
+                from = Some(source)
+            })
+            .unwrap();
             assert_eq!(from, Some(peer4.local_addr().unwrap()));
             peer6.send_to(b"6", v6.local_addr().unwrap()).await.unwrap();
             v6.readable().await.unwrap();
             let mut from = None;
-            receive(&v6, |source, _| from = Some(source)).unwrap();
+            receive(&v6, v6.local_addr().unwrap(), |source, _| {
+                from = Some(source)
+            })
+            .unwrap();
             assert_eq!(from, Some(peer6.local_addr().unwrap()));
         }
     }
@@ -233,7 +245,7 @@ mod tests {
         // Loopback delivers at once; give the third a moment all the same.
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         let mut seen = Vec::new();
-        let read = receive(&receiver, |from, bytes| {
+        let read = receive(&receiver, receiver.local_addr().unwrap(), |from, bytes| {
             seen.push((from, String::from_utf8_lossy(bytes).into_owned()))
         })
         .unwrap();
@@ -248,7 +260,12 @@ mod tests {
             ]
         );
         // The queue is empty: the next read says so instead of blocking.
-        let empty = receive(&receiver, |_, _| unreachable!()).unwrap_err();
+        let empty = receive(
+            &receiver,
+            receiver.local_addr().unwrap(),
+            |_, _| unreachable!(),
+        )
+        .unwrap_err();
         assert_eq!(empty.kind(), io::ErrorKind::WouldBlock);
     }
 }
