@@ -1,6 +1,6 @@
 //! Arbitrary text as a host, a host and port, and a SIP URI: parsing never panics, and what
 //! parses prints back to text that parses to the same value (so a URI the library builds
-//! from a parsed one says what was read).
+//! from a parsed one says what was read); the check that makes no URI agrees with parsing.
 #![no_main]
 
 use lanscape_sip::engine::uri::{Host, HostPort, SipUri};
@@ -26,6 +26,11 @@ fuzz_target!(|data: &[u8]| {
             "{text:?}"
         );
     }
+    assert_eq!(
+        SipUri::is_valid(text),
+        SipUri::parse(text).is_some(),
+        "{text:?}"
+    );
     if let Some(uri) = SipUri::parse(text) {
         let again = SipUri::parse(&uri.to_string());
         assert_eq!(again.as_ref(), Some(&uri), "{text:?} printed as {uri}");

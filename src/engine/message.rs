@@ -69,7 +69,7 @@ fn push_header(out: &mut String, name: &str, value: &str) {
 /// Serializes a REGISTER request, straight into one buffer (no header objects, no
 /// intermediate strings: it runs for every request sent).
 pub fn build_register(req: &RegisterRequest<'_>) -> Result<Vec<u8>, BuildError> {
-    if SipUri::parse(req.request_uri).is_none() {
+    if !SipUri::is_valid(req.request_uri) {
         return Err(BuildError(format!("bad Request-URI {}", req.request_uri)));
     }
     let variable: usize = [

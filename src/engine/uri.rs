@@ -28,15 +28,7 @@ impl Host {
         if let Some(ip) = parse_ip(s) {
             return Some(Host::Ip(ip));
         }
-        let valid = s.len() <= MAX_NAME
-            && s.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            });
-        valid.then(|| Host::Name(s.to_ascii_lowercase()))
+        is_name(s).then(|| Host::Name(s.to_ascii_lowercase()))
     }
 
     /// The host without IPv6 brackets: the form of a TLS server name or a DNS query.
@@ -65,6 +57,18 @@ impl From<IpAddr> for Host {
     }
 }
 
+/// Whether `s` is a DNS name (labels of letters, digits and hyphens).
+fn is_name(s: &str) -> bool {
+    s.len() <= MAX_NAME
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 /// An IP literal, IPv6 with or without brackets.
 pub fn parse_ip(s: &str) -> Option<IpAddr> {
     let bare = match s.strip_prefix('[') {
@@ -87,6 +91,25 @@ pub struct HostPort {
 impl HostPort {
     /// Reads `host[:port]`, `[v6][:port]` or a bare IPv6 address (which has no port).
     pub fn parse(s: &str) -> Option<HostPort> {
+        let (host, port) = Self::split(s)?;
+        let host = match host {
+            Ok(ip) => Host::Ip(ip),
+            Err(name) => Host::parse(name)?,
+        };
+        Some(HostPort { host, port })
+    }
+
+    /// Whether `s` is what [`HostPort::parse`] reads (without making a [`Host`]).
+    fn is_valid(s: &str) -> bool {
+        match Self::split(s) {
+            Some((Ok(_), _)) => true,
+            Some((Err(name), _)) => parse_ip(name).is_some() || is_name(name),
+            None => false,
+        }
+    }
+
+    /// The host (an IP address, or the text of a host not yet read) and port of `s`.
+    fn split(s: &str) -> Option<(Result<IpAddr, &str>, Option<u16>)> {
         let (host, port) = match s.strip_prefix('[') {
             Some(v6) => {
                 let (inner, after) = v6.split_once(']')?;
@@ -94,20 +117,20 @@ impl HostPort {
                     "" => None,
                     _ => Some(after.strip_prefix(':')?),
                 };
-                (Host::Ip(IpAddr::V6(inner.parse().ok()?)), port)
+                (Ok(IpAddr::V6(inner.parse().ok()?)), port)
             }
             None => match s.split_once(':') {
                 // More than one colon: a bare IPv6 address, without a port.
-                Some((_, rest)) if rest.contains(':') => (Host::Ip(s.parse().ok()?), None),
-                Some((host, port)) => (Host::parse(host)?, Some(port)),
-                None => (Host::parse(s)?, None),
+                Some((_, rest)) if rest.contains(':') => (Ok(s.parse().ok()?), None),
+                Some((host, port)) => (Err(host), Some(port)),
+                None => (Err(s), None),
             },
         };
         let port = match port {
             Some(p) => Some(parse_port(p)?),
             None => None,
         };
-        Some(HostPort { host, port })
+        Some((host, port))
     }
 
     /// The port, or the default port of `transport` (5060, 5061 for TLS).
@@ -199,6 +222,30 @@ impl SipUri {
     /// Reads `sip[s]:[user[:password]@]host[:port][;params][?headers]` (the scheme in any
     /// case, RFC 3261 §19.1.4).
     pub fn parse(s: &str) -> Option<SipUri> {
+        let (secure, user, host_port, params) = Self::split(s)?;
+        let transport = params.split(';').find_map(|param| {
+            let (name, value) = param.split_once('=')?;
+            name.trim()
+                .eq_ignore_ascii_case("transport")
+                .then(|| Transport::from_param(value.trim()))
+                .flatten()
+        });
+        Some(SipUri {
+            secure,
+            user: user.map(str::to_string),
+            host_port: HostPort::parse(host_port)?,
+            transport,
+        })
+    }
+
+    /// Whether `s` is what [`SipUri::parse`] reads, found without making one (a request
+    /// URI is checked so for every request built).
+    pub fn is_valid(s: &str) -> bool {
+        Self::split(s).is_some_and(|(_, _, host_port, _)| HostPort::is_valid(host_port))
+    }
+
+    /// `s` as `sips:`, its user, its `host[:port]` (trimmed) and its parameters.
+    fn split(s: &str) -> Option<(bool, Option<&str>, &str, &str)> {
         let (scheme, rest) = s.split_once(':')?;
         let secure = if scheme.eq_ignore_ascii_case("sip") {
             false
@@ -215,25 +262,14 @@ impl SipUri {
                 if user.is_empty() {
                     return None;
                 }
-                (Some(user.to_string()), &rest[at + 1..])
+                (Some(user), &rest[at + 1..])
             }
             None => (None, rest),
         };
-        let mut parts = host_and_params.split(';');
-        let host_port = HostPort::parse(parts.next()?.trim())?;
-        let transport = parts.find_map(|param| {
-            let (name, value) = param.split_once('=')?;
-            name.trim()
-                .eq_ignore_ascii_case("transport")
-                .then(|| Transport::from_param(value.trim()))
-                .flatten()
-        });
-        Some(SipUri {
-            secure,
-            user,
-            host_port,
-            transport,
-        })
+        let (host_port, params) = host_and_params
+            .split_once(';')
+            .unwrap_or((host_and_params, ""));
+        Some((secure, user, host_port.trim(), params))
     }
 
     /// A `sip:` URI of a host and port, no user.
@@ -405,6 +441,34 @@ mod tests {
 
     fn hp(s: &str) -> Option<String> {
         HostPort::parse(s).map(|h| h.to_string())
+    }
+
+    #[test]
+    fn the_validity_check_agrees_with_parsing() {
+        for text in [
+            "sip:example.com",
+            "SIPS:Alice@Example.COM:5061;transport=tls?x=y",
+            "sip:alice:pw@[2001:db8::1]:5070;lr",
+            "sip:2001:db8::1",
+            "sip:192.0.2.1:0",
+            "sip:192.0.2.1:65536",
+            "sip:@example.com",
+            "sip:bad_host",
+            "sip:[::1",
+            "sip:[::1]x",
+            "tel:+1555",
+            "sip:",
+            "sip:a..b",
+            "sip:-.example.com",
+            "sip:alice@",
+        ] {
+            assert_eq!(
+                SipUri::is_valid(text),
+                SipUri::parse(text).is_some(),
+                "{text}"
+            );
+        }
+        assert!(SipUri::is_valid("sip:example.com") && !SipUri::is_valid("sip:bad_host"));
     }
 
     #[test]
