@@ -218,87 +218,81 @@ fn parse_algorithm(a: &str) -> Option<(Algorithm, bool)> {
     .map(|(_, alg)| (alg, session))
 }
 
-/// Splits `k=v, k="quoted, value"` into pairs; `None` on broken syntax.
+/// Splits `k=v, k="quoted, value"` into pairs; `None` on broken syntax. Bytes are
+/// scanned (every delimiter is ASCII); a quoted value is borrowed unless it holds an
+/// escape.
 fn parse_auth_params(input: &str) -> Option<Vec<(&str, Cow<'_, str>)>> {
+    let bytes = input.as_bytes();
+    let skip_spaces = |mut i: usize| {
+        while bytes.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        i
+    };
     let mut out = Vec::with_capacity(8);
-    let mut chars = input.char_indices().peekable();
+    let mut i = 0;
     loop {
-        // skip separators
-        while let Some(&(_, c)) = chars.peek() {
-            if c == ',' || c.is_ascii_whitespace() {
-                chars.next();
-            } else {
-                break;
-            }
+        while bytes
+            .get(i)
+            .is_some_and(|&b| b == b',' || b.is_ascii_whitespace())
+        {
+            i += 1;
         }
-        let Some(&(start, _)) = chars.peek() else {
+        if i == bytes.len() {
             break;
-        };
-        let mut end = start;
-        while let Some(&(i, c)) = chars.peek() {
-            if c == '=' || c == ',' || c.is_ascii_whitespace() {
-                break;
-            }
-            end = i + c.len_utf8();
-            chars.next();
         }
-        let key = &input[start..end];
+        let start = i;
+        while bytes
+            .get(i)
+            .is_some_and(|&b| b != b'=' && b != b',' && !b.is_ascii_whitespace())
+        {
+            i += 1;
+        }
+        let key = &input[start..i];
         if key.is_empty() {
             return None;
         }
-        while chars.peek().is_some_and(|&(_, c)| c.is_ascii_whitespace()) {
-            chars.next();
-        }
-        if chars.peek().map(|&(_, c)| c) != Some('=') {
+        i = skip_spaces(i);
+        if bytes.get(i) != Some(&b'=') {
             // a bare token with no value (not used by Digest); keep it empty
             out.push((key, Cow::Borrowed("")));
             continue;
         }
-        chars.next();
-        while chars.peek().is_some_and(|&(_, c)| c.is_ascii_whitespace()) {
-            chars.next();
-        }
-        let value = if chars.peek().map(|&(_, c)| c) == Some('"') {
-            chars.next();
-            // Borrowed from the input until an escape needs a copy.
-            let from = chars.peek().map_or(input.len(), |&(i, _)| i);
-            let mut value: Option<String> = None;
-            let mut closed = None;
-            while let Some((i, c)) = chars.next() {
-                match c {
-                    '\\' => {
-                        let escaped = chars.next()?.1;
-                        value
-                            .get_or_insert_with(|| input[from..i].to_string())
-                            .push(escaped);
-                    }
-                    '"' => {
-                        closed = Some(i);
-                        break;
-                    }
-                    _ => {
-                        if let Some(value) = &mut value {
-                            value.push(c);
+        i = skip_spaces(i + 1);
+        let value = if bytes.get(i) == Some(&b'"') {
+            let from = i + 1;
+            // The text not yet copied starts at `copied` (once an escape made a copy).
+            let (mut owned, mut copied): (Option<String>, usize) = (None, from);
+            i = from;
+            loop {
+                let at = i + memchr::memchr2(b'"', b'\\', &bytes[i..])?; // not closed
+                if bytes[at] == b'"' {
+                    i = at + 1;
+                    break match owned {
+                        Some(mut value) => {
+                            value.push_str(&input[copied..at]);
+                            Cow::Owned(value)
                         }
-                    }
+                        None => Cow::Borrowed(&input[from..at]),
+                    };
                 }
-            }
-            let to = closed?;
-            match value {
-                Some(value) => Cow::Owned(value),
-                None => Cow::Borrowed(&input[from..to]),
+                // A backslash: the character after it stands for itself.
+                let escaped = input[at + 1..].chars().next()?;
+                let value = owned.get_or_insert_with(String::new);
+                value.push_str(&input[copied..at]);
+                value.push(escaped);
+                i = at + 1 + escaped.len_utf8();
+                copied = i;
             }
         } else {
-            let from = chars.peek().map_or(input.len(), |&(i, _)| i);
-            let mut to = from;
-            while let Some(&(i, c)) = chars.peek() {
-                if c == ',' || c.is_ascii_whitespace() {
-                    break;
-                }
-                to = i + c.len_utf8();
-                chars.next();
+            let from = i;
+            while bytes
+                .get(i)
+                .is_some_and(|&b| b != b',' && !b.is_ascii_whitespace())
+            {
+                i += 1;
             }
-            Cow::Borrowed(&input[from..to])
+            Cow::Borrowed(&input[from..i])
         };
         out.push((key, value));
     }
@@ -656,6 +650,117 @@ mod tests {
             parse_challenge(ChallengeKind::Www, r#"Digest realm="r, nonce="n"#),
             Err(ChallengeError::Malformed)
         );
+    }
+
+    /// The parameter reader as first written, a character at a time: the reference.
+    fn reference_auth_params(input: &str) -> Option<Vec<(&str, Cow<'_, str>)>> {
+        let mut out = Vec::with_capacity(8);
+        let mut chars = input.char_indices().peekable();
+        loop {
+            // skip separators
+            while let Some(&(_, c)) = chars.peek() {
+                if c == ',' || c.is_ascii_whitespace() {
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            let Some(&(start, _)) = chars.peek() else {
+                break;
+            };
+            let mut end = start;
+            while let Some(&(i, c)) = chars.peek() {
+                if c == '=' || c == ',' || c.is_ascii_whitespace() {
+                    break;
+                }
+                end = i + c.len_utf8();
+                chars.next();
+            }
+            let key = &input[start..end];
+            if key.is_empty() {
+                return None;
+            }
+            while chars.peek().is_some_and(|&(_, c)| c.is_ascii_whitespace()) {
+                chars.next();
+            }
+            if chars.peek().map(|&(_, c)| c) != Some('=') {
+                // a bare token with no value (not used by Digest); keep it empty
+                out.push((key, Cow::Borrowed("")));
+                continue;
+            }
+            chars.next();
+            while chars.peek().is_some_and(|&(_, c)| c.is_ascii_whitespace()) {
+                chars.next();
+            }
+            let value = if chars.peek().map(|&(_, c)| c) == Some('"') {
+                chars.next();
+                // Borrowed from the input until an escape needs a copy.
+                let from = chars.peek().map_or(input.len(), |&(i, _)| i);
+                let mut value: Option<String> = None;
+                let mut closed = None;
+                while let Some((i, c)) = chars.next() {
+                    match c {
+                        '\\' => {
+                            let escaped = chars.next()?.1;
+                            value
+                                .get_or_insert_with(|| input[from..i].to_string())
+                                .push(escaped);
+                        }
+                        '"' => {
+                            closed = Some(i);
+                            break;
+                        }
+                        _ => {
+                            if let Some(value) = &mut value {
+                                value.push(c);
+                            }
+                        }
+                    }
+                }
+                let to = closed?;
+                match value {
+                    Some(value) => Cow::Owned(value),
+                    None => Cow::Borrowed(&input[from..to]),
+                }
+            } else {
+                let from = chars.peek().map_or(input.len(), |&(i, _)| i);
+                let mut to = from;
+                while let Some(&(i, c)) = chars.peek() {
+                    if c == ',' || c.is_ascii_whitespace() {
+                        break;
+                    }
+                    to = i + c.len_utf8();
+                    chars.next();
+                }
+                Cow::Borrowed(&input[from..to])
+            };
+            out.push((key, value));
+        }
+        Some(out)
+    }
+
+    #[test]
+    fn parameters_are_read_as_the_reference_reads_them() {
+        // Every string of up to six of these characters (a multi-byte one among them).
+        const ALPHABET: [char; 7] = [',', '"', '\\', '=', ' ', 'a', 'é'];
+        let mut text = String::new();
+        let mut checked = 0;
+        for len in 0..=6u32 {
+            for mut n in 0..7usize.pow(len) {
+                text.clear();
+                for _ in 0..len {
+                    text.push(ALPHABET[n % 7]);
+                    n /= 7;
+                }
+                assert_eq!(
+                    parse_auth_params(&text),
+                    reference_auth_params(&text),
+                    "{text:?}"
+                );
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 137_257);
     }
 
     #[test]

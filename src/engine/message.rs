@@ -737,12 +737,18 @@ impl Header {
 fn reason_phrase(bytes: &[u8]) -> Cow<'_, str> {
     fn cut(line: &str) -> &str {
         let reason = line.trim_end().splitn(3, ' ').nth(2).unwrap_or_default();
+        if reason.len() <= 128 {
+            return reason; // no more characters than bytes
+        }
         match reason.char_indices().nth(128) {
             Some((end, _)) => &reason[..end],
             None => reason,
         }
     }
     let line = &bytes[..memchr::memchr(b'\n', bytes).unwrap_or(bytes.len())];
+    if let Ok(line) = std::str::from_utf8(line) {
+        return Cow::Borrowed(cut(line));
+    }
     match String::from_utf8_lossy(line) {
         Cow::Borrowed(line) => Cow::Borrowed(cut(line)),
         Cow::Owned(line) => Cow::Owned(cut(&line).to_string()),
@@ -994,6 +1000,25 @@ mod tests {
             }
         }
         items
+    }
+
+    #[test]
+    fn the_reason_phrase_is_kept_to_128_characters() {
+        let reason = |phrase: &[u8]| {
+            let mut text = b"SIP/2.0 403 ".to_vec();
+            text.extend_from_slice(phrase);
+            text.extend_from_slice(
+                b"\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\n\r\n",
+            );
+            parse_response(&text).unwrap().reason.into_owned()
+        };
+        let ascii = "a".repeat(128);
+        assert_eq!(reason(ascii.as_bytes()), ascii);
+        assert_eq!(reason(format!("{ascii}b").as_bytes()), ascii);
+        let wide = "é".repeat(200);
+        assert_eq!(reason(wide.as_bytes()), "é".repeat(128));
+        assert_eq!(reason(b"Forbidden \xff here"), "Forbidden \u{fffd} here");
+        assert_eq!(reason(b""), "");
     }
 
     #[test]
