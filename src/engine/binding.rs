@@ -2170,7 +2170,7 @@ mod tests {
         let (mut run, _) = Run::new(outbound_config());
         let mut ok = answer(&run.last.clone(), 200);
         ok.reason = "OK".into();
-        ok.option_tags = vec!["outbound".into()];
+        ok.option_tags = vec!["OutBound".into()]; // option tags compare without regard to case
         ok.flow_timer = Some(25);
         ok.service_route = vec!["<sip:orig@scscf.example.com;lr>".into()];
         ok.associated_uris = vec!["<sip:alice@example.com>".into(), "<tel:+1555>".into()];
