@@ -210,26 +210,27 @@ mod tests {
 
     #[tokio::test]
     async fn an_ipv6_source_read_after_ipv4_ones_is_read_whole() {
+        /// Sends one datagram from `peer` to `socket`, then reads it: its source.
+        async fn source_of_one(peer: &UdpSocket, socket: &UdpSocket) -> Option<SocketAddr> {
+            let local = socket.local_addr().unwrap();
+            peer.send_to(b"x", local).await.unwrap();
+            socket.readable().await.unwrap();
+            let mut from = None;
+            receive(socket, local, |source, _| from = Some(source)).unwrap();
+            from
+        }
         let (v4, v6) = (bound().await, UdpSocket::bind("[::1]:0").await.unwrap());
         let peer4 = bound().await;
         let peer6 = UdpSocket::bind("[::1]:0").await.unwrap();
         for _ in 0..3 {
-            peer4.send_to(b"4", v4.local_addr().unwrap()).await.unwrap();
-            v4.readable().await.unwrap();
-            let mut from = None;
-            receive(&v4, v4.local_addr().unwrap(), |source, _| {
-                from = Some(source)
-            })
-            .unwrap();
-            assert_eq!(from, Some(peer4.local_addr().unwrap()));
-            peer6.send_to(b"6", v6.local_addr().unwrap()).await.unwrap();
-            v6.readable().await.unwrap();
-            let mut from = None;
-            receive(&v6, v6.local_addr().unwrap(), |source, _| {
-                from = Some(source)
-            })
-            .unwrap();
-            assert_eq!(from, Some(peer6.local_addr().unwrap()));
+            assert_eq!(
+                source_of_one(&peer4, &v4).await,
+                Some(peer4.local_addr().unwrap())
+            );
+            assert_eq!(
+                source_of_one(&peer6, &v6).await,
+                Some(peer6.local_addr().unwrap())
+            );
         }
     }
 
