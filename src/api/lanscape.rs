@@ -169,10 +169,11 @@ impl Ids {
 
 impl Labels {
     fn insert(&mut self, id: BindingId, label: Label) {
-        match self.by_name.get_mut(&label.name) {
-            Some(ids) => ids.push(id),
-            None => {
-                self.by_name.insert(label.name.clone(), Ids::One([id]));
+        use std::collections::hash_map::Entry;
+        match self.by_name.entry(label.name.clone()) {
+            Entry::Occupied(mut ids) => ids.get_mut().push(id),
+            Entry::Vacant(slot) => {
+                slot.insert(Ids::One([id]));
             }
         }
         self.by_id.insert(id, label);
