@@ -54,6 +54,8 @@ struct Ours {
     p50_ms: f64,
     p99_ms: f64,
     cpu_per_1000: f64,
+    /// The share of `cpu_per_1000` spent in the kernel.
+    kernel_share: f64,
     cpu_per_1000_refreshes: f64,
     bytes_per_binding: f64,
     retransmissions: u64,
@@ -62,6 +64,8 @@ struct Ours {
 struct Sipp {
     rate: f64,
     cpu_per_1000: f64,
+    /// The share of `cpu_per_1000` spent in the kernel.
+    kernel_share: f64,
 }
 
 /// Kamailio, asking digest authentication (MD5, qop=auth) when `auth`.
@@ -132,17 +136,46 @@ fn params(names: String, kam: &Kamailio, transport: Transport) -> RegisterServer
     }
 }
 
-/// CPU time (user + system) of this process, or of its children waited for, seconds.
-fn cpu_seconds(who: libc::c_int) -> f64 {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: `usage` is writable and sized for a `rusage`; `who` is RUSAGE_SELF or
-    // RUSAGE_CHILDREN.
-    let rc = unsafe { libc::getrusage(who, usage.as_mut_ptr()) };
-    assert_eq!(rc, 0, "getrusage");
-    // SAFETY: getrusage succeeded, so it filled the struct (zeroed before in any case).
-    let usage = unsafe { usage.assume_init() };
-    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+/// CPU time of this process, or of its children waited for, seconds.
+#[derive(Clone, Copy)]
+struct Cpu {
+    user: f64,
+    system: f64,
+}
+
+impl Cpu {
+    fn now(who: libc::c_int) -> Cpu {
+        let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+        // SAFETY: `usage` is writable and sized for a `rusage`; `who` is RUSAGE_SELF or
+        // RUSAGE_CHILDREN.
+        let rc = unsafe { libc::getrusage(who, usage.as_mut_ptr()) };
+        assert_eq!(rc, 0, "getrusage");
+        // SAFETY: getrusage succeeded, so it filled the struct (zeroed before in any case).
+        let usage = unsafe { usage.assume_init() };
+        let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        Cpu {
+            user: seconds(usage.ru_utime),
+            system: seconds(usage.ru_stime),
+        }
+    }
+
+    /// The CPU time used since `earlier`.
+    fn since(self, earlier: Cpu) -> Cpu {
+        Cpu {
+            user: self.user - earlier.user,
+            system: self.system - earlier.system,
+        }
+    }
+
+    fn total(self) -> f64 {
+        self.user + self.system
+    }
+
+    /// The kernel's share of the total. The kernel splits a task's (exact) run time into
+    /// user and system time by sampling at each tick, so this share is an estimate.
+    fn kernel_share(self) -> f64 {
+        self.system / self.total().max(f64::MIN_POSITIVE)
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -204,9 +237,9 @@ fn run_ours(n: usize, transport: Transport, auth: bool) -> Ours {
     let engine = engine_for(&kam, transport, auth);
     let params = params(names(n), &kam, transport);
     let rss_before = resident_bytes();
-    let cpu_start = cpu_seconds(libc::RUSAGE_SELF);
+    let cpu_start = Cpu::now(libc::RUSAGE_SELF);
     let (started, times) = register_all(&engine, &params, n);
-    let cpu_registering = cpu_seconds(libc::RUSAGE_SELF) - cpu_start;
+    let cpu_registering = Cpu::now(libc::RUSAGE_SELF).since(cpu_start);
     let mut latencies: Vec<Duration> = times.iter().map(|t| *t - started).collect();
     latencies.sort();
     let elapsed = *latencies.last().unwrap();
@@ -219,7 +252,7 @@ fn run_ours(n: usize, transport: Transport, auth: bool) -> Ours {
 
     // One refresh round: every name refreshes REFRESH_S after it registered.
     let stats_before = engine.stats().unwrap_or_default();
-    let cpu_before = cpu_seconds(libc::RUSAGE_SELF);
+    let cpu_before = Cpu::now(libc::RUSAGE_SELF).total();
     let deadline = Instant::now() + Duration::from_secs(u64::from(REFRESH_S) * 3);
     let refreshes = loop {
         let sent = engine.stats().unwrap_or_default().requests - stats_before.requests;
@@ -230,14 +263,15 @@ fn run_ours(n: usize, transport: Transport, auth: bool) -> Ours {
     };
     // Let the last answers of the round arrive before reading the CPU time.
     std::thread::sleep(Duration::from_millis(300));
-    let cpu = cpu_seconds(libc::RUSAGE_SELF) - cpu_before;
+    let cpu = Cpu::now(libc::RUSAGE_SELF).total() - cpu_before;
     let stats = engine.stats().unwrap_or_default();
     engine.shutdown();
     Ours {
         rate: n as f64 / elapsed.as_secs_f64(),
         p50_ms: percentile(&latencies, 0.50),
         p99_ms: percentile(&latencies, 0.99),
-        cpu_per_1000: cpu_registering / (n as f64 / 1000.0),
+        cpu_per_1000: cpu_registering.total() / (n as f64 / 1000.0),
+        kernel_share: cpu_registering.kernel_share(),
         cpu_per_1000_refreshes: cpu / (refreshes as f64 / 1000.0),
         bytes_per_binding: rss_after.saturating_sub(rss_before) as f64 / n as f64,
         retransmissions: stats.retransmissions,
@@ -381,7 +415,7 @@ fn run_sipp(n: usize, transport: Transport, auth: bool) -> Sipp {
         }
     };
     // Only sipp ends (and is waited for) between the two readings.
-    let cpu_before = cpu_seconds(libc::RUSAGE_CHILDREN);
+    let cpu_before = Cpu::now(libc::RUSAGE_CHILDREN);
     let status = Command::new("sipp")
         .arg(format!("127.0.0.1:{target_port}"))
         .args(["-t", mode])
@@ -406,7 +440,7 @@ fn run_sipp(n: usize, transport: Transport, auth: bool) -> Sipp {
         .stderr(Stdio::null())
         .status()
         .expect("sipp runs");
-    let cpu = cpu_seconds(libc::RUSAGE_CHILDREN) - cpu_before;
+    let cpu = Cpu::now(libc::RUSAGE_CHILDREN).since(cpu_before);
     if let Some(mut tunnel) = tunnel {
         let _ = tunnel.kill();
         let _ = tunnel.wait();
@@ -429,7 +463,8 @@ fn run_sipp(n: usize, transport: Transport, auth: bool) -> Sipp {
     assert_eq!(successful as usize, n);
     Sipp {
         rate: successful / elapsed,
-        cpu_per_1000: cpu / (n as f64 / 1000.0),
+        cpu_per_1000: cpu.total() / (n as f64 / 1000.0),
+        kernel_share: cpu.kernel_share(),
     }
 }
 
@@ -466,7 +501,7 @@ fn libre_program() -> &'static Path {
 fn run_libre(n: usize, transport: Transport, auth: bool) -> Sipp {
     let kam = registrar(auth);
     let program = libre_program();
-    let cpu_before = cpu_seconds(libc::RUSAGE_CHILDREN);
+    let cpu_before = Cpu::now(libc::RUSAGE_CHILDREN);
     let out = Command::new(program)
         .arg(transport_name(transport).to_lowercase())
         .arg("127.0.0.1")
@@ -478,7 +513,7 @@ fn run_libre(n: usize, transport: Transport, auth: bool) -> Sipp {
         .stderr(Stdio::inherit())
         .output()
         .expect("libre_sipreg runs");
-    let cpu = cpu_seconds(libc::RUSAGE_CHILDREN) - cpu_before;
+    let cpu = Cpu::now(libc::RUSAGE_CHILDREN).since(cpu_before);
     assert!(out.status.success(), "libre_sipreg failed: {out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     let fields: Vec<f64> = text
@@ -496,7 +531,8 @@ fn run_libre(n: usize, transport: Transport, auth: bool) -> Sipp {
     );
     Sipp {
         rate: n as f64 / fields[0],
-        cpu_per_1000: cpu / (n as f64 / 1000.0),
+        cpu_per_1000: cpu.total() / (n as f64 / 1000.0),
+        kernel_share: cpu.kernel_share(),
     }
 }
 
@@ -575,6 +611,7 @@ fn child(task: &str) {
                 o.cpu_per_1000_refreshes,
                 o.bytes_per_binding,
                 o.retransmissions as f64,
+                o.kernel_share,
             ]
         }
         "spread" => {
@@ -606,6 +643,7 @@ fn ours(transport: Transport, n: usize, auth: bool) -> Ours {
         cpu_per_1000_refreshes: o[4],
         bytes_per_binding: o[5],
         retransmissions: o[6] as u64,
+        kernel_share: o[7],
     }
 }
 
@@ -621,9 +659,11 @@ fn median_run<T>(runs: usize, mut run: impl FnMut() -> T, cpu: impl Fn(&T) -> f6
 /// ours and of sipp is the median of `runs` runs.
 fn versus_sipp(transports: &[Transport], sizes: &[usize], auth: bool, runs: usize) {
     println!(
-        "| transport | N | ours reg/s | sipp reg/s | ours/sipp rate | ours CPU s per 1000 reg | sipp CPU s per 1000 reg | ours/sipp CPU | libre reg/s | libre CPU s per 1000 reg | ours/libre CPU | p50 ms | p99 ms | CPU s per 1000 refreshes | bytes per binding | retransmissions |"
+        "| transport | N | ours reg/s | sipp reg/s | ours/sipp rate | ours CPU s per 1000 reg | sipp CPU s per 1000 reg | ours/sipp CPU | kernel's share of the CPU, ours / sipp | libre reg/s | libre CPU s per 1000 reg | ours/libre CPU | p50 ms | p99 ms | CPU s per 1000 refreshes | bytes per binding | retransmissions |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for &transport in transports {
         for &n in sizes {
             let ours = median_run(runs, || ours(transport, n, auth), |o| o.cpu_per_1000);
@@ -649,13 +689,15 @@ fn versus_sipp(transports: &[Transport], sizes: &[usize], auth: bool, runs: usiz
                 other => transport_name(other),
             };
             println!(
-                "| {name} | {n} | {:.0} | {:.0} | {:.2} | {:.4} | {:.4} | {:.2} | {libre} | {:.1} | {:.1} | {:.3} | {:.0} | {} |",
+                "| {name} | {n} | {:.0} | {:.0} | {:.2} | {:.4} | {:.4} | {:.2} | {:.0} % / {:.0} % | {libre} | {:.1} | {:.1} | {:.3} | {:.0} | {} |",
                 ours.rate,
                 sipp.rate,
                 ours.rate / sipp.rate,
                 ours.cpu_per_1000,
                 sipp.cpu_per_1000,
                 ours.cpu_per_1000 / sipp.cpu_per_1000,
+                ours.kernel_share * 100.0,
+                sipp.kernel_share * 100.0,
                 ours.p50_ms,
                 ours.p99_ms,
                 ours.cpu_per_1000_refreshes,

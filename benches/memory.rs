@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 struct Counting;
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
+/// Blocks allocated and not yet freed (each costs the allocator a header and rounding
+/// beyond its bytes).
+static BLOCKS: AtomicIsize = AtomicIsize::new(0);
 /// Allocations (and reallocations) made, counted only while `COUNTING`.
 static ALLOCATIONS: AtomicIsize = AtomicIsize::new(0);
 static COUNTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -51,12 +54,14 @@ fn in_core<T>(core: &mut (Duration, isize), f: impl FnOnce() -> T) -> T {
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        BLOCKS.fetch_add(1, Ordering::Relaxed);
         count_allocation();
         // SAFETY: the caller's contract is the system allocator's.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        BLOCKS.fetch_sub(1, Ordering::Relaxed);
         // SAFETY: the caller's contract is the system allocator's.
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -119,6 +124,7 @@ fn run(n: u64) {
     let credentials = Arc::new(credentials);
     let now = Instant::now();
     let before = LIVE.load(Ordering::Relaxed);
+    let blocks_before = BLOCKS.load(Ordering::Relaxed);
     let mut endpoint = Endpoint::new(Box::new(SplitMix64(7)), 256);
     // Built once per call, as the API does.
     let request_uri: Arc<str> = "sip:example.com".into();
@@ -189,9 +195,11 @@ fn run(n: u64) {
     transmits.shrink_to_fit();
     events.shrink_to_fit();
     let held = LIVE.load(Ordering::Relaxed) - before;
+    let blocks = BLOCKS.load(Ordering::Relaxed) - blocks_before;
     println!(
-        "| {n} | {} | {:.2} | {:.1} |",
+        "| {n} | {} | {:.1} | {:.2} | {:.1} |",
         held / n as isize,
+        blocks as f64 / n as f64,
         core.0.as_secs_f64() * 1e6 / n as f64,
         core.1 as f64 / n as f64,
     );
@@ -201,7 +209,7 @@ fn run(n: u64) {
 fn main() {
     let sizes = std::env::var("MEMORY_SIZES").unwrap_or_else(|_| "1000,100000".into());
     println!(
-        "| N | engine heap bytes per binding | engine core µs per registration | allocations per registration |\n|---:|---:|---:|---:|"
+        "| N | engine heap bytes per binding | heap blocks per binding | engine core µs per registration | allocations per registration |\n|---:|---:|---:|---:|---:|"
     );
     for n in sizes.split(',').filter_map(|s| s.trim().parse().ok()) {
         run(n);
