@@ -91,16 +91,22 @@ pub enum Qop {
 }
 
 /// A parsed `Digest` challenge.
+///
+/// A binding keeps the challenges it answers for its whole life (their nonce is reused,
+/// with a growing count), so the three texts share one allocation: with many thousands of
+/// bindings, a block and its header per text add up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Challenge {
     /// Header the challenge came in.
     pub kind: ChallengeKind,
-    /// Protection space.
-    pub realm: String,
-    /// Server nonce.
-    pub nonce: String,
-    /// Opaque value to echo back, if any.
-    pub opaque: Option<String>,
+    /// The realm, the nonce and the opaque value, one after the other.
+    text: Box<str>,
+    /// Where the realm ends in `text`.
+    realm_end: u32,
+    /// Where the nonce ends in `text` (the opaque value, if any, follows).
+    nonce_end: u32,
+    /// Whether an opaque value was given (it may be empty).
+    has_opaque: bool,
     /// Hash algorithm.
     pub algorithm: Algorithm,
     /// Whether the `-sess` variant is asked for.
@@ -124,6 +130,47 @@ pub enum ChallengeError {
     Malformed,
 }
 
+impl Challenge {
+    /// A challenge for `realm` with `nonce` (and `opaque`, to echo back); MD5, no qop.
+    /// `None` if the texts together are longer than 4 GiB.
+    fn new(kind: ChallengeKind, realm: &str, nonce: &str, opaque: Option<&str>) -> Option<Self> {
+        let realm_end = u32::try_from(realm.len()).ok()?;
+        let nonce_end = realm_end.checked_add(u32::try_from(nonce.len()).ok()?)?;
+        let opaque_len = u32::try_from(opaque.map_or(0, str::len)).ok()?;
+        nonce_end.checked_add(opaque_len)?;
+        let mut text =
+            String::with_capacity(realm.len() + nonce.len() + opaque.map_or(0, str::len));
+        text.extend([realm, nonce, opaque.unwrap_or("")]);
+        Some(Challenge {
+            kind,
+            text: text.into_boxed_str(),
+            realm_end,
+            nonce_end,
+            has_opaque: opaque.is_some(),
+            algorithm: Algorithm::Md5,
+            session: false,
+            qop: None,
+            stale: false,
+        })
+    }
+
+    /// The protection space.
+    pub fn realm(&self) -> &str {
+        &self.text[..self.realm_end as usize]
+    }
+
+    /// The server's nonce.
+    pub fn nonce(&self) -> &str {
+        &self.text[self.realm_end as usize..self.nonce_end as usize]
+    }
+
+    /// The opaque value to echo back, if any.
+    pub fn opaque(&self) -> Option<&str> {
+        self.has_opaque
+            .then(|| &self.text[self.nonce_end as usize..])
+    }
+}
+
 /// Parses one `WWW-Authenticate` / `Proxy-Authenticate` header value.
 pub fn parse_challenge(kind: ChallengeKind, value: &str) -> Result<Challenge, ChallengeError> {
     let value = value.trim();
@@ -141,8 +188,8 @@ pub fn parse_challenge(kind: ChallengeKind, value: &str) -> Result<Challenge, Ch
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_ref())
     };
-    let realm = get("realm").ok_or(ChallengeError::Malformed)?.to_string();
-    let nonce = get("nonce").ok_or(ChallengeError::Malformed)?.to_string();
+    let realm = get("realm").ok_or(ChallengeError::Malformed)?;
+    let nonce = get("nonce").ok_or(ChallengeError::Malformed)?;
     let (algorithm, session) = match get("algorithm") {
         None => (Algorithm::Md5, false),
         Some(a) => {
@@ -163,15 +210,13 @@ pub fn parse_challenge(kind: ChallengeKind, value: &str) -> Result<Challenge, Ch
         }
     };
     let stale = get("stale").is_some_and(|s| s.eq_ignore_ascii_case("true"));
+    let challenge = Challenge::new(kind, realm, nonce, get("opaque"));
     Ok(Challenge {
-        kind,
-        realm,
-        nonce,
-        opaque: get("opaque").map(str::to_string),
         algorithm,
         session,
         qop,
         stale,
+        ..challenge.ok_or(ChallengeError::Malformed)?
     })
 }
 
@@ -184,7 +229,7 @@ pub fn strongest_per_realm(mut challenges: Vec<Challenge>) -> Vec<Challenge> {
         let c = &mut rest[0];
         match first[..kept]
             .iter_mut()
-            .find(|b| b.kind == c.kind && b.realm == c.realm)
+            .find(|b| b.kind == c.kind && b.realm() == c.realm())
         {
             Some(b) if c.algorithm.strength() > b.algorithm.strength() => std::mem::swap(b, c),
             Some(_) => {}
@@ -389,13 +434,13 @@ pub fn answer(challenge: &Challenge, credential: &Credential, input: &AnswerInpu
     let alg = challenge.algorithm;
     let mut ha1 = alg.hash_parts(&[
         credential.username.as_bytes(),
-        challenge.realm.as_bytes(),
+        challenge.realm().as_bytes(),
         credential.password.as_bytes(),
     ]);
     if challenge.session {
         ha1 = alg.hash_parts(&[
             ha1.as_bytes(),
-            challenge.nonce.as_bytes(),
+            challenge.nonce().as_bytes(),
             input.cnonce.as_bytes(),
         ]);
     }
@@ -417,30 +462,30 @@ pub fn answer(challenge: &Challenge, credential: &Credential, input: &AnswerInpu
     let response = match qop {
         Some(qop) => alg.hash_parts(&[
             ha1.as_bytes(),
-            challenge.nonce.as_bytes(),
+            challenge.nonce().as_bytes(),
             nc.as_bytes(),
             input.cnonce.as_bytes(),
             qop.as_bytes(),
             ha2.as_bytes(),
         ]),
-        None => alg.hash_parts(&[ha1.as_bytes(), challenge.nonce.as_bytes(), ha2.as_bytes()]),
+        None => alg.hash_parts(&[ha1.as_bytes(), challenge.nonce().as_bytes(), ha2.as_bytes()]),
     };
     drop(ha1);
 
     let mut out = String::with_capacity(
         200 + credential.username.len()
-            + challenge.realm.len()
-            + challenge.nonce.len()
+            + challenge.realm().len()
+            + challenge.nonce().len()
             + input.uri.len()
             + input.cnonce.len()
-            + challenge.opaque.as_ref().map_or(0, String::len),
+            + challenge.opaque().map_or(0, str::len),
     );
     out.push_str("Digest username=");
     push_quoted(&mut out, &credential.username);
     out.push_str(", realm=");
-    push_quoted(&mut out, &challenge.realm);
+    push_quoted(&mut out, challenge.realm());
     out.push_str(", nonce=");
-    push_quoted(&mut out, &challenge.nonce);
+    push_quoted(&mut out, challenge.nonce());
     out.push_str(", uri=");
     push_quoted(&mut out, input.uri);
     out.push_str(", response=\"");
@@ -458,7 +503,7 @@ pub fn answer(challenge: &Challenge, credential: &Credential, input: &AnswerInpu
         out.push_str(", nc=");
         out.push_str(nc.as_str());
     }
-    if let Some(opaque) = &challenge.opaque {
+    if let Some(opaque) = challenge.opaque() {
         out.push_str(", opaque=");
         push_quoted(&mut out, opaque);
     }
@@ -766,10 +811,7 @@ mod tests {
             parse_challenge(ChallengeKind::Proxy, r#"Digest realm="r", nonce="d""#).unwrap();
         let weaker = parse_challenge(ChallengeKind::Www, r#"Digest realm="q", nonce="e""#).unwrap();
         let best = strongest_per_realm(vec![md5, other, sha, proxy, weaker]);
-        let seen: Vec<(&str, &str)> = best
-            .iter()
-            .map(|c| (c.realm.as_str(), c.nonce.as_str()))
-            .collect();
+        let seen: Vec<(&str, &str)> = best.iter().map(|c| (c.realm(), c.nonce())).collect();
         // In the order each (kind, realm) first came; the stronger in its place; the
         // first of two alike kept.
         assert_eq!(seen, [("r", "b"), ("q", "c"), ("r", "d")]);
@@ -810,14 +852,42 @@ mod tests {
             r#"Digest realm="a\"b", nonce="n\\1x", opaque=plain, qop="auth""#,
         )
         .unwrap();
-        assert_eq!(c.realm, "a\"b");
-        assert_eq!(c.nonce, "n\\1x");
-        assert_eq!(c.opaque.as_deref(), Some("plain"));
+        assert_eq!(c.realm(), "a\"b");
+        assert_eq!(c.nonce(), "n\\1x");
+        assert_eq!(c.opaque(), Some("plain"));
         assert_eq!(c.qop, Some(Qop::Auth));
         assert_eq!(
             parse_challenge(ChallengeKind::Www, r#"Digest realm="open, nonce="x""#),
             Err(ChallengeError::Malformed)
         );
+    }
+
+    #[test]
+    fn realm_nonce_and_opaque_are_kept_apart_in_one_text() {
+        let www = ChallengeKind::Www;
+        let with = parse_challenge(www, r#"Digest realm="r", nonce="", opaque="""#).unwrap();
+        assert_eq!(
+            (with.realm(), with.nonce(), with.opaque()),
+            ("r", "", Some(""))
+        );
+        let without = parse_challenge(www, r#"Digest nonce="rn", realm="""#).unwrap();
+        assert_eq!(
+            (without.realm(), without.nonce(), without.opaque()),
+            ("", "rn", None)
+        );
+        // An empty opaque value is echoed back; a missing one is not.
+        let plain = parse_challenge(www, r#"Digest realm="r", nonce="""#).unwrap();
+        assert_ne!(with, plain);
+        let credential = Credential::new("r", "u", "p");
+        let input = AnswerInput {
+            method: "REGISTER",
+            uri: "sip:r",
+            nonce_count: 1,
+            cnonce: "c",
+            body: b"",
+        };
+        assert!(answer(&with, &credential, &input).ends_with(r#", opaque="""#));
+        assert!(!answer(&plain, &credential, &input).contains("opaque"));
     }
 
     #[test]
