@@ -425,6 +425,15 @@ enum Reported {
     Unregistered,
 }
 
+/// Where a binding's redirects (3xx) led.
+#[derive(Debug, Default)]
+struct Redirects {
+    /// The Request-URI after a redirect (else the shared one).
+    uri: Option<Box<str>>,
+    /// Redirects followed since the last success, and where they led.
+    followed: Vec<SipUri>,
+}
+
 /// One registration binding.
 #[derive(Debug)]
 pub struct Binding {
@@ -438,8 +447,8 @@ pub struct Binding {
     /// SIP Outbound's `reg-id` (RFC 5626), if configured.
     reg_id: Option<u32>,
     credentials: Arc<CredentialStore>,
-    /// The Request-URI after a redirect (else the shared one).
-    redirected_uri: Option<Box<str>>,
+    /// Where redirects led, once one came (boxed: most bindings never see one).
+    redirects: Option<Box<Redirects>>,
     /// Call-ID (32 hex digits and `@lanscape`) and From tag (16 hex digits), written out
     /// where they are sent.
     call_id: u128,
@@ -465,8 +474,6 @@ pub struct Binding {
     alternative: bool,
     /// Targets tried one after the other since the last success.
     failovers: u8,
-    /// Redirects followed since the last success, and where they led.
-    redirected: Vec<SipUri>,
     /// Whether requests use SIP Outbound (configured, and no 439 said otherwise).
     outbound: bool,
     /// What the registration info query shows.
@@ -515,7 +522,6 @@ impl Binding {
             sent_credentials: false,
             alternative: false,
             failovers: 0,
-            redirected: Vec::new(),
             outbound: config.reg_id.is_some() && config.instance.is_some(),
             info: Known::default(),
             shared,
@@ -524,7 +530,7 @@ impl Binding {
             transport: config.transport,
             reg_id: config.reg_id,
             credentials: config.credentials,
-            redirected_uri: None,
+            redirects: None,
         }
     }
 
@@ -727,14 +733,25 @@ impl Binding {
 
     /// The Request-URI of the next requests (a redirect names another registrar).
     pub fn set_request_uri(&mut self, uri: String) {
-        self.redirected_uri = Some(uri.into());
+        self.redirects.get_or_insert_default().uri = Some(uri.into());
     }
 
     /// The Request-URI in use.
     pub fn request_uri(&self) -> &str {
-        self.redirected_uri
-            .as_deref()
+        self.redirects
+            .as_ref()
+            .and_then(|r| r.uri.as_deref())
             .unwrap_or(&self.shared.request_uri)
+    }
+
+    /// Forgets the redirects followed (not the Request-URI they led to).
+    fn forget_redirects_followed(&mut self) {
+        if let Some(redirects) = &mut self.redirects {
+            redirects.followed = Vec::new();
+            if redirects.uri.is_none() {
+                self.redirects = None;
+            }
+        }
     }
 
     /// No new request before `until` (every target asked so with Retry-After): a binding
@@ -1011,7 +1028,7 @@ impl Binding {
                         self.info.flow_timer = response.flow_timer;
                         self.consecutive_failures = 0;
                         self.failovers = 0;
-                        self.redirected.clear();
+                        self.forget_redirects_followed();
                         // At a random point of 80-95 % of the interval (or of the granted
                         // expiry, if shorter), so that names registered together do not
                         // all refresh together. The first refresh after registering (at
@@ -1061,17 +1078,18 @@ impl Binding {
         entropy: &mut dyn Entropy,
         out: &mut Vec<Output>,
     ) {
+        let followed = self.redirects.get_or_insert_default();
         let fresh: Vec<SipUri> = response
             .contacts
             .iter()
             .map(|c| c.uri.clone())
-            .filter(|u| !self.redirected.contains(u))
+            .filter(|u| !followed.followed.contains(u))
             .collect();
-        if fresh.is_empty() || self.redirected.len() >= usize::from(MAX_FAILOVERS) {
+        if fresh.is_empty() || followed.followed.len() >= usize::from(MAX_FAILOVERS) {
             let failure = Failure::Rejected(response.status);
             return self.fail_or_finish(Purpose::Register, failure, now, entropy, out);
         }
-        self.redirected.extend(fresh.iter().cloned());
+        followed.followed.extend(fresh.iter().cloned());
         self.phase = Phase::RetryWait {
             retry_at: now,
             after: Failure::Rejected(response.status),
@@ -1118,8 +1136,8 @@ impl Binding {
         // realms we have credentials for, exact ones first, at most MAX_REALMS of them: a
         // registrar naming a new realm in every challenge cannot make the request grow.
         let mut answerable = digest::strongest_per_realm(parsed);
-        answerable.retain(|c| self.credentials.find(&c.realm).is_some());
-        answerable.sort_by_key(|c| !self.credentials.has_exact(&c.realm));
+        answerable.retain(|c| self.credentials.find(c.realm()).is_some());
+        answerable.sort_by_key(|c| !self.credentials.has_exact(c.realm()));
         answerable.truncate(MAX_REALMS);
         if answerable.is_empty() {
             return self.fail_or_finish(purpose, Failure::AuthRejected, now, entropy, out);
@@ -1129,7 +1147,7 @@ impl Binding {
                 && self.auth.iter().any(|a| {
                     a.this_attempt
                         && a.challenge.kind == challenge.kind
-                        && a.challenge.realm == challenge.realm
+                        && a.challenge.realm() == challenge.realm()
                 })
         });
         if refused {
@@ -1230,12 +1248,13 @@ impl Binding {
             (None, _) => None,
         };
         let request_uri = self
-            .redirected_uri
-            .as_deref()
+            .redirects
+            .as_ref()
+            .and_then(|r| r.uri.as_deref())
             .unwrap_or(&self.shared.request_uri);
         let mut authorization = Vec::with_capacity(self.auth.len());
         for entry in &mut self.auth {
-            let Some(credential) = self.credentials.find(&entry.challenge.realm) else {
+            let Some(credential) = self.credentials.find(entry.challenge.realm()) else {
                 continue;
             };
             entry.nonce_count = entry.nonce_count.wrapping_add(1).max(1);
@@ -1381,7 +1400,7 @@ impl Binding {
         // Every target failed (or none other may be tried): the next round of retries may
         // go through them all again, redirects included.
         self.failovers = 0;
-        self.redirected.clear();
+        self.forget_redirects_followed();
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
         // Reported as failed: not registered as far as we know, whatever grant is left.
         self.registered_until = None;
