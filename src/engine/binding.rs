@@ -125,6 +125,8 @@ pub struct BindingConfig {
 #[derive(Debug, PartialEq, Eq)]
 struct Shared {
     request_uri: Arc<str>,
+    /// Whether `request_uri` is a valid SIP URI (checked once, for every binding sharing it).
+    request_uri_valid: bool,
     local: SocketAddr,
     route: Option<Arc<str>>,
     expires: u32,
@@ -141,6 +143,7 @@ impl Shared {
     fn of(config: &BindingConfig) -> Shared {
         Shared {
             request_uri: config.request_uri.clone(),
+            request_uri_valid: SipUri::is_valid(&config.request_uri),
             local: config.local,
             route: config.route.clone(),
             expires: config.expires,
@@ -1247,11 +1250,11 @@ impl Binding {
             (Some(_), false) => Some("path, gruu"),
             (None, _) => None,
         };
-        let request_uri = self
-            .redirects
-            .as_ref()
-            .and_then(|r| r.uri.as_deref())
-            .unwrap_or(&self.shared.request_uri);
+        // A redirect's Request-URI is checked with each request (redirects are rare).
+        let (request_uri, checked) = match self.redirects.as_ref().and_then(|r| r.uri.as_deref()) {
+            Some(uri) => (uri, false),
+            None => (&*self.shared.request_uri, self.shared.request_uri_valid),
+        };
         let mut authorization = Vec::with_capacity(self.auth.len());
         for entry in &mut self.auth {
             let Some(credential) = self.credentials.find(entry.challenge.realm()) else {
@@ -1274,7 +1277,11 @@ impl Binding {
             authorization.push((entry.challenge.kind.answer_header(), value));
         }
         self.sent_credentials = !authorization.is_empty();
-        let built = message::build_register(&message::RegisterRequest {
+        let build = match checked {
+            true => message::write_register,
+            false => message::build_register,
+        };
+        let built = build(&message::RegisterRequest {
             request_uri,
             aor: &self.aor,
             from_tag: hex_text::<16>("", u128::from(self.from_tag), "").as_str(),
@@ -1828,6 +1835,39 @@ mod tests {
         let request = &sent(&out)[0];
         assert!(header(request, "Proxy-Authorization").contains(r#"realm="proxy""#));
         assert!(header(request, "Authorization").contains(r#"realm="registrar""#));
+    }
+
+    #[test]
+    fn a_bad_request_uri_is_a_local_failure_whether_configured_or_redirected_to() {
+        let mut e = Counter(0);
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let mut bad = Binding::new(
+            BindingConfig {
+                request_uri: "sip:bad_host".into(),
+                ..config()
+            },
+            &mut e,
+        );
+        bad.start(now, &mut e, &mut out);
+        assert!(sent(&out).is_empty());
+        assert!(
+            matches!(&events(&out)[..], [BindingEvent::Failed(Failure::Local(why))] if why.contains("bad Request-URI")),
+            "{out:?}"
+        );
+        // A good configured URI, then a bad one from a redirect: checked when sent too.
+        let (mut run, _) = Run::new(config());
+        run.respond(answer(&run.last.clone(), 200));
+        assert_eq!(run.b.state(), BindingState::Registered);
+        run.b.set_request_uri("sip:also bad".into());
+        let out = run.tick(); // the refresh
+        assert!(sent(&out).is_empty(), "{out:?}");
+        assert!(
+            events(&out)
+                .iter()
+                .any(|e| matches!(e, BindingEvent::Failed(Failure::Local(why)) if why.contains("bad Request-URI"))),
+            "{out:?}"
+        );
     }
 
     #[test]

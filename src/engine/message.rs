@@ -72,6 +72,13 @@ pub fn build_register(req: &RegisterRequest<'_>) -> Result<Vec<u8>, BuildError> 
     if !SipUri::is_valid(req.request_uri) {
         return Err(BuildError(format!("bad Request-URI {}", req.request_uri)));
     }
+    write_register(req)
+}
+
+/// [`build_register`] for a Request-URI already found valid with [`SipUri::is_valid`]: a
+/// binding checks the URI it was configured with once, not for every request it sends.
+pub(crate) fn write_register(req: &RegisterRequest<'_>) -> Result<Vec<u8>, BuildError> {
+    debug_assert!(SipUri::is_valid(req.request_uri), "{}", req.request_uri);
     let variable: usize = [
         req.request_uri.len(),
         2 * req.aor.len(),
