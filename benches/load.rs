@@ -178,6 +178,19 @@ impl Cpu {
     }
 }
 
+/// Below this much CPU time a run's kernel share is not shown: at 250 ticks a second (the
+/// machine's kernel), a run of 0.5 s is split by about 125 samples, a shorter one too
+/// roughly to be read (runs of 0.05 s read 0 % or 100 %).
+const MIN_SPLIT_CPU_S: f64 = 0.5;
+
+/// A run's kernel share as a table cell, or "—" for a run too short to split.
+fn share_cell(cpu_per_1000: f64, n: usize, kernel_share: f64) -> String {
+    match cpu_per_1000 * n as f64 / 1000.0 >= MIN_SPLIT_CPU_S {
+        true => format!("{:.0} %", kernel_share * 100.0),
+        false => "—".into(),
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i].as_secs_f64() * 1000.0
@@ -689,15 +702,15 @@ fn versus_sipp(transports: &[Transport], sizes: &[usize], auth: bool, runs: usiz
                 other => transport_name(other),
             };
             println!(
-                "| {name} | {n} | {:.0} | {:.0} | {:.2} | {:.4} | {:.4} | {:.2} | {:.0} % / {:.0} % | {libre} | {:.1} | {:.1} | {:.3} | {:.0} | {} |",
+                "| {name} | {n} | {:.0} | {:.0} | {:.2} | {:.4} | {:.4} | {:.2} | {} / {} | {libre} | {:.1} | {:.1} | {:.3} | {:.0} | {} |",
                 ours.rate,
                 sipp.rate,
                 ours.rate / sipp.rate,
                 ours.cpu_per_1000,
                 sipp.cpu_per_1000,
                 ours.cpu_per_1000 / sipp.cpu_per_1000,
-                ours.kernel_share * 100.0,
-                sipp.kernel_share * 100.0,
+                share_cell(ours.cpu_per_1000, n, ours.kernel_share),
+                share_cell(sipp.cpu_per_1000, n, sipp.kernel_share),
                 ours.p50_ms,
                 ours.p99_ms,
                 ours.cpu_per_1000_refreshes,
