@@ -1081,18 +1081,19 @@ impl Binding {
         entropy: &mut dyn Entropy,
         out: &mut Vec<Output>,
     ) {
-        let followed = self.redirects.get_or_insert_default();
+        let followed: &[SipUri] = self.redirects.as_ref().map_or(&[], |r| &r.followed);
         let fresh: Vec<SipUri> = response
             .contacts
             .iter()
             .map(|c| c.uri.clone())
-            .filter(|u| !followed.followed.contains(u))
+            .filter(|u| !followed.contains(u))
             .collect();
-        if fresh.is_empty() || followed.followed.len() >= usize::from(MAX_FAILOVERS) {
+        if fresh.is_empty() || followed.len() >= usize::from(MAX_FAILOVERS) {
             let failure = Failure::Rejected(response.status);
             return self.fail_or_finish(Purpose::Register, failure, now, entropy, out);
         }
-        followed.followed.extend(fresh.iter().cloned());
+        let redirects = self.redirects.get_or_insert_default();
+        redirects.followed.extend(fresh.iter().cloned());
         self.phase = Phase::RetryWait {
             retry_at: now,
             after: Failure::Rejected(response.status),
