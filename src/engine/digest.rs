@@ -134,18 +134,14 @@ impl Challenge {
     /// A challenge for `realm` with `nonce` (and `opaque`, to echo back); MD5, no qop.
     /// `None` if the texts together are longer than 4 GiB.
     fn new(kind: ChallengeKind, realm: &str, nonce: &str, opaque: Option<&str>) -> Option<Self> {
-        let realm_end = u32::try_from(realm.len()).ok()?;
-        let nonce_end = realm_end.checked_add(u32::try_from(nonce.len()).ok()?)?;
-        let opaque_len = u32::try_from(opaque.map_or(0, str::len)).ok()?;
-        nonce_end.checked_add(opaque_len)?;
-        let mut text =
-            String::with_capacity(realm.len() + nonce.len() + opaque.map_or(0, str::len));
-        text.extend([realm, nonce, opaque.unwrap_or("")]);
+        let texts = [realm, nonce, opaque.unwrap_or_default()];
+        // Both offsets are at most the whole length, so this one check covers them.
+        u32::try_from(texts.iter().map(|t| t.len()).sum::<usize>()).ok()?;
         Some(Challenge {
             kind,
-            text: text.into_boxed_str(),
-            realm_end,
-            nonce_end,
+            text: texts.concat().into_boxed_str(),
+            realm_end: realm.len() as u32,
+            nonce_end: (realm.len() + nonce.len()) as u32,
             has_opaque: opaque.is_some(),
             algorithm: Algorithm::Md5,
             session: false,
