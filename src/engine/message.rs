@@ -753,12 +753,9 @@ fn reason_phrase(bytes: &[u8]) -> Cow<'_, str> {
         }
     }
     let line = &bytes[..memchr::memchr(b'\n', bytes).unwrap_or(bytes.len())];
-    if let Ok(line) = std::str::from_utf8(line) {
-        return Cow::Borrowed(cut(line));
-    }
-    match String::from_utf8_lossy(line) {
-        Cow::Borrowed(line) => Cow::Borrowed(cut(line)),
-        Cow::Owned(line) => Cow::Owned(cut(&line).to_string()),
+    match std::str::from_utf8(line) {
+        Ok(line) => Cow::Borrowed(cut(line)),
+        Err(_) => Cow::Owned(cut(&String::from_utf8_lossy(line)).to_string()),
     }
 }
 
