@@ -265,7 +265,7 @@ fn run_ours(n: usize, transport: Transport, auth: bool) -> Ours {
 
     // One refresh round: every name refreshes REFRESH_S after it registered.
     let stats_before = engine.stats().unwrap_or_default();
-    let cpu_before = Cpu::now(libc::RUSAGE_SELF).total();
+    let cpu_before = Cpu::now(libc::RUSAGE_SELF);
     let deadline = Instant::now() + Duration::from_secs(u64::from(REFRESH_S) * 3);
     let refreshes = loop {
         let sent = engine.stats().unwrap_or_default().requests - stats_before.requests;
@@ -276,7 +276,7 @@ fn run_ours(n: usize, transport: Transport, auth: bool) -> Ours {
     };
     // Let the last answers of the round arrive before reading the CPU time.
     std::thread::sleep(Duration::from_millis(300));
-    let cpu = Cpu::now(libc::RUSAGE_SELF).total() - cpu_before;
+    let cpu = Cpu::now(libc::RUSAGE_SELF).since(cpu_before).total();
     let stats = engine.stats().unwrap_or_default();
     engine.shutdown();
     Ours {
