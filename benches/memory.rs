@@ -151,6 +151,7 @@ fn run(n: u64) {
                     retry_max: Duration::from_secs(300),
                     instance: None,
                     reg_id: None,
+                    share_challenges: false,
                 },
                 destination: destination.clone(),
                 second_flow: None,

@@ -540,6 +540,21 @@ enum TELEPHONY_RETURN_VALUE EnableSipRegisterServer(SIPHANDLE engine,
 enum TELEPHONY_RETURN_VALUE EnableSipRegisterWaitMode(SIPHANDLE engine, int32_t enable);
 
 /*
+ Whether the names of each `EnableSipRegisterServer` called from now on share their
+ digest challenges (non-zero) or each waits for its own (0, the default).
+
+ Sharing, a name that was not challenged yet answers the last challenge another name of
+ the same call received (with one nonce count for all their answers, RFC 7616 §3.4), so
+ its registration takes one REGISTER and one response instead of two of each: half the
+ work for the application and for the registrar when many names register at once. For
+ registrars that accept a realm's nonce from any of its users, as Kamailio, Asterisk and
+ FreeSWITCH do. A registrar that refuses it (a new challenge without `stale=true`, or a
+ 403 to such an answer) ends the sharing for those names: each then registers as without
+ it, and a 403 is not reported as an authorization error.
+ */
+enum TELEPHONY_RETURN_VALUE EnableSipSharedChallenges(SIPHANDLE engine, int32_t enable);
+
+/*
  How long `StopSipTelephony` waits at most for the unregistration of every name,
  `timeout_ms` 100 to 600000 (by default the longest `TimeOutMs` used, at most 4 s). Every
  removal retransmits until then; the names the registrar did not confirm by then are

@@ -161,7 +161,7 @@ fn stale_and_forged_handles_are_invalid_everywhere() {
     ] {
         assert_eq!(StopSipTelephony(h), SipInvalidHandle, "{h:#x}");
         // SAFETY: C strings and out-pointers are live locals (or NULL).
-        let codes: [TELEPHONY_RETURN_VALUE; 18] = unsafe {
+        let codes: [TELEPHONY_RETURN_VALUE; 19] = unsafe {
             [
                 SetNotificationCallback(h, None, std::ptr::null_mut()),
                 SetLogCallback(h, None, std::ptr::null_mut()),
@@ -180,6 +180,7 @@ fn stale_and_forged_handles_are_invalid_everywhere() {
                 EnableKeepAliveTransmissionsEx(h, 1, 0, 10),
                 SendSipKeepAliveEx(h, s.as_ptr(), 0, 0, -1),
                 EnableSipRegisterWaitMode(h, 1),
+                EnableSipSharedChallenges(h, 1),
                 SetSipUnregisterTimeout(h, 1000),
             ]
         };

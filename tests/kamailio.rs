@@ -82,6 +82,48 @@ fn kamailio_md5_digest_one_binding_per_name() {
     digest_registers_many_names("MD5");
 }
 
+/// Registers `n` names in one call, with challenges shared or not, and returns how many
+/// 401s Kamailio sent (its own statistic) by the time all of them were registered.
+fn challenges_for_names(n: u64, share: bool) -> u64 {
+    let kam = Kamailio::start(KamailioConfig::default());
+    let (engine, events) = engine(1);
+    credentials(engine, "*", "gw", "gw-secret");
+    domain(engine, "kam.test");
+    assert_eq!(
+        EnableSipSharedChallenges(engine, i32::from(share)),
+        SipSuccess
+    );
+    let names: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
+    let mut e = enable(&kam, Box::leak(names.join(",").into_boxed_str()));
+    e.nat = false;
+    assert_eq!(e.call(engine), SipSuccess);
+    let all = usize::try_from(n).unwrap();
+    assert!(
+        events.wait_for(SipRegisterSuccess, all, Duration::from_secs(30)),
+        "{} of {n} registered\n{}",
+        events.count(SipRegisterSuccess),
+        kam.log()
+    );
+    assert_eq!(kam.registered_users(), Some(n));
+    assert_eq!(events.count(SipRegisterAuthorizationError), 0);
+    let challenges = kam.statistic("sl:401_replies").expect("the 401 statistic");
+    stop_leaving_nothing(engine, &kam);
+    challenges
+}
+
+#[test]
+#[ignore = "needs kamailio (scripts/test installs it and runs this)"]
+fn kamailio_takes_shared_challenges_so_most_names_register_with_one_request() {
+    // Without sharing, Kamailio challenges every name (retransmissions in the burst are
+    // answered too, so a few more).
+    let own = challenges_for_names(2_000, false);
+    assert!(own >= 2_000, "{own} challenges");
+    // With it, only the names sent before the first challenge came back (at most the
+    // in-flight limit per registrar, 256) are challenged; the others answer it at once.
+    let shared = challenges_for_names(2_000, true);
+    assert!((1..=500).contains(&shared), "{shared} challenges");
+}
+
 #[test]
 #[ignore = "needs kamailio (scripts/test installs it and runs this)"]
 fn kamailio_refuses_a_wrong_password() {

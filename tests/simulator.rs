@@ -378,6 +378,7 @@ impl Sim {
                     retry_max: Duration::from_secs(120),
                     instance: None,
                     reg_id: None,
+                    share_challenges: false,
                 },
                 destination: Located::single(Target::udp(registrar)),
                 second_flow: None,

@@ -230,6 +230,8 @@ struct Settings {
     instance_set: bool,
     /// Whether `enable_register_server` waits for the first register cycle of its names.
     wait_first_cycle: bool,
+    /// Whether the names of one `enable_register_server` share their challenges.
+    share_challenges: bool,
     /// How long stopping waits at most for unregistrations, when the application chose.
     unregister_wait: Option<Duration>,
 }
@@ -591,7 +593,7 @@ impl PhoneEngine {
         let server_port = explicit_port(p.server_port, "server port")?;
         // One snapshot of the settings, taken under one lock.
         let (
-            (instance, reg_id, two_flows),
+            (instance, reg_id, two_flows, share_challenges),
             (domain, proxy, credentials, transport, stream_port, tls_version, tls),
         ) = {
             let s = self.settings.lock();
@@ -600,6 +602,7 @@ impl PhoneEngine {
                     (s.outbound > 0 || s.instance_set).then(|| s.instance.clone()),
                     (s.outbound > 0).then_some(1),
                     s.outbound == 2,
+                    s.share_challenges,
                 ),
                 (
                     s.domain.clone(),
@@ -709,6 +712,7 @@ impl PhoneEngine {
                         retry_max: Duration::from_secs(300),
                         instance: instance.clone(),
                         reg_id,
+                        share_challenges,
                     },
                 });
             }
@@ -780,6 +784,17 @@ impl PhoneEngine {
     /// it registers and reports its outcome (off by default).
     pub fn set_wait_first_cycle(&self, on: bool) {
         self.settings.lock().wait_first_cycle = on;
+    }
+
+    /// Whether the names of each `EnableSipRegisterServer` enabled from now on share their
+    /// digest challenges (off by default): a name not challenged yet answers the last
+    /// challenge another name of the call received, with the nonce count of all their
+    /// answers, so that its registration takes one request instead of two. For registrars
+    /// that accept a realm's nonce from any of its users (Kamailio, Asterisk, FreeSWITCH):
+    /// one that refuses it (a new challenge without `stale=true`, or a 403) ends the sharing
+    /// for those names, and each then waits for a challenge of its own.
+    pub fn set_share_challenges(&self, on: bool) {
+        self.settings.lock().share_challenges = on;
     }
 
     /// Unregisters every name (Expires: 0); `Unregistered` notifications follow.

@@ -795,6 +795,8 @@ fn binding_spec(
                 (None, _) => Some(service_instance().into()),
             },
             reg_id: (s.outbound > 0).then_some(1),
+            // One name per profile, each with its own credentials and challenges.
+            share_challenges: false,
         },
     })
 }

@@ -20,7 +20,8 @@ use crate::engine::transaction::{Branch, ClientTransaction, TxTimer};
 use crate::engine::transport::Transport;
 use crate::engine::uri::{self, SipUri};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Source of randomness for branches, tags, Call-IDs, cnonces and jitter.
@@ -118,11 +119,16 @@ pub struct BindingConfig {
     /// SIP Outbound (RFC 5626): the `reg-id` of this flow, sent with `;ob` in the Contact
     /// and `Supported: outbound, path`; `None`: a plain registration. Needs `instance`.
     pub reg_id: Option<u32>,
+    /// Whether the bindings sharing these settings (see [`Binding::new_sharing`]) answer
+    /// the last challenge one of them received before being challenged themselves (RFC
+    /// 2617 §3.3's preemptive Authorization, across names): a registration then takes one
+    /// request instead of two. Sharing ends by itself at a registrar that refuses it.
+    pub share_challenges: bool,
 }
 
 /// The settings the bindings of one call have in common, held once for all of them (see
 /// [`Binding::new_sharing`]): 100,000 names then cost one copy, not 100,000.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 struct Shared {
     request_uri: Arc<str>,
     /// Whether `request_uri` is a valid SIP URI (checked once, for every binding sharing it).
@@ -137,6 +143,8 @@ struct Shared {
     retry_base: Duration,
     retry_max: Duration,
     instance: Option<Arc<str>>,
+    /// The challenges these bindings share, when configured.
+    board: Option<Mutex<ChallengeBoard>>,
 }
 
 impl Shared {
@@ -154,7 +162,14 @@ impl Shared {
             retry_base: config.retry_base,
             retry_max: config.retry_max,
             instance: config.instance.clone(),
+            board: config.share_challenges.then(Mutex::default),
         }
+    }
+
+    /// The challenge board, locked (never contended: one thread drives the bindings).
+    fn board(&self) -> Option<std::sync::MutexGuard<'_, ChallengeBoard>> {
+        let board = self.board.as_ref()?;
+        Some(board.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Whether `config` has these settings (compared without building a copy).
@@ -170,6 +185,7 @@ impl Shared {
             && self.retry_base == config.retry_base
             && self.retry_max == config.retry_max
             && self.instance.as_deref() == config.instance.as_deref()
+            && self.board.is_some() == config.share_challenges
     }
 }
 
@@ -402,12 +418,117 @@ const OUTBOUND_MAX_TIME: Duration = Duration::from_secs(1800);
 /// reported and the ordinary backoff applies; success starts the count again.
 const MAX_FAILOVERS: u8 = 8;
 
+/// A challenge to answer, and the count of answers to its nonce. (The flags are in the
+/// variants: each binding keeps one for its whole life, in 40 bytes rather than 48.)
 #[derive(Debug, Clone)]
-struct AuthEntry {
+enum AuthEntry {
+    /// Answered by this binding alone.
+    Own {
+        challenge: Challenge,
+        count: u32,
+        /// Received during the current attempt: answering it again would be a loop.
+        this_attempt: bool,
+    },
+    /// On the [`ChallengeBoard`]: answered by any of the bindings sharing it.
+    Shared {
+        nonce: Arc<SharedNonce>,
+        /// As in `Own`.
+        this_attempt: bool,
+        /// Taken from the board before this binding was challenged itself, and not
+        /// accepted by the registrar yet.
+        adopted: bool,
+    },
+}
+
+impl AuthEntry {
+    fn challenge(&self) -> &Challenge {
+        match self {
+            AuthEntry::Own { challenge, .. } => challenge,
+            AuthEntry::Shared { nonce, .. } => &nonce.challenge,
+        }
+    }
+
+    fn this_attempt(&self) -> bool {
+        match self {
+            AuthEntry::Own { this_attempt, .. } | AuthEntry::Shared { this_attempt, .. } => {
+                *this_attempt
+            }
+        }
+    }
+
+    fn adopted(&self) -> bool {
+        matches!(self, AuthEntry::Shared { adopted: true, .. })
+    }
+
+    /// A new attempt begins: the entry is answered preemptively from now on.
+    fn make_preemptive(&mut self) {
+        match self {
+            AuthEntry::Own { this_attempt, .. } | AuthEntry::Shared { this_attempt, .. } => {
+                *this_attempt = false;
+            }
+        }
+    }
+
+    /// The registrar accepted the answer to it.
+    fn accepted(&mut self) {
+        if let AuthEntry::Shared { adopted, .. } = self {
+            *adopted = false;
+        }
+    }
+
+    /// The nonce count of the next answer: one more than the last answer with this nonce
+    /// from this binding, or from any binding when the nonce is shared (RFC 7616 §3.4: the
+    /// count of requests the client sent with it).
+    fn next_count(&mut self) -> u32 {
+        match self {
+            AuthEntry::Own { count, .. } => {
+                *count = count.wrapping_add(1).max(1);
+                *count
+            }
+            AuthEntry::Shared { nonce, .. } => nonce
+                .count
+                .fetch_add(1, Ordering::Relaxed)
+                .wrapping_add(1)
+                .max(1),
+        }
+    }
+}
+
+/// A challenge answered by several bindings, with one nonce count for all their answers.
+#[derive(Debug)]
+struct SharedNonce {
     challenge: Challenge,
-    nonce_count: u32,
-    /// Received during the current attempt: answering it again would be a loop.
-    this_attempt: bool,
+    count: AtomicU32,
+}
+
+/// The challenges the bindings of one call share (`share_challenges`): the last ones any
+/// of them received, answered by the others in their first request instead of waiting for
+/// a challenge of their own. Registrars such as Kamailio, Asterisk and FreeSWITCH accept a
+/// realm's nonce from any user of the realm; a registration then takes one request and
+/// one response instead of two of each, for the client and for the registrar.
+///
+/// A registrar that does not accept one answers with a new challenge (or a 403): sharing
+/// then ends for these bindings, and each waits for a challenge of its own as without it.
+/// A challenge saying `stale=true` (the nonce expired) replaces the shared one.
+#[derive(Debug, Default)]
+struct ChallengeBoard {
+    nonces: Vec<Arc<SharedNonce>>,
+    /// A shared answer was refused: nothing is shared any more.
+    ended: bool,
+}
+
+impl ChallengeBoard {
+    /// Puts `nonces` in the place of the challenges of their `kind`.
+    fn publish(&mut self, kind: ChallengeKind, nonces: &[Arc<SharedNonce>]) {
+        self.nonces.retain(|n| n.challenge.kind != kind);
+        self.nonces.extend(nonces.iter().cloned());
+    }
+
+    /// Ends sharing: the registrar refused an answer to a shared challenge.
+    fn end(&mut self) {
+        self.ended = true;
+        self.nonces = Vec::new();
+    }
 }
 
 /// Most realms answered per kind of challenge (WWW and proxy): the first of those we
@@ -957,6 +1078,15 @@ impl Binding {
             },
             // A 403 to our digest answer refuses the credentials (many registrars answer so
             // instead of challenging again); RFC 3261 §21.4.4: do not repeat it as it was.
+            // A 403 to a shared challenge's answer may refuse the sharing, not the
+            // credentials: sharing ends, and the request goes again without an answer.
+            403 if self.sent_credentials && self.auth.iter().any(AuthEntry::adopted) => {
+                if let Some(mut board) = self.shared.board() {
+                    board.end();
+                }
+                self.auth.clear();
+                self.send(purpose, now, entropy, out);
+            }
             403 if self.sent_credentials => {
                 self.auth.clear();
                 self.fail_or_finish(purpose, Failure::AuthRejected, now, entropy, out)
@@ -974,6 +1104,12 @@ impl Binding {
         entropy: &mut dyn Entropy,
         out: &mut Vec<Output>,
     ) {
+        if self.sent_credentials {
+            // The registrar took the answers: a later refusal says nothing about sharing.
+            for entry in &mut self.auth {
+                entry.accepted();
+            }
+        }
         match purpose {
             Purpose::Unregister => self.finish_unregistered(out),
             Purpose::RemoveOld { new_contact } => {
@@ -1149,24 +1285,59 @@ impl Binding {
         let refused = answerable.iter().any(|challenge| {
             !challenge.stale
                 && self.auth.iter().any(|a| {
-                    a.this_attempt
-                        && a.challenge.kind == challenge.kind
-                        && a.challenge.realm() == challenge.realm()
+                    a.this_attempt()
+                        && a.challenge().kind == challenge.kind
+                        && a.challenge().realm() == challenge.realm()
                 })
         });
         if refused {
             // We answered a challenge of this attempt and were refused: wrong credentials.
             return self.fail_or_finish(purpose, Failure::AuthRejected, now, entropy, out);
         }
-        self.auth.retain(|a| a.challenge.kind != wanted);
+        let shared_refused = self.sent_credentials
+            && answerable.iter().any(|challenge| {
+                !challenge.stale
+                    && self.auth.iter().any(|a| {
+                        a.adopted()
+                            && a.challenge().kind == challenge.kind
+                            && a.challenge().realm() == challenge.realm()
+                    })
+            });
+        let mut board = self.shared.board();
+        if shared_refused && let Some(board) = board.as_mut() {
+            board.end();
+        }
+        self.auth.retain(|a| a.challenge().kind != wanted);
         // Room for exactly these: each binding keeps its challenges for its whole life.
         self.auth.reserve_exact(answerable.len());
-        self.auth
-            .extend(answerable.into_iter().map(|challenge| AuthEntry {
-                challenge,
-                nonce_count: 0,
-                this_attempt: true,
-            }));
+        match board.as_mut().filter(|b| !b.ended) {
+            Some(board) => {
+                let nonces: Vec<_> = answerable
+                    .into_iter()
+                    .map(|challenge| {
+                        Arc::new(SharedNonce {
+                            challenge,
+                            count: AtomicU32::new(0),
+                        })
+                    })
+                    .collect();
+                board.publish(wanted, &nonces);
+                self.auth
+                    .extend(nonces.into_iter().map(|nonce| AuthEntry::Shared {
+                        nonce,
+                        this_attempt: true,
+                        adopted: false,
+                    }));
+            }
+            None => self
+                .auth
+                .extend(answerable.into_iter().map(|challenge| AuthEntry::Own {
+                    challenge,
+                    count: 0,
+                    this_attempt: true,
+                })),
+        }
+        drop(board);
         self.send(purpose, now, entropy, out);
     }
 
@@ -1223,12 +1394,43 @@ impl Binding {
     fn begin_attempt(&mut self, now: Instant, entropy: &mut dyn Entropy, out: &mut Vec<Output>) {
         self.attempt = Attempt::default();
         self.mark_auth_preemptive();
+        if self.auth.is_empty() {
+            self.adopt_shared_challenges();
+        }
         self.send(Purpose::Register, now, entropy, out);
+    }
+
+    /// Takes the challenges on the board this binding has credentials for (see
+    /// [`ChallengeBoard`]), to answer them in its first request.
+    fn adopt_shared_challenges(&mut self) {
+        let Some(board) = self.shared.board() else {
+            return;
+        };
+        if board.ended {
+            return;
+        }
+        let usable = |n: &&Arc<SharedNonce>| self.credentials.find(n.challenge.realm()).is_some();
+        let count = board.nonces.iter().filter(usable).count();
+        if count == 0 {
+            return;
+        }
+        self.auth.reserve_exact(count);
+        self.auth.extend(
+            board
+                .nonces
+                .iter()
+                .filter(usable)
+                .map(|n| AuthEntry::Shared {
+                    nonce: n.clone(),
+                    this_attempt: false,
+                    adopted: true,
+                }),
+        );
     }
 
     fn mark_auth_preemptive(&mut self) {
         for entry in &mut self.auth {
-            entry.this_attempt = false;
+            entry.make_preemptive();
         }
     }
 
@@ -1258,24 +1460,25 @@ impl Binding {
         };
         let mut authorization = Vec::with_capacity(self.auth.len());
         for entry in &mut self.auth {
-            let Some(credential) = self.credentials.find(entry.challenge.realm()) else {
+            let Some(credential) = self.credentials.find(entry.challenge().realm()) else {
                 continue;
             };
-            entry.nonce_count = entry.nonce_count.wrapping_add(1).max(1);
+            let nonce_count = entry.next_count();
             let cnonce = hex_text::<16>("", u128::from(entropy.next_u64()), "");
             let cnonce = cnonce.as_str();
+            let challenge = entry.challenge();
             let value = digest::answer(
-                &entry.challenge,
+                challenge,
                 credential,
                 &AnswerInput {
                     method: "REGISTER",
                     uri: request_uri,
-                    nonce_count: entry.nonce_count,
+                    nonce_count,
                     cnonce,
                     body: b"",
                 },
             );
-            authorization.push((entry.challenge.kind.answer_header(), value));
+            authorization.push((challenge.kind.answer_header(), value));
         }
         self.sent_credentials = !authorization.is_empty();
         let build = match checked {
@@ -1523,6 +1726,7 @@ mod tests {
             retry_max: Duration::from_secs(300),
             instance: None,
             reg_id: None,
+            share_challenges: false,
         }
     }
 
@@ -1589,8 +1793,13 @@ mod tests {
 
     impl Run {
         fn new(config: BindingConfig) -> (Run, Vec<Output>) {
+            Run::sharing(config, &mut None)
+        }
+
+        /// A binding sharing the settings of the last one created with `last`.
+        fn sharing(config: BindingConfig, last: &mut Option<SharedSettings>) -> (Run, Vec<Output>) {
             let mut e = Counter(0);
-            let mut b = Binding::new(config, &mut e);
+            let mut b = Binding::new_sharing(config, last, &mut e);
             let now = Instant::now();
             let mut out = Vec::new();
             b.start(now, &mut e, &mut out);
@@ -2028,6 +2237,145 @@ mod tests {
             format!(r#"Digest realm="r", nonce="{nonce}", qop="auth""#).into(),
         )];
         run.respond(r)
+    }
+
+    /// A name of a call sharing its challenges: `user` with password `pw` in realm `realm`.
+    fn sharing_name(user: &str, realm: &str) -> BindingConfig {
+        let mut credentials = CredentialStore::default();
+        credentials.insert(Credential::new(realm, user, "pw"));
+        BindingConfig {
+            user: user.into(),
+            aor: format!("sip:{user}@example.com"),
+            credentials: Arc::new(credentials),
+            share_challenges: true,
+            ..config()
+        }
+    }
+
+    fn authorization(request: &str) -> &str {
+        header(request, "Authorization")
+    }
+
+    #[test]
+    fn names_sharing_challenges_answer_one_another_s_with_one_nonce_count() {
+        let mut last = None;
+        let (mut alice, out) = Run::sharing(sharing_name("alice", "r"), &mut last);
+        assert_eq!(authorization(&sent(&out)[0]), "", "nothing to answer yet");
+        let out = challenge(&mut alice, "n1");
+        assert!(authorization(&sent(&out)[0]).contains("nc=00000001"));
+        // Bob, started after, answers Alice's challenge in his first request, counting
+        // the answers to that nonce from both; one response registers him.
+        let (mut bob, out) = Run::sharing(sharing_name("bob", "r"), &mut last);
+        let first = authorization(&sent(&out)[0]).to_string();
+        assert!(first.contains(r#"username="bob""#), "{first}");
+        assert!(first.contains(r#"nonce="n1""#) && first.contains("nc=00000002"));
+        let out = bob.respond(answer(&bob.last.clone(), 200));
+        assert!(matches!(
+            events(&out)[..],
+            [BindingEvent::Registered { .. }]
+        ));
+        alice.respond(answer(&alice.last.clone(), 200));
+        // Alice's refresh continues the common count.
+        let out = alice.tick();
+        assert!(authorization(&sent(&out)[0]).contains("nc=00000003"));
+        // A name without credentials for the realm has nothing to answer.
+        let (_, out) = Run::sharing(sharing_name("carol", "elsewhere"), &mut last);
+        assert_eq!(authorization(&sent(&out)[0]), "");
+        // Without sharing, each name waits for its own challenge.
+        let mut last = None;
+        let (mut alice, _) = Run::sharing(sharing_name("alice", "r").unshared(), &mut last);
+        challenge(&mut alice, "n1");
+        let (_, out) = Run::sharing(sharing_name("bob", "r").unshared(), &mut last);
+        assert_eq!(authorization(&sent(&out)[0]), "");
+    }
+
+    impl BindingConfig {
+        fn unshared(self) -> BindingConfig {
+            BindingConfig {
+                share_challenges: false,
+                ..self
+            }
+        }
+    }
+
+    #[test]
+    fn a_stale_shared_nonce_is_replaced_for_every_name() {
+        let mut last = None;
+        let (mut alice, _) = Run::sharing(sharing_name("alice", "r"), &mut last);
+        challenge(&mut alice, "n1");
+        let (mut bob, _) = Run::sharing(sharing_name("bob", "r"), &mut last);
+        let mut stale = answer(&bob.last.clone(), 401);
+        stale.challenges = vec![(
+            ChallengeKind::Www,
+            r#"Digest realm="r", nonce="n2", qop="auth", stale=true"#.into(),
+        )];
+        let out = bob.respond(stale);
+        assert!(authorization(&sent(&out)[0]).contains(r#"nonce="n2""#));
+        assert!(authorization(&sent(&out)[0]).contains("nc=00000001"));
+        let (_, out) = Run::sharing(sharing_name("carol", "r"), &mut last);
+        let carol = authorization(&sent(&out)[0]).to_string();
+        assert!(carol.contains(r#"nonce="n2""#) && carol.contains("nc=00000002"));
+    }
+
+    #[test]
+    fn a_registrar_refusing_a_shared_answer_ends_the_sharing_without_a_failure() {
+        // A new challenge without stale=true: answered, and nothing is shared any more.
+        let mut last = None;
+        let (mut alice, _) = Run::sharing(sharing_name("alice", "r"), &mut last);
+        challenge(&mut alice, "n1");
+        let (mut bob, _) = Run::sharing(sharing_name("bob", "r"), &mut last);
+        let out = challenge(&mut bob, "n2");
+        let own = authorization(&sent(&out)[0]).to_string();
+        assert!(own.contains(r#"nonce="n2""#) && own.contains("nc=00000001"));
+        assert!(events(&out).is_empty());
+        let out = bob.respond(answer(&bob.last.clone(), 200));
+        assert!(matches!(
+            events(&out)[..],
+            [BindingEvent::Registered { .. }]
+        ));
+        let (_, out) = Run::sharing(sharing_name("carol", "r"), &mut last);
+        assert_eq!(authorization(&sent(&out)[0]), "", "sharing ended");
+        // Alice keeps answering her own challenge.
+        alice.respond(answer(&alice.last.clone(), 200));
+        let out = alice.tick();
+        assert!(authorization(&sent(&out)[0]).contains(r#"nonce="n1""#));
+
+        // A 403 to a shared answer: the request goes again without one, not a failure.
+        let mut last = None;
+        let (mut alice, _) = Run::sharing(sharing_name("alice", "r"), &mut last);
+        challenge(&mut alice, "n1");
+        let (mut bob, _) = Run::sharing(sharing_name("bob", "r"), &mut last);
+        let out = bob.respond(answer(&bob.last.clone(), 403));
+        assert!(events(&out).is_empty(), "{:?}", events(&out));
+        assert_eq!(authorization(&sent(&out)[0]), "");
+        challenge(&mut bob, "n3");
+        let out = bob.respond(answer(&bob.last.clone(), 200));
+        assert!(matches!(
+            events(&out)[..],
+            [BindingEvent::Registered { .. }]
+        ));
+        let (_, out) = Run::sharing(sharing_name("carol", "r"), &mut last);
+        assert_eq!(authorization(&sent(&out)[0]), "", "sharing ended");
+        // A 403 to his own answer is a refusal of his credentials, as without sharing.
+        let (mut dave, _) = Run::sharing(sharing_name("dave", "r"), &mut last);
+        challenge(&mut dave, "n4");
+        let out = dave.respond(answer(&dave.last.clone(), 403));
+        assert_eq!(events(&out), [BindingEvent::Failed(Failure::AuthRejected)]);
+    }
+
+    #[test]
+    fn a_refusal_after_a_shared_answer_was_taken_does_not_end_the_sharing() {
+        let mut last = None;
+        let (mut alice, _) = Run::sharing(sharing_name("alice", "r"), &mut last);
+        challenge(&mut alice, "n1");
+        let (mut bob, _) = Run::sharing(sharing_name("bob", "r"), &mut last);
+        bob.respond(answer(&bob.last.clone(), 200));
+        // Bob's refresh meets a new nonce without stale=true (the registrar restarted,
+        // say): he answers it, and the names keep sharing.
+        bob.tick();
+        challenge(&mut bob, "n2");
+        let (_, out) = Run::sharing(sharing_name("carol", "r"), &mut last);
+        assert!(authorization(&sent(&out)[0]).contains(r#"nonce="n2""#));
     }
 
     #[test]

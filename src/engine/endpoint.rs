@@ -1905,6 +1905,7 @@ mod tests {
             retry_max: Duration::from_secs(300),
             instance: None,
             reg_id: None,
+            share_challenges: false,
         }
     }
 

@@ -292,8 +292,19 @@ impl Kamailio {
 
     /// How many AoRs the location table holds (usrloc's own counter).
     pub fn registered_users(&self) -> Option<u64> {
-        let out = self.kamcmd(&["stats.get_statistics", "registered_users"])?;
-        out.split('=').nth(1)?.trim().parse().ok()
+        self.statistic("usrloc:registered_users")
+    }
+
+    /// One of Kamailio's statistics by its full name (`group:name`), such as
+    /// `sl:401_replies` (the challenges it sent).
+    pub fn statistic(&self, name: &str) -> Option<u64> {
+        let group = name.split(':').next()?;
+        let out = self.kamcmd(&["stats.get_statistics", &format!("{group}:")])?;
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix(name)?.trim().strip_prefix('='))?
+            .trim()
+            .parse()
+            .ok()
     }
 
     /// Kamailio's own log, for failure messages.
