@@ -34,6 +34,7 @@ namespace LanScape.Sip
         [DllImport(Lib)] internal static extern int SetSipDnsServers(ulong engine, byte[] servers);
         [DllImport(Lib)] internal static extern int AddSipTlsTrustedCertificates(ulong engine, byte[] pem);
         [DllImport(Lib)] internal static extern int EnableSipRegisterWaitMode(ulong engine, int on);
+        [DllImport(Lib)] internal static extern int EnableSipSharedChallenges(ulong engine, int on);
         [DllImport(Lib)] internal static extern int SetSipUnregisterTimeout(ulong engine, uint timeoutMs);
         [DllImport(Lib)] internal static extern int EnableSipRegisterServer(ulong engine, byte[] names, int perLine, int viaProxy,
             byte[] server, uint port, uint intervalS, uint expiresS, uint timeoutMs, int natDetect);

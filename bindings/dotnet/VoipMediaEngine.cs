@@ -120,6 +120,7 @@ namespace LanScape
         private readonly EngineHandle engine = new EngineHandle();
         private SIPCALLBACKPROC userCallback;
         private bool waitForFirstCycle = true;
+        private bool shareChallenges;
 
         /// <summary>Raised for every registration event (after the LanScape callback).</summary>
         public event EventHandler<NotificationEventArgs> Notification;
@@ -152,6 +153,23 @@ namespace LanScape
             }
         }
 
+        /// <summary>
+        /// Whether the names of each later <see cref="EnableSipRegisterServer"/> share their
+        /// digest challenges (off by default): a name not challenged yet answers the challenge
+        /// another name received, one REGISTER per name instead of two. For registrars that
+        /// accept a realm's nonce from any user (Kamailio, Asterisk, FreeSWITCH); sharing ends
+        /// by itself at one that refuses it.
+        /// </summary>
+        public bool ShareChallenges
+        {
+            get { return shareChallenges; }
+            set
+            {
+                shareChallenges = value;
+                if (IsStarted) engine.Use(h => Native.EnableSipSharedChallenges(h, value ? 1 : 0));
+            }
+        }
+
         /// <summary>The text of a return value (its name).</summary>
         public static string ReturnValueText(TELEPHONY_RETURN_VALUE value) => Native.CodeName((int)value);
 
@@ -172,6 +190,7 @@ namespace LanScape
             engine.Owner = GCHandle.Alloc(this);
             rc = Native.SetNotificationCallback(handle, Trampoline, GCHandle.ToIntPtr(engine.Owner));
             if (rc == 0) rc = Native.EnableSipRegisterWaitMode(handle, waitForFirstCycle ? 1 : 0);
+            if (rc == 0) rc = Native.EnableSipSharedChallenges(handle, shareChallenges ? 1 : 0);
             if (rc == 0 && StartParams.LogSipMessages) rc = Native.EnableSipTrace(handle, 1);
             if (rc != 0) StopSipTelephony();
             return (TELEPHONY_RETURN_VALUE)rc;

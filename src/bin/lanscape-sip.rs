@@ -106,6 +106,11 @@ struct Common {
     /// Local SIP UDP port (0: any).
     #[arg(long, default_value_t = 0)]
     local_port: u16,
+    /// Names not challenged yet answer the challenge another name received (for
+    /// registrars that accept a realm's nonce from any user, such as Kamailio): one
+    /// REGISTER per name instead of two.
+    #[arg(long)]
+    share_challenges: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -185,6 +190,7 @@ fn engine(
         TransportArg::Auto => TransportChoice::Any,
     };
     engine.set_transport(transport, 0)?;
+    engine.set_share_challenges(common.share_challenges);
     if let Some(ca) = &common.ca {
         engine.add_tls_trust(ca)?;
     }

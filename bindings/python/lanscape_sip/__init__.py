@@ -262,6 +262,13 @@ class Engine:
     def set_dns_servers(self, servers: Optional[str]) -> None:
         _check(lib.SetSipDnsServers(self.handle, c(servers or "")))
 
+    def share_challenges(self, on: bool) -> None:
+        """`EnableSipSharedChallenges`: the names of each later :meth:`register` answer the
+        challenge another of them received, one REGISTER per name instead of two (for
+        registrars that accept a realm's nonce from any user; sharing ends at one that
+        refuses it)."""
+        _check(lib.EnableSipSharedChallenges(self.handle, int(on)))
+
     def set_unregister_timeout(self, timeout_ms: int) -> None:
         """`SetSipUnregisterTimeout`: how long stopping waits at most for unregistrations."""
         _check(lib.SetSipUnregisterTimeout(self.handle, timeout_ms))

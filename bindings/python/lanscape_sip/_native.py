@@ -50,6 +50,7 @@ _SIGNATURES = {
     "SetSipDnsServers": (_c.c_int, [SIPHANDLE, _s]),
     "AddSipTlsTrustedCertificates": (_c.c_int, [SIPHANDLE, _s]),
     "EnableSipRegisterWaitMode": (_c.c_int, [SIPHANDLE, _i32]),
+    "EnableSipSharedChallenges": (_c.c_int, [SIPHANDLE, _i32]),
     "SetSipUnregisterTimeout": (_c.c_int, [SIPHANDLE, _u32]),
     "EnableSipRegisterServer": (_c.c_int, [SIPHANDLE, _s, _i32, _i32, _s, _u32, _u32, _u32, _u32, _i32]),
     "DisableSipRegisterServer": (_c.c_int, [SIPHANDLE]),
