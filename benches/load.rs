@@ -59,6 +59,29 @@ struct Ours {
     cpu_per_1000_refreshes: f64,
     bytes_per_binding: f64,
     retransmissions: u64,
+    /// The 401s Kamailio sent while the names registered.
+    challenges: u64,
+}
+
+/// How our client authenticates.
+#[derive(Clone, Copy, PartialEq)]
+enum Auth {
+    /// The registrar does not ask.
+    Plain,
+    /// Each name waits for its own challenge, as sipp's and libre's do.
+    Digest,
+    /// The names share their challenges (`EnableSipSharedChallenges`).
+    Shared,
+}
+
+impl Auth {
+    fn name(self) -> &'static str {
+        match self {
+            Auth::Plain => "plain",
+            Auth::Digest => "auth",
+            Auth::Shared => "shared",
+        }
+    }
 }
 
 struct Sipp {
@@ -245,9 +268,10 @@ fn names(n: usize) -> String {
         .join(",")
 }
 
-fn run_ours(n: usize, transport: Transport, auth: bool) -> Ours {
-    let kam = registrar(auth);
-    let engine = engine_for(&kam, transport, auth);
+fn run_ours(n: usize, transport: Transport, auth: Auth) -> Ours {
+    let kam = registrar(auth != Auth::Plain);
+    let engine = engine_for(&kam, transport, auth != Auth::Plain);
+    engine.set_share_challenges(auth == Auth::Shared);
     let params = params(names(n), &kam, transport);
     let rss_before = resident_bytes();
     let cpu_start = Cpu::now(libc::RUSAGE_SELF);
@@ -262,8 +286,31 @@ fn run_ours(n: usize, transport: Transport, auth: bool) -> Ours {
         Some(n as u64),
         "Kamailio holds every name"
     );
+    let challenges = kam.statistic("sl:401_replies").unwrap_or(0);
+    // Refreshes answer each name's last challenge either way: the round is measured with
+    // the names that wait for their own.
+    let cpu_per_1000_refreshes = match auth {
+        Auth::Shared => f64::NAN,
+        _ => refresh_round(&engine, n),
+    };
+    let stats = engine.stats().unwrap_or_default();
+    engine.shutdown();
+    Ours {
+        rate: n as f64 / elapsed.as_secs_f64(),
+        p50_ms: percentile(&latencies, 0.50),
+        p99_ms: percentile(&latencies, 0.99),
+        cpu_per_1000: cpu_registering.total() / (n as f64 / 1000.0),
+        kernel_share: cpu_registering.kernel_share(),
+        cpu_per_1000_refreshes,
+        bytes_per_binding: rss_after.saturating_sub(rss_before) as f64 / n as f64,
+        retransmissions: stats.retransmissions,
+        challenges,
+    }
+}
 
-    // One refresh round: every name refreshes REFRESH_S after it registered.
+/// One refresh round of the `n` names just registered (each refreshes REFRESH_S after it
+/// registered): the CPU seconds per 1,000 refreshes.
+fn refresh_round(engine: &PhoneEngine, n: usize) -> f64 {
     let stats_before = engine.stats().unwrap_or_default();
     let cpu_before = Cpu::now(libc::RUSAGE_SELF);
     let deadline = Instant::now() + Duration::from_secs(u64::from(REFRESH_S) * 3);
@@ -277,18 +324,7 @@ fn run_ours(n: usize, transport: Transport, auth: bool) -> Ours {
     // Let the last answers of the round arrive before reading the CPU time.
     std::thread::sleep(Duration::from_millis(300));
     let cpu = Cpu::now(libc::RUSAGE_SELF).since(cpu_before).total();
-    let stats = engine.stats().unwrap_or_default();
-    engine.shutdown();
-    Ours {
-        rate: n as f64 / elapsed.as_secs_f64(),
-        p50_ms: percentile(&latencies, 0.50),
-        p99_ms: percentile(&latencies, 0.99),
-        cpu_per_1000: cpu_registering.total() / (n as f64 / 1000.0),
-        kernel_share: cpu_registering.kernel_share(),
-        cpu_per_1000_refreshes: cpu / (refreshes as f64 / 1000.0),
-        bytes_per_binding: rss_after.saturating_sub(rss_before) as f64 / n as f64,
-        retransmissions: stats.retransmissions,
-    }
+    cpu / (refreshes as f64 / 1000.0)
 }
 
 /// How evenly refreshes spread: N names registered with one call (interval
@@ -608,14 +644,19 @@ fn in_child(task: &str) -> Vec<f64> {
         .collect()
 }
 
-/// The child's side of [`in_child`]: `ours:TRANSPORT:N:AUTH` (AUTH `auth` or `plain`),
+/// The child's side of [`in_child`]: `ours:TRANSPORT:N:AUTH` (AUTH `auth`, `shared` or
+/// `plain`),
 /// `spread:udp:N`, `latency:udp` or `memory:TRANSPORT`.
 fn child(task: &str) {
     let parts: Vec<&str> = task.split(':').collect();
     let transport = parse_transport(parts[1]).expect("a transport");
     let values = match parts[0] {
         "ours" => {
-            let o = run_ours(parts[2].parse().unwrap(), transport, parts[3] == "auth");
+            let auth = [Auth::Plain, Auth::Digest, Auth::Shared]
+                .into_iter()
+                .find(|a| a.name() == parts[3])
+                .expect("an authentication");
+            let o = run_ours(parts[2].parse().unwrap(), transport, auth);
             vec![
                 o.rate,
                 o.p50_ms,
@@ -625,6 +666,7 @@ fn child(task: &str) {
                 o.bytes_per_binding,
                 o.retransmissions as f64,
                 o.kernel_share,
+                o.challenges as f64,
             ]
         }
         "spread" => {
@@ -642,11 +684,11 @@ fn child(task: &str) {
 }
 
 /// Ours in a fresh process.
-fn ours(transport: Transport, n: usize, auth: bool) -> Ours {
-    let mode = if auth { "auth" } else { "plain" };
+fn ours(transport: Transport, n: usize, auth: Auth) -> Ours {
     let o = in_child(&format!(
-        "ours:{}:{n}:{mode}",
-        transport_name(transport).to_lowercase()
+        "ours:{}:{n}:{}",
+        transport_name(transport).to_lowercase(),
+        auth.name()
     ));
     Ours {
         rate: o[0],
@@ -657,6 +699,7 @@ fn ours(transport: Transport, n: usize, auth: bool) -> Ours {
         bytes_per_binding: o[5],
         retransmissions: o[6] as u64,
         kernel_share: o[7],
+        challenges: o[8] as u64,
     }
 }
 
@@ -669,8 +712,10 @@ fn median_run<T>(runs: usize, mut run: impl FnMut() -> T, cpu: impl Fn(&T) -> f6
 }
 
 /// One table of the engine against sipp, with or without authentication; each figure of
-/// ours and of sipp is the median of `runs` runs.
-fn versus_sipp(transports: &[Transport], sizes: &[usize], auth: bool, runs: usize) {
+/// ours and of sipp is the median of `runs` runs. With authentication, it returns the
+/// rows of a second table: ours with shared challenges against the same sipp figures.
+fn versus_sipp(transports: &[Transport], sizes: &[usize], auth: bool, runs: usize) -> Vec<String> {
+    let mut shared_rows = Vec::new();
     println!(
         "| transport | N | ours reg/s | sipp reg/s | ours/sipp rate | ours CPU s per 1000 reg | sipp CPU s per 1000 reg | ours/sipp CPU | kernel's share of the CPU, ours / sipp | libre reg/s | libre CPU s per 1000 reg | ours/libre CPU | p50 ms | p99 ms | CPU s per 1000 refreshes | bytes per binding | retransmissions |"
     );
@@ -679,7 +724,8 @@ fn versus_sipp(transports: &[Transport], sizes: &[usize], auth: bool, runs: usiz
     );
     for &transport in transports {
         for &n in sizes {
-            let ours = median_run(runs, || ours(transport, n, auth), |o| o.cpu_per_1000);
+            let mode = if auth { Auth::Digest } else { Auth::Plain };
+            let ours = median_run(runs, || ours(transport, n, mode), |o| o.cpu_per_1000);
             let sipp = median_run(runs, || run_sipp(n, transport, auth), |s| s.cpu_per_1000);
             // libre over UDP and TCP (its TLS needs a build with OpenSSL and a CA setup of
             // its own), up to LIBRE_MAX_N names.
@@ -717,7 +763,45 @@ fn versus_sipp(transports: &[Transport], sizes: &[usize], auth: bool, runs: usiz
                 ours.bytes_per_binding,
                 ours.retransmissions,
             );
+            if auth {
+                let shared = median_run(
+                    runs,
+                    || self::ours(transport, n, Auth::Shared),
+                    |o| o.cpu_per_1000,
+                );
+                shared_rows.push(format!(
+                    "| {name} | {n} | {:.0} | {:.0} | {:.2} | {:.4} | {:.4} | {:.2} | {} / {} | {} | {:.1} | {:.1} | {} |",
+                    shared.rate,
+                    sipp.rate,
+                    shared.rate / sipp.rate,
+                    shared.cpu_per_1000,
+                    sipp.cpu_per_1000,
+                    shared.cpu_per_1000 / sipp.cpu_per_1000,
+                    share_cell(shared.cpu_per_1000, n, shared.kernel_share),
+                    share_cell(sipp.cpu_per_1000, n, sipp.kernel_share),
+                    shared.challenges,
+                    shared.p50_ms,
+                    shared.p99_ms,
+                    shared.retransmissions,
+                ));
+            }
         }
+    }
+    shared_rows
+}
+
+/// Prints the rows [`versus_sipp`] returned for shared challenges.
+fn shared_table(rows: &[String], runs: usize) {
+    println!(
+        "### With digest authentication, our names sharing their challenges (EnableSipSharedChallenges), median of {runs} runs; sipp's figures are those above (a challenge per name)"
+    );
+    println!();
+    println!(
+        "| transport | N | ours reg/s | sipp reg/s | ours/sipp rate | ours CPU s per 1000 reg | sipp CPU s per 1000 reg | ours/sipp CPU | kernel's share of the CPU, ours / sipp | 401s Kamailio sent | p50 ms | p99 ms | retransmissions |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for row in rows {
+        println!("{row}");
     }
 }
 
@@ -780,7 +864,9 @@ fn main() {
         "### With digest authentication (MD5, qop=auth: 401, then 200), median of {runs} runs"
     );
     println!();
-    versus_sipp(&transports, &sizes, true, runs);
+    let shared_rows = versus_sipp(&transports, &sizes, true, runs);
+    println!();
+    shared_table(&shared_rows, runs);
     println!();
     println!("### Without authentication (one run)");
     println!();
@@ -790,7 +876,7 @@ fn main() {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(100_000);
     if scale > 0 {
-        let o = ours(Transport::Udp, scale, true);
+        let o = ours(Transport::Udp, scale, Auth::Digest);
         println!();
         println!(
             "| one engine, UDP, digest | reg/s | CPU s per 1000 reg | CPU s per 1000 refreshes | bytes per binding |"
