@@ -158,7 +158,7 @@ namespace LanScape
         /// digest challenges (off by default): a name not challenged yet answers the challenge
         /// another name received, one REGISTER per name instead of two. For registrars that
         /// accept a realm's nonce from any user (Kamailio, Asterisk, FreeSWITCH); sharing ends
-        /// by itself at one that refuses it.
+        /// by itself at one that refuses such answers.
         /// </summary>
         public bool ShareChallenges
         {

@@ -4,6 +4,8 @@
 //! binding, so the fuzzer reaches every state), 1 a clock advance, 2 stop, 3 new credentials,
 //! 4 another target available or not (failover and redirects), anything else the raw bytes
 //! through the parser only.
+//! An input of odd length runs the binding with shared challenges (its own challenges go
+//! on the board, and it may take them from there after its credentials were cleared).
 //! Invariants: nothing panics, a transaction in flight always has a deadline, and a stopped
 //! binding ends within bounded time whatever was received.
 #![no_main]
@@ -26,7 +28,7 @@ impl Entropy for Counter {
     }
 }
 
-fn config() -> BindingConfig {
+fn config(share_challenges: bool) -> BindingConfig {
     let mut credentials = CredentialStore::default();
     credentials.insert(Credential::new("", "alice", "pw"));
     BindingConfig {
@@ -46,6 +48,7 @@ fn config() -> BindingConfig {
         retry_max: Duration::from_secs(30),
         instance: None,
         reg_id: None,
+        share_challenges,
     }
 }
 
@@ -69,7 +72,7 @@ fn check(b: &Binding, out: &[Output]) {
 
 fuzz_target!(|data: &[u8]| {
     let mut e = Counter(1);
-    let mut b = Binding::new(config(), &mut e);
+    let mut b = Binding::new(config(data.len() % 2 == 1), &mut e);
     let mut now = Instant::now();
     let mut out = Vec::new();
     b.start(now, &mut e, &mut out);

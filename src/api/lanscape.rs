@@ -790,9 +790,10 @@ impl PhoneEngine {
     /// digest challenges (off by default): a name not challenged yet answers the last
     /// challenge another name of the call received, with the nonce count of all their
     /// answers, so that its registration takes one request instead of two. For registrars
-    /// that accept a realm's nonce from any of its users (Kamailio, Asterisk, FreeSWITCH):
-    /// one that refuses it (a new challenge without `stale=true`, or a 403) ends the sharing
-    /// for those names, and each then waits for a challenge of its own.
+    /// that accept a realm's nonce from any of its users (Kamailio, Asterisk, FreeSWITCH).
+    /// A refused shared answer (a new challenge, or a 403) is followed by a request of the
+    /// name's own; when such refusals outnumber the accepted shared answers by eight, the
+    /// sharing ends for those names and each waits for a challenge of its own.
     pub fn set_share_challenges(&self, on: bool) {
         self.settings.lock().share_challenges = on;
     }

@@ -507,15 +507,26 @@ struct SharedNonce {
 /// realm's nonce from any user of the realm; a registration then takes one request and
 /// one response instead of two of each, for the client and for the registrar.
 ///
-/// A registrar that does not accept one answers with a new challenge (or a 403): sharing
-/// then ends for these bindings, and each waits for a challenge of its own as without it.
-/// A challenge saying `stale=true` (the nonce expired) replaces the shared one.
+/// A registrar that does not accept one answers with a new challenge (or a 403), and the
+/// binding answers a challenge of its own. One refusal may be about the binding's own
+/// credentials, or a nonce that just expired (`stale=true`: the new one replaces it), so
+/// sharing ends only when shared answers were refused [`MAX_SHARED_REFUSALS`] times more
+/// than they were accepted: at a registrar that binds its nonces to one user or one
+/// Call-ID, after a few wasted requests; each binding then waits for a challenge of its
+/// own as without sharing.
 #[derive(Debug, Default)]
 struct ChallengeBoard {
     nonces: Vec<Arc<SharedNonce>>,
-    /// A shared answer was refused: nothing is shared any more.
+    /// Answers to challenges taken from the board that the registrar accepted, and that it
+    /// refused (a new challenge, stale or not, or a 403).
+    accepted: u32,
+    refused: u32,
+    /// Nothing is shared any more.
     ended: bool,
 }
+
+/// How many more refusals than acceptances of shared answers end the sharing.
+const MAX_SHARED_REFUSALS: u32 = 8;
 
 impl ChallengeBoard {
     /// Puts `nonces` in the place of the challenges of their `kind`.
@@ -524,10 +535,19 @@ impl ChallengeBoard {
         self.nonces.extend(nonces.iter().cloned());
     }
 
-    /// Ends sharing: the registrar refused an answer to a shared challenge.
-    fn end(&mut self) {
-        self.ended = true;
-        self.nonces = Vec::new();
+    /// An answer to a challenge taken from the board was accepted.
+    fn accepted(&mut self) {
+        self.accepted = self.accepted.saturating_add(1);
+    }
+
+    /// An answer to a challenge taken from the board was refused: sharing ends when that
+    /// happens [`MAX_SHARED_REFUSALS`] times more often than the opposite.
+    fn refused(&mut self) {
+        self.refused = self.refused.saturating_add(1);
+        if self.refused > self.accepted.saturating_add(MAX_SHARED_REFUSALS) {
+            self.ended = true;
+            self.nonces = Vec::new();
+        }
     }
 }
 
@@ -1079,10 +1099,10 @@ impl Binding {
             // A 403 to our digest answer refuses the credentials (many registrars answer so
             // instead of challenging again); RFC 3261 §21.4.4: do not repeat it as it was.
             // A 403 to a shared challenge's answer may refuse the sharing, not the
-            // credentials: sharing ends, and the request goes again without an answer.
+            // credentials: the request goes again without an answer.
             403 if self.sent_credentials && self.auth.iter().any(AuthEntry::adopted) => {
                 if let Some(mut board) = self.shared.board() {
-                    board.end();
+                    board.refused();
                 }
                 self.auth.clear();
                 self.send(purpose, now, entropy, out);
@@ -1104,8 +1124,11 @@ impl Binding {
         entropy: &mut dyn Entropy,
         out: &mut Vec<Output>,
     ) {
-        if self.sent_credentials {
-            // The registrar took the answers: a later refusal says nothing about sharing.
+        if self.sent_credentials && self.auth.iter().any(AuthEntry::adopted) {
+            // The registrar took the shared answers: a later refusal is about this binding.
+            if let Some(mut board) = self.shared.board() {
+                board.accepted();
+            }
             for entry in &mut self.auth {
                 entry.accepted();
             }
@@ -1296,16 +1319,15 @@ impl Binding {
         }
         let shared_refused = self.sent_credentials
             && answerable.iter().any(|challenge| {
-                !challenge.stale
-                    && self.auth.iter().any(|a| {
-                        a.adopted()
-                            && a.challenge().kind == challenge.kind
-                            && a.challenge().realm() == challenge.realm()
-                    })
+                self.auth.iter().any(|a| {
+                    a.adopted()
+                        && a.challenge().kind == challenge.kind
+                        && a.challenge().realm() == challenge.realm()
+                })
             });
         let mut board = self.shared.board();
         if shared_refused && let Some(board) = board.as_mut() {
-            board.end();
+            board.refused();
         }
         self.auth.retain(|a| a.challenge().kind != wanted);
         // Room for exactly these: each binding keeps its challenges for its whole life.
@@ -2317,28 +2339,54 @@ mod tests {
         assert!(carol.contains(r#"nonce="n2""#) && carol.contains("nc=00000002"));
     }
 
+    /// Name `user` of the call of `last` answers a challenge taken from the board, which
+    /// the registrar refuses with a new challenge (`stale` or not): it answers that one and
+    /// registers, without a failure. Returns its first request.
+    fn refused_then_registered(
+        last: &mut Option<SharedSettings>,
+        user: &str,
+        stale: bool,
+    ) -> String {
+        let (mut run, out) = Run::sharing(sharing_name(user, "r"), last);
+        let first = sent(&out)[0].clone();
+        assert!(
+            authorization(&first).contains("nonce="),
+            "{user} answers: {first}"
+        );
+        let mut again = answer(&run.last.clone(), 401);
+        again.challenges = vec![(
+            ChallengeKind::Www,
+            format!(r#"Digest realm="r", nonce="{user}", qop="auth", stale={stale}"#).into(),
+        )];
+        let out = run.respond(again);
+        assert!(authorization(&sent(&out)[0]).contains(&format!(r#"nonce="{user}""#)));
+        let out = run.respond(answer(&run.last.clone(), 200));
+        assert!(
+            matches!(events(&out)[..], [BindingEvent::Registered { .. }]),
+            "{user}"
+        );
+        first
+    }
+
     #[test]
-    fn a_registrar_refusing_a_shared_answer_ends_the_sharing_without_a_failure() {
-        // A new challenge without stale=true: answered, and nothing is shared any more.
-        let mut last = None;
-        let (mut alice, _) = Run::sharing(sharing_name("alice", "r"), &mut last);
-        challenge(&mut alice, "n1");
-        let (mut bob, _) = Run::sharing(sharing_name("bob", "r"), &mut last);
-        let out = challenge(&mut bob, "n2");
-        let own = authorization(&sent(&out)[0]).to_string();
-        assert!(own.contains(r#"nonce="n2""#) && own.contains("nc=00000001"));
-        assert!(events(&out).is_empty());
-        let out = bob.respond(answer(&bob.last.clone(), 200));
-        assert!(matches!(
-            events(&out)[..],
-            [BindingEvent::Registered { .. }]
-        ));
-        let (_, out) = Run::sharing(sharing_name("carol", "r"), &mut last);
-        assert_eq!(authorization(&sent(&out)[0]), "", "sharing ended");
-        // Alice keeps answering her own challenge.
-        alice.respond(answer(&alice.last.clone(), 200));
-        let out = alice.tick();
-        assert!(authorization(&sent(&out)[0]).contains(r#"nonce="n1""#));
+    fn a_registrar_refusing_shared_answers_ends_the_sharing_without_a_failure() {
+        // A registrar that binds its nonces to one user: every shared answer gets a new
+        // challenge. After MAX_SHARED_REFUSALS more refusals than acceptances (none here),
+        // the names wait for their own challenges.
+        for stale in [false, true] {
+            let mut last = None;
+            let (mut alice, _) = Run::sharing(sharing_name("alice", "r"), &mut last);
+            challenge(&mut alice, "n1");
+            for i in 0..=MAX_SHARED_REFUSALS {
+                refused_then_registered(&mut last, &format!("u{i}"), stale);
+            }
+            let (_, out) = Run::sharing(sharing_name("carol", "r"), &mut last);
+            assert_eq!(
+                authorization(&sent(&out)[0]),
+                "",
+                "sharing ended (stale={stale})"
+            );
+        }
 
         // A 403 to a shared answer: the request goes again without one, not a failure.
         let mut last = None;
@@ -2349,33 +2397,39 @@ mod tests {
         assert!(events(&out).is_empty(), "{:?}", events(&out));
         assert_eq!(authorization(&sent(&out)[0]), "");
         challenge(&mut bob, "n3");
-        let out = bob.respond(answer(&bob.last.clone(), 200));
-        assert!(matches!(
-            events(&out)[..],
-            [BindingEvent::Registered { .. }]
-        ));
-        let (_, out) = Run::sharing(sharing_name("carol", "r"), &mut last);
-        assert_eq!(authorization(&sent(&out)[0]), "", "sharing ended");
-        // A 403 to his own answer is a refusal of his credentials, as without sharing.
-        let (mut dave, _) = Run::sharing(sharing_name("dave", "r"), &mut last);
-        challenge(&mut dave, "n4");
-        let out = dave.respond(answer(&dave.last.clone(), 403));
-        assert_eq!(events(&out), [BindingEvent::Failed(Failure::AuthRejected)]);
+        let out = bob.respond(answer(&bob.last.clone(), 403));
+        assert_eq!(
+            events(&out),
+            [BindingEvent::Failed(Failure::AuthRejected)],
+            "a 403 to his own answer refuses his credentials, as without sharing"
+        );
     }
 
     #[test]
-    fn a_refusal_after_a_shared_answer_was_taken_does_not_end_the_sharing() {
+    fn refusals_for_a_few_names_do_not_end_a_sharing_that_works() {
         let mut last = None;
         let (mut alice, _) = Run::sharing(sharing_name("alice", "r"), &mut last);
         challenge(&mut alice, "n1");
-        let (mut bob, _) = Run::sharing(sharing_name("bob", "r"), &mut last);
-        bob.respond(answer(&bob.last.clone(), 200));
-        // Bob's refresh meets a new nonce without stale=true (the registrar restarted,
-        // say): he answers it, and the names keep sharing.
-        bob.tick();
-        challenge(&mut bob, "n2");
+        for i in 0..4 {
+            let (mut run, _) = Run::sharing(sharing_name(&format!("ok{i}"), "r"), &mut last);
+            run.respond(answer(&run.last.clone(), 200));
+        }
+        // Wrong passwords, say: each refused name answers its own challenge; the nonce
+        // it published is shared from then on.
+        for i in 0..MAX_SHARED_REFUSALS + 4 {
+            refused_then_registered(&mut last, &format!("bad{i}"), false);
+        }
         let (_, out) = Run::sharing(sharing_name("carol", "r"), &mut last);
-        assert!(authorization(&sent(&out)[0]).contains(r#"nonce="n2""#));
+        let carol = authorization(&sent(&out)[0]).to_string();
+        let latest = format!("bad{}", MAX_SHARED_REFUSALS + 3);
+        assert!(carol.contains(&format!(r#"nonce="{latest}""#)), "{carol}");
+        // Once a name's shared answer was accepted, its refused refresh is its own matter.
+        let (mut dave, _) = Run::sharing(sharing_name("dave", "r"), &mut last);
+        dave.respond(answer(&dave.last.clone(), 200));
+        dave.tick();
+        challenge(&mut dave, "n9");
+        let (_, out) = Run::sharing(sharing_name("erin", "r"), &mut last);
+        assert!(authorization(&sent(&out)[0]).contains(r#"nonce="n9""#));
     }
 
     #[test]

@@ -584,9 +584,12 @@ pub extern "C" fn EnableSipRegisterWaitMode(
 /// its registration takes one REGISTER and one response instead of two of each: half the
 /// work for the application and for the registrar when many names register at once. For
 /// registrars that accept a realm's nonce from any of its users, as Kamailio, Asterisk and
-/// FreeSWITCH do. A registrar that refuses it (a new challenge without `stale=true`, or a
-/// 403 to such an answer) ends the sharing for those names: each then registers as without
-/// it, and a 403 is not reported as an authorization error.
+/// FreeSWITCH do. A name whose shared answer is refused registers as without sharing: it
+/// answers the new challenge, or after a 403 sends its REGISTER again without an answer
+/// (that 403 is not reported as an authorization error). When refusals outnumber the
+/// accepted shared answers by eight (a registrar that binds its nonces to one user or one
+/// Call-ID), the sharing ends for those names; a refusal now and then (one name's wrong
+/// password, an expired nonce) does not end it.
 #[unsafe(no_mangle)]
 pub extern "C" fn EnableSipSharedChallenges(
     engine: SIPHANDLE,

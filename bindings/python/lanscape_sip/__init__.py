@@ -266,7 +266,7 @@ class Engine:
         """`EnableSipSharedChallenges`: the names of each later :meth:`register` answer the
         challenge another of them received, one REGISTER per name instead of two (for
         registrars that accept a realm's nonce from any user; sharing ends at one that
-        refuses it)."""
+        refuses such answers)."""
         _check(lib.EnableSipSharedChallenges(self.handle, int(on)))
 
     def set_unregister_timeout(self, timeout_ms: int) -> None:
