@@ -748,15 +748,8 @@ fn versus_sipp(transports: &[Transport], sizes: &[usize], auth: bool, runs: usiz
                 other => transport_name(other),
             };
             println!(
-                "| {name} | {n} | {:.0} | {:.0} | {:.2} | {:.4} | {:.4} | {:.2} | {} / {} | {libre} | {:.1} | {:.1} | {:.3} | {:.0} | {} |",
-                ours.rate,
-                sipp.rate,
-                ours.rate / sipp.rate,
-                ours.cpu_per_1000,
-                sipp.cpu_per_1000,
-                ours.cpu_per_1000 / sipp.cpu_per_1000,
-                share_cell(ours.cpu_per_1000, n, ours.kernel_share),
-                share_cell(sipp.cpu_per_1000, n, sipp.kernel_share),
+                "| {name} | {n} | {} | {libre} | {:.1} | {:.1} | {:.3} | {:.0} | {} |",
+                side_by_side(&ours, &sipp, n),
                 ours.p50_ms,
                 ours.p99_ms,
                 ours.cpu_per_1000_refreshes,
@@ -770,15 +763,8 @@ fn versus_sipp(transports: &[Transport], sizes: &[usize], auth: bool, runs: usiz
                     |o| o.cpu_per_1000,
                 );
                 shared_rows.push(format!(
-                    "| {name} | {n} | {:.0} | {:.0} | {:.2} | {:.4} | {:.4} | {:.2} | {} / {} | {} | {:.1} | {:.1} | {} |",
-                    shared.rate,
-                    sipp.rate,
-                    shared.rate / sipp.rate,
-                    shared.cpu_per_1000,
-                    sipp.cpu_per_1000,
-                    shared.cpu_per_1000 / sipp.cpu_per_1000,
-                    share_cell(shared.cpu_per_1000, n, shared.kernel_share),
-                    share_cell(sipp.cpu_per_1000, n, sipp.kernel_share),
+                    "| {name} | {n} | {} | {} | {:.1} | {:.1} | {} |",
+                    side_by_side(&shared, &sipp, n),
                     shared.challenges,
                     shared.p50_ms,
                     shared.p99_ms,
@@ -788,6 +774,22 @@ fn versus_sipp(transports: &[Transport], sizes: &[usize], auth: bool, runs: usiz
         }
     }
     shared_rows
+}
+
+/// The cells comparing ours with sipp: both rates and their ratio, both CPU figures and
+/// their ratio, and the kernel's shares.
+fn side_by_side(ours: &Ours, sipp: &Sipp, n: usize) -> String {
+    format!(
+        "{:.0} | {:.0} | {:.2} | {:.4} | {:.4} | {:.2} | {} / {}",
+        ours.rate,
+        sipp.rate,
+        ours.rate / sipp.rate,
+        ours.cpu_per_1000,
+        sipp.cpu_per_1000,
+        ours.cpu_per_1000 / sipp.cpu_per_1000,
+        share_cell(ours.cpu_per_1000, n, ours.kernel_share),
+        share_cell(sipp.cpu_per_1000, n, sipp.kernel_share),
+    )
 }
 
 /// Prints the rows [`versus_sipp`] returned for shared challenges.

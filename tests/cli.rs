@@ -166,28 +166,24 @@ fn against_kamailio_register_and_load_with_digest() {
     let out = text(&output);
     assert_eq!(output.status.code(), Some(0), "{out}\n{}", kam.log());
     assert!(out.contains("last answer    200"), "{out}");
-    let output = cli()
-        .args(["load", "-n", "1000"])
-        .args(KAMAILIO_ACCOUNT)
-        .args(["--local-ip", "127.0.0.1", &server])
-        .output()
-        .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(0), "{out}");
-    assert!(out.contains("registered       1000"), "{out}");
+    let load = |extra: &[&str]| {
+        let output = cli()
+            .args(["load", "-n", "1000"])
+            .args(extra)
+            .args(KAMAILIO_ACCOUNT)
+            .args(["--local-ip", "127.0.0.1", &server])
+            .output()
+            .unwrap();
+        let out = text(&output);
+        assert_eq!(output.status.code(), Some(0), "{out}");
+        assert!(out.contains("registered       1000"), "{out}");
+    };
+    load(&[]);
     assert!(kam.contacts().is_empty(), "{:?}", kam.contacts());
     // Sharing challenges, most names are not challenged at all.
     let challenged = kam.statistic("sl:401_replies").unwrap();
     assert!(challenged >= 1000, "{challenged}");
-    let output = cli()
-        .args(["load", "-n", "1000", "--share-challenges"])
-        .args(KAMAILIO_ACCOUNT)
-        .args(["--local-ip", "127.0.0.1", &server])
-        .output()
-        .unwrap();
-    let out = text(&output);
-    assert_eq!(output.status.code(), Some(0), "{out}");
-    assert!(out.contains("registered       1000"), "{out}");
+    load(&["--share-challenges"]);
     let more = kam.statistic("sl:401_replies").unwrap() - challenged;
     assert!(more < 500, "{more} names challenged");
 }
