@@ -508,12 +508,12 @@ struct SharedNonce {
 /// one response instead of two of each, for the client and for the registrar.
 ///
 /// A registrar that does not accept one answers with a new challenge (or a 403), and the
-/// binding answers a challenge of its own. One refusal may be about the binding's own
-/// credentials, or a nonce that just expired (`stale=true`: the new one replaces it), so
-/// sharing ends only when shared answers were refused [`MAX_SHARED_REFUSALS`] times more
-/// than they were accepted: at a registrar that binds its nonces to one user or one
-/// Call-ID, after a few wasted requests; each binding then waits for a challenge of its
-/// own as without sharing.
+/// binding answers a challenge of its own, which replaces the shared one. One refusal may
+/// be about the binding's own credentials, or a nonce that just expired, so sharing ends
+/// only when shared answers were refused [`MAX_SHARED_REFUSALS`] times more than they were
+/// accepted (counting the refusals of the nonce on the board, not of one it replaced): at a
+/// registrar that binds its nonces to one user or one Call-ID, after a few wasted
+/// requests; each binding then waits for a challenge of its own as without sharing.
 #[derive(Debug, Default)]
 struct ChallengeBoard {
     nonces: Vec<Arc<SharedNonce>>,
@@ -533,6 +533,20 @@ impl ChallengeBoard {
     fn publish(&mut self, kind: ChallengeKind, nonces: &[Arc<SharedNonce>]) {
         self.nonces.retain(|n| n.challenge.kind != kind);
         self.nonces.extend(nonces.iter().cloned());
+    }
+
+    /// Whether `entry` was taken from the board and is still on it: a refusal of an answer
+    /// to it is news. (When many names answered one nonce that expired, the first refusal
+    /// puts the new nonce on the board; the refusals of the others say nothing more.)
+    fn holds(&self, entry: &AuthEntry) -> bool {
+        match entry {
+            AuthEntry::Shared {
+                nonce,
+                adopted: true,
+                ..
+            } => self.nonces.iter().any(|n| Arc::ptr_eq(n, nonce)),
+            _ => false,
+        }
     }
 
     /// An answer to a challenge taken from the board was accepted.
@@ -1101,7 +1115,9 @@ impl Binding {
             // A 403 to a shared challenge's answer may refuse the sharing, not the
             // credentials: the request goes again without an answer.
             403 if self.sent_credentials && self.auth.iter().any(AuthEntry::adopted) => {
-                if let Some(mut board) = self.shared.board() {
+                if let Some(mut board) = self.shared.board()
+                    && self.auth.iter().any(|a| board.holds(a))
+                {
                     board.refused();
                 }
                 self.auth.clear();
@@ -1317,17 +1333,19 @@ impl Binding {
             // We answered a challenge of this attempt and were refused: wrong credentials.
             return self.fail_or_finish(purpose, Failure::AuthRejected, now, entropy, out);
         }
-        let shared_refused = self.sent_credentials
-            && answerable.iter().any(|challenge| {
-                self.auth.iter().any(|a| {
-                    a.adopted()
-                        && a.challenge().kind == challenge.kind
-                        && a.challenge().realm() == challenge.realm()
-                })
-            });
         let mut board = self.shared.board();
-        if shared_refused && let Some(board) = board.as_mut() {
-            board.refused();
+        if let Some(board) = board.as_mut() {
+            let shared_refused = self.sent_credentials
+                && answerable.iter().any(|challenge| {
+                    self.auth.iter().any(|a| {
+                        board.holds(a)
+                            && a.challenge().kind == challenge.kind
+                            && a.challenge().realm() == challenge.realm()
+                    })
+                });
+            if shared_refused {
+                board.refused();
+            }
         }
         self.auth.retain(|a| a.challenge().kind != wanted);
         // Room for exactly these: each binding keeps its challenges for its whole life.
@@ -2274,6 +2292,15 @@ mod tests {
         }
     }
 
+    /// Alice, the first name of a call sharing its challenges, challenged with nonce `n1`
+    /// (answered), and the call's settings for the names after her.
+    fn challenged_first_name() -> (Run, Option<SharedSettings>) {
+        let mut last = None;
+        let (mut alice, _) = Run::sharing(sharing_name("alice", "r"), &mut last);
+        challenge(&mut alice, "n1");
+        (alice, last)
+    }
+
     fn authorization(request: &str) -> &str {
         header(request, "Authorization")
     }
@@ -2322,9 +2349,7 @@ mod tests {
 
     #[test]
     fn a_stale_shared_nonce_is_replaced_for_every_name() {
-        let mut last = None;
-        let (mut alice, _) = Run::sharing(sharing_name("alice", "r"), &mut last);
-        challenge(&mut alice, "n1");
+        let (_, mut last) = challenged_first_name();
         let (mut bob, _) = Run::sharing(sharing_name("bob", "r"), &mut last);
         let mut stale = answer(&bob.last.clone(), 401);
         stale.challenges = vec![(
@@ -2374,9 +2399,7 @@ mod tests {
         // challenge. After MAX_SHARED_REFUSALS more refusals than acceptances (none here),
         // the names wait for their own challenges.
         for stale in [false, true] {
-            let mut last = None;
-            let (mut alice, _) = Run::sharing(sharing_name("alice", "r"), &mut last);
-            challenge(&mut alice, "n1");
+            let (_, mut last) = challenged_first_name();
             for i in 0..=MAX_SHARED_REFUSALS {
                 refused_then_registered(&mut last, &format!("u{i}"), stale);
             }
@@ -2389,9 +2412,7 @@ mod tests {
         }
 
         // A 403 to a shared answer: the request goes again without one, not a failure.
-        let mut last = None;
-        let (mut alice, _) = Run::sharing(sharing_name("alice", "r"), &mut last);
-        challenge(&mut alice, "n1");
+        let (_, mut last) = challenged_first_name();
         let (mut bob, _) = Run::sharing(sharing_name("bob", "r"), &mut last);
         let out = bob.respond(answer(&bob.last.clone(), 403));
         assert!(events(&out).is_empty(), "{:?}", events(&out));
@@ -2406,10 +2427,31 @@ mod tests {
     }
 
     #[test]
+    fn many_names_refused_for_one_expired_nonce_count_as_one_refusal() {
+        let (_, mut last) = challenged_first_name();
+        // Twenty names answer n1 at once; it expired: each is told so, and answers anew.
+        let mut names: Vec<Run> = (0..20)
+            .map(|i| Run::sharing(sharing_name(&format!("w{i}"), "r"), &mut last).0)
+            .collect();
+        for (i, run) in names.iter_mut().enumerate() {
+            let mut stale = answer(&run.last.clone(), 401);
+            stale.challenges = vec![(
+                ChallengeKind::Www,
+                format!(r#"Digest realm="r", nonce="s{i}", qop="auth", stale=true"#).into(),
+            )];
+            let out = run.respond(stale);
+            assert!(authorization(&sent(&out)[0]).contains(&format!(r#"nonce="s{i}""#)));
+        }
+        let (_, out) = Run::sharing(sharing_name("carol", "r"), &mut last);
+        assert!(
+            authorization(&sent(&out)[0]).contains(r#"nonce="s19""#),
+            "still sharing, the latest nonce"
+        );
+    }
+
+    #[test]
     fn refusals_for_a_few_names_do_not_end_a_sharing_that_works() {
-        let mut last = None;
-        let (mut alice, _) = Run::sharing(sharing_name("alice", "r"), &mut last);
-        challenge(&mut alice, "n1");
+        let (_, mut last) = challenged_first_name();
         for i in 0..4 {
             let (mut run, _) = Run::sharing(sharing_name(&format!("ok{i}"), "r"), &mut last);
             run.respond(answer(&run.last.clone(), 200));
