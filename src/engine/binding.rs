@@ -460,6 +460,12 @@ impl AuthEntry {
         matches!(self, AuthEntry::Shared { adopted: true, .. })
     }
 
+    /// Whether the entry answers challenges like `challenge`: of the same kind and realm.
+    fn is_for(&self, challenge: &Challenge) -> bool {
+        let ours = self.challenge();
+        ours.kind == challenge.kind && ours.realm() == challenge.realm()
+    }
+
     /// A new attempt begins: the entry is answered preemptively from now on.
     fn make_preemptive(&mut self) {
         match self {
@@ -1323,11 +1329,10 @@ impl Binding {
         }
         let refused = answerable.iter().any(|challenge| {
             !challenge.stale
-                && self.auth.iter().any(|a| {
-                    a.this_attempt()
-                        && a.challenge().kind == challenge.kind
-                        && a.challenge().realm() == challenge.realm()
-                })
+                && self
+                    .auth
+                    .iter()
+                    .any(|a| a.this_attempt() && a.is_for(challenge))
         });
         if refused {
             // We answered a challenge of this attempt and were refused: wrong credentials.
@@ -1337,11 +1342,9 @@ impl Binding {
         if let Some(board) = board.as_mut() {
             let shared_refused = self.sent_credentials
                 && answerable.iter().any(|challenge| {
-                    self.auth.iter().any(|a| {
-                        board.holds(a)
-                            && a.challenge().kind == challenge.kind
-                            && a.challenge().realm() == challenge.realm()
-                    })
+                    self.auth
+                        .iter()
+                        .any(|a| board.holds(a) && a.is_for(challenge))
                 });
             if shared_refused {
                 board.refused();
