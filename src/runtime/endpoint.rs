@@ -154,6 +154,7 @@ impl Endpoint {
         };
         // Without it a closed registrar port shows only as a transaction timeout.
         let icmp = icmp::enable(&socket, local.is_ipv6()).is_ok();
+        let segmenting = udp::offers_segmentation(&socket);
         let (commands, receiver) = tmpsc::unbounded_channel();
         let published: Arc<Published> = Arc::default();
         let (conn_events, conn_receiver) = tmpsc::unbounded_channel();
@@ -180,6 +181,8 @@ impl Endpoint {
             stream_bind: None,
             lifecycle,
             icmp,
+            segmenting,
+            plan: udp::Plan::default(),
         };
         let task = service
             .handle()
@@ -468,6 +471,10 @@ struct Driver {
     lifecycle: bool,
     /// Whether ICMP errors are read from the socket's error queue.
     icmp: bool,
+    /// Whether runs of datagrams go in segmented sends (until the kernel refuses one).
+    segmenting: bool,
+    /// The plan of the flush under way (kept to reuse its buffers).
+    plan: udp::Plan,
 }
 
 impl Drop for Driver {
@@ -705,27 +712,79 @@ impl Driver {
         self.publish();
     }
 
-    /// Sends datagrams in order, in batches, waiting while the socket's buffer is full.
+    /// Sends the datagrams of one flush, waiting while the socket's buffer is full: runs of
+    /// one length to one destination in one segmented send each, when the kernel offers it
+    /// (see [`udp::Plan`]), the others in batches.
     async fn send_datagrams(&mut self, datagrams: &[endpoint::Transmit]) {
-        let mut start = 0;
-        while start < datagrams.len() {
-            let rest = datagrams[start..]
+        if !self.segmenting || datagrams.len() < 2 {
+            return self.send_each(datagrams, 0..datagrams.len()).await;
+        }
+        let mut plan = std::mem::take(&mut self.plan);
+        plan.make(
+            datagrams
                 .iter()
-                .map(|t| (&t.contents[..], t.destination.addr));
-            match udp::send(&self.socket, rest) {
-                Ok(sent) if sent > 0 => start += sent,
+                .map(|t| (t.contents.len(), t.destination.addr)),
+        );
+        for run in plan.runs() {
+            let to = datagrams[run[0]].destination.addr;
+            let segments = || run.iter().map(|&i| &datagrams[i].contents[..]);
+            let sent = loop {
+                match udp::send_segmented(&self.socket, to, segments()) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if self.socket.writable().await.is_err() {
+                            break false;
+                        }
+                    }
+                    Err(e) if udp::refuses_segmentation(&e) => {
+                        self.segmenting = false;
+                        self.log(
+                            LogLevel::Info,
+                            format!("datagrams are sent one by one: the kernel refused a segmented send to {to}: {e}"),
+                        );
+                        break false;
+                    }
+                    result => break result.is_ok(),
+                }
+            };
+            // One by one, each meets its own error and is reported with it.
+            if !sent {
+                self.send_each(datagrams, run.iter().copied()).await;
+            }
+        }
+        self.send_each(datagrams, plan.alone().iter().copied())
+            .await;
+        self.plan = plan;
+    }
+
+    /// Sends these of `datagrams` in order, in batches, waiting while the socket's buffer is
+    /// full.
+    async fn send_each(
+        &mut self,
+        datagrams: &[endpoint::Transmit],
+        which: impl ExactSizeIterator<Item = usize> + Clone,
+    ) {
+        let mut rest = which;
+        while rest.len() > 0 {
+            let batch = rest
+                .clone()
+                .map(|i| (&datagrams[i].contents[..], datagrams[i].destination.addr));
+            let first = || &datagrams[rest.clone().next().expect("not empty")];
+            match udp::send(&self.socket, batch) {
+                Ok(sent) if sent > 0 => {
+                    rest.nth(sent - 1);
+                }
                 Ok(_) => {
                     let _ = self.socket.writable().await;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     if let Err(e) = self.socket.writable().await {
-                        self.send_failed(&datagrams[start], e);
-                        start += 1;
+                        self.send_failed(first(), e);
+                        rest.next();
                     }
                 }
                 Err(e) => {
-                    self.send_failed(&datagrams[start], e);
-                    start += 1;
+                    self.send_failed(first(), e);
+                    rest.next();
                 }
             }
         }

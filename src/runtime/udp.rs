@@ -1,17 +1,26 @@
 //! Batched datagram I/O for the driver's UDP socket: `recvmmsg` (nix's safe wrapper) and
 //! `sendmmsg` (rustix's), so that a wake-up that finds several datagrams queued, or a flush
-//! with several to send, costs one system call instead of one per datagram.
+//! with several to send, costs one system call instead of one per datagram; and segmented
+//! sends (UDP GSO, nix's `sendmsg` with `UDP_SEGMENT`), so that the datagrams of one flush
+//! that are of one length and go to one destination cross the kernel's network stack once,
+//! as one buffer the kernel cuts into datagrams where they are delivered or leave the host.
 //!
 //! Written here rather than taken from `quinn-udp`, whose batching is for QUIC: its receive
-//! path wants to own the socket's options (GRO, ECN, packet info), and its send path sends
-//! equal-sized segments to one destination (GSO), where a registration endpoint sends
-//! requests of different sizes to many. nix's `sendmmsg` is not used: it reports how many
-//! were sent only by reading address slots the kernel never wrote for a send.
+//! path wants to own the socket's options (GRO, ECN, packet info), and its send path takes
+//! one destination and one segment size per call, where a registration endpoint's flush is
+//! requests of a few sizes to one or many: [`Plan`] sorts them into runs for segmented
+//! sends and the rest for one `sendmmsg`. nix's `sendmmsg` is not used: it reports how many
+//! were sent only by reading address slots the kernel never wrote for a send, and gives all
+//! the messages of one call the same control messages (one segment size).
 
 use crate::engine::message::MAX_MESSAGE_BYTES;
-use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
-use std::io::{self, IoSliceMut};
+use nix::sys::socket::{
+    ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmsg,
+};
+use std::cmp::Reverse;
+use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::ops::Range;
 use std::os::fd::AsRawFd;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
@@ -175,12 +184,253 @@ pub fn send<'a>(
     })
 }
 
+/// Datagrams one segmented send carries at most: Linux's `UDP_MAX_SEGMENTS`, 64 until 6.13
+/// raised it to 128.
+pub(crate) const MAX_SEGMENTS: usize = 64;
+/// Bytes one segmented send carries at most: what fits one IP datagram (65,535 bytes with
+/// the IP and UDP headers), rounded down.
+const MAX_SEGMENTED_BYTES: usize = 65_000;
+/// The longest datagram sent as a segment. The kernel refuses a segment that does not fit
+/// the path's MTU whole (segments are not fragmented); 1,232 bytes fit IPv6's least MTU,
+/// 1,280, with its header and UDP's, and RFC 3261 §18.1.1 keeps a request sent over UDP
+/// under 1,300 bytes anyway. A longer datagram is sent alone, fragmented as before.
+const MAX_SEGMENT: usize = 1_232;
+
+/// Whether the kernel segments datagrams for this socket (`UDP_SEGMENT`, Linux 4.18). Asked
+/// once: an older kernel would not refuse the control message but ignore it, and send the
+/// whole buffer as one datagram.
+pub fn offers_segmentation(socket: &UdpSocket) -> bool {
+    nix::sys::socket::getsockopt(socket, nix::sys::socket::sockopt::UdpGsoSegment).is_ok()
+}
+
+/// Whether a segmented send's error is the kernel refusing segmentation itself (a device or
+/// path that cannot take it, a segment larger than the path's MTU), rather than something
+/// about the datagrams or their destination that sending them one by one would meet too.
+pub fn refuses_segmentation(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EIO | libc::EINVAL | libc::EMSGSIZE | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
+    )
+}
+
+/// Sends `segments` (at most [`MAX_SEGMENTS`], all as long as the first but the last, which
+/// may be shorter) to `to` with one system call, as one buffer that the kernel cuts into a
+/// datagram per segment. All or none are sent: `WouldBlock` when the socket's buffer has
+/// no room for them now.
+pub fn send_segmented<'a>(
+    socket: &UdpSocket,
+    to: SocketAddr,
+    segments: impl IntoIterator<Item = &'a [u8]>,
+) -> io::Result<()> {
+    let mut iov = [IoSlice::new(&[]); MAX_SEGMENTS];
+    let mut count = 0;
+    for (slot, segment) in iov.iter_mut().zip(segments) {
+        *slot = IoSlice::new(segment);
+        count += 1;
+    }
+    let iov = &iov[..count];
+    let size = u16::try_from(iov.first().map_or(0, |s| s.len()))
+        .map_err(|_| io::Error::from_raw_os_error(libc::EMSGSIZE))?;
+    debug_assert!(
+        iov.iter()
+            .skip(1)
+            .rev()
+            .skip(1)
+            .all(|s| s.len() == size.into())
+            && iov.last().is_some_and(|s| s.len() <= size.into()),
+        "segments of one length, but the last"
+    );
+    let to = SockaddrStorage::from(to);
+    socket.try_io(Interest::WRITABLE, || {
+        sendmsg(
+            socket.as_raw_fd(),
+            iov,
+            &[ControlMessage::UdpGsoSegments(&size)],
+            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+            Some(&to),
+        )
+        .map(drop)
+        .map_err(io::Error::from)
+    })
+}
+
+/// How the datagrams of one flush go out when the kernel segments: runs of one length to one
+/// destination (and a shorter last one) each in one segmented send, the others one by one.
+/// The order among datagrams to different destinations, or of different lengths, is not
+/// kept: each is a request or response of its own transaction, and UDP keeps no order
+/// anyway. Among those of one length to one destination, it is.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// The datagrams' destinations, lengths (longest first) and indices, sorted.
+    sorted: Vec<(SocketAddr, Reverse<usize>, usize)>,
+    /// Indices of the datagrams, in the order they are sent.
+    order: Vec<usize>,
+    /// Runs of `order` of two or more datagrams, each one segmented send.
+    runs: Vec<Range<usize>>,
+    /// Indices of the datagrams sent one by one, in their original order.
+    alone: Vec<usize>,
+}
+
+impl Plan {
+    /// Plans the sending of datagrams of these lengths and destinations.
+    pub fn make(&mut self, datagrams: impl Iterator<Item = (usize, SocketAddr)>) {
+        let Plan {
+            sorted,
+            order,
+            runs,
+            alone,
+        } = self;
+        sorted.clear();
+        runs.clear();
+        alone.clear();
+        sorted.extend(
+            datagrams
+                .enumerate()
+                .map(|(index, (len, to))| (to, Reverse(len), index)),
+        );
+        // By destination, then longest first, then as given: equal lengths are adjacent and
+        // a shorter one of the same destination follows them.
+        sorted.sort_unstable();
+        order.clear();
+        order.extend(sorted.iter().map(|&(_, _, index)| index));
+        let len = |at: usize| sorted[at].1.0;
+        let mut start = 0;
+        while start < sorted.len() {
+            let (to, Reverse(size), index) = sorted[start];
+            let mut end = start + 1;
+            if size <= MAX_SEGMENT {
+                let mut bytes = size;
+                let room = |end: usize, bytes: usize| {
+                    end < sorted.len()
+                        && end - start < MAX_SEGMENTS
+                        && sorted[end].0 == to
+                        && bytes + len(end) <= MAX_SEGMENTED_BYTES
+                };
+                while room(end, bytes) && len(end) == size {
+                    bytes += size;
+                    end += 1;
+                }
+                // A shorter one may end the run (as its last segment), unless it begins a
+                // run of its own.
+                let begins_run = |at: usize| {
+                    at + 1 < sorted.len() && sorted[at + 1].0 == to && len(at + 1) == len(at)
+                };
+                if room(end, bytes) && len(end) > 0 && !begins_run(end) {
+                    end += 1;
+                }
+            }
+            if end - start > 1 {
+                runs.push(start..end);
+            } else {
+                alone.push(index);
+            }
+            start = end;
+        }
+        alone.sort_unstable();
+    }
+
+    /// The runs planned, each the indices of its datagrams in the order of its segments.
+    pub fn runs(&self) -> impl Iterator<Item = &[usize]> {
+        self.runs.iter().map(|run| &self.order[run.clone()])
+    }
+
+    /// The datagrams planned to go one by one, in their original order.
+    pub fn alone(&self) -> &[usize] {
+        &self.alone
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     async fn bound() -> UdpSocket {
         UdpSocket::bind("127.0.0.1:0").await.unwrap()
+    }
+
+    fn planned(datagrams: &[(usize, &str)]) -> (Vec<Vec<usize>>, Vec<usize>) {
+        let mut plan = Plan::default();
+        for _ in 0..2 {
+            // Twice: a plan's buffers are reused.
+            plan.make(
+                datagrams
+                    .iter()
+                    .map(|&(len, to)| (len, to.parse().unwrap())),
+            );
+        }
+        (
+            plan.runs().map(<[usize]>::to_vec).collect(),
+            plan.alone().to_vec(),
+        )
+    }
+
+    #[test]
+    fn a_plan_sends_runs_of_one_length_to_one_destination_together() {
+        let (a, b) = ("192.0.2.1:5060", "192.0.2.2:5060");
+        let (runs, alone) = planned(&[
+            (400, a),
+            (400, b),
+            (400, a),
+            (380, a),
+            (420, a),
+            (400, a),
+            (1_300, a),
+            (1_300, a),
+            (380, b),
+        ]);
+        // a: 420 alone (the 400s begin a run of their own), the 400s in order with the
+        // shorter 380 last; b: a 400 and a shorter 380; the 1,300s too long to be segments.
+        assert_eq!(runs, [vec![0, 2, 5, 3], vec![1, 8]]);
+        assert_eq!(alone, [4, 6, 7]);
+    }
+
+    #[test]
+    fn a_plan_keeps_the_kernels_limits_on_a_run() {
+        let a = "192.0.2.1:5060";
+        let many: Vec<(usize, &str)> = vec![(100, a); MAX_SEGMENTS * 2 + 1];
+        let (runs, alone) = planned(&many);
+        assert_eq!(
+            runs.iter().map(Vec::len).collect::<Vec<_>>(),
+            [MAX_SEGMENTS, MAX_SEGMENTS]
+        );
+        assert_eq!(alone, [MAX_SEGMENTS * 2]);
+        // Bytes: 1,200-byte segments fill 65,000 bytes with 54.
+        let long: Vec<(usize, &str)> = vec![(1_200, a); 60];
+        let (runs, alone) = planned(&long);
+        assert_eq!(runs.iter().map(Vec::len).collect::<Vec<_>>(), [54, 6]);
+        assert!(alone.is_empty());
+        assert_eq!(planned(&[(MAX_SEGMENT + 1, a); 3]).1, [0, 1, 2]);
+        assert_eq!(planned(&[(MAX_SEGMENT, a); 3]).0, [vec![0, 1, 2]]);
+    }
+
+    #[tokio::test]
+    async fn a_segmented_send_arrives_as_a_datagram_per_segment() {
+        let sender = bound().await;
+        assert!(
+            offers_segmentation(&sender),
+            "UDP_SEGMENT needs Linux 4.18 or later"
+        );
+        let receiver = bound().await;
+        let to = receiver.local_addr().unwrap();
+        let segments: [&[u8]; 4] = [b"first", b"secnd", b"third", b"4th"];
+        sender.writable().await.unwrap();
+        send_segmented(&sender, to, segments).unwrap();
+        let mut buf = [0u8; 64];
+        for expected in segments {
+            let (n, from) = receiver.recv_from(&mut buf).await.unwrap();
+            assert_eq!((&buf[..n], from), (expected, sender.local_addr().unwrap()));
+        }
+        // The kernel's refusal of segmentation itself is told apart from other errors.
+        let too_many = vec![&b"x"[..]; 200];
+        let error = send_segmented(&sender, to, too_many.iter().copied());
+        assert!(error.is_ok(), "at most MAX_SEGMENTS are taken");
+        // More than an IP datagram holds: the kernel refuses the segmented send itself.
+        let half = vec![b'x'; 40_000];
+        let refused = send_segmented(&sender, to, [&half[..], &half[..]]).unwrap_err();
+        assert!(refuses_segmentation(&refused), "{refused}");
+        let broadcast: SocketAddr = "255.255.255.255:5060".parse().unwrap();
+        let refused = send_segmented(&sender, broadcast, segments).unwrap_err();
+        assert!(!refuses_segmentation(&refused), "{refused}");
     }
 
     #[tokio::test]

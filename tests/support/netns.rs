@@ -61,6 +61,10 @@ impl NetNs {
             "dev",
             &host_link,
         ]);
+        // The link carries datagrams, as a wire does: a segmented send (UDP GSO) is cut into
+        // them before it enters, where it would otherwise cross the pair as one packet, be
+        // dropped or counted below as one.
+        run(&["ip", "link", "set", &host_link, "gso_max_segs", "1"]);
         run(&["ip", "link", "set", &host_link, "up"]);
         let inside = |args: &[&str]| {
             let mut all = vec!["ip", "netns", "exec", &name];
@@ -68,6 +72,7 @@ impl NetNs {
             run(&all);
         };
         inside(&["ip", "addr", "add", &format!("{ns_ip}/30"), "dev", &ns_link]);
+        inside(&["ip", "link", "set", &ns_link, "gso_max_segs", "1"]);
         inside(&["ip", "link", "set", &ns_link, "up"]);
         inside(&["ip", "link", "set", "lo", "up"]);
         ns.drop_percent(0);
