@@ -184,9 +184,9 @@ pub fn send<'a>(
     })
 }
 
-/// Datagrams one segmented send carries at most: Linux's `UDP_MAX_SEGMENTS`, 64 until 6.13
-/// raised it to 128.
-pub(crate) const MAX_SEGMENTS: usize = 64;
+/// Datagrams one segmented send carries at most: Linux's `UDP_MAX_SEGMENTS`, 64 (later
+/// kernels raised it to 128).
+const MAX_SEGMENTS: usize = 64;
 /// Bytes one segmented send carries at most: what fits one IP datagram (65,535 bytes with
 /// the IP and UDP headers), rounded down.
 const MAX_SEGMENTED_BYTES: usize = 65_000;
@@ -298,7 +298,7 @@ impl Plan {
         while start < sorted.len() {
             let (to, Reverse(size), index) = sorted[start];
             let mut end = start + 1;
-            if size <= MAX_SEGMENT {
+            if (1..=MAX_SEGMENT).contains(&size) {
                 let mut bytes = size;
                 let room = |end: usize, bytes: usize| {
                     end < sorted.len()
@@ -401,6 +401,9 @@ mod tests {
         assert!(alone.is_empty());
         assert_eq!(planned(&[(MAX_SEGMENT + 1, a); 3]).1, [0, 1, 2]);
         assert_eq!(planned(&[(MAX_SEGMENT, a); 3]).0, [vec![0, 1, 2]]);
+        // An empty datagram is no segment (a segment size of 0 is none).
+        assert_eq!(planned(&[(0, a); 3]), (vec![], vec![0, 1, 2]));
+        assert_eq!(planned(&[(4, a), (0, a)]), (vec![], vec![0, 1]));
     }
 
     #[tokio::test]
