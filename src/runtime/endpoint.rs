@@ -726,8 +726,10 @@ impl Driver {
                 .map(|t| (t.contents.len(), t.destination.addr)),
         );
         for run in plan.runs() {
-            let to = datagrams[run[0]].destination.addr;
-            let segments = || run.iter().map(|&i| &datagrams[i].contents[..]);
+            let to = datagrams[run.clone().next().expect("a run is not empty")]
+                .destination
+                .addr;
+            let segments = || run.clone().map(|i| &datagrams[i].contents[..]);
             let sent = loop {
                 match udp::send_segmented(&self.socket, to, segments()) {
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -748,7 +750,7 @@ impl Driver {
             };
             // One by one, each meets its own error and is reported with it.
             if !sent {
-                self.send_each(datagrams, run.iter().copied()).await;
+                self.send_each(datagrams, run).await;
             }
         }
         self.send_each(datagrams, plan.alone().iter().copied())

@@ -261,11 +261,10 @@ pub fn send_segmented<'a>(
 /// anyway. Among those of one length to one destination, it is.
 #[derive(Debug, Default)]
 pub struct Plan {
-    /// The datagrams' destinations, lengths (longest first) and indices, sorted.
+    /// The datagrams' destinations, lengths (longest first) and indices, sorted: the order
+    /// they are sent in.
     sorted: Vec<(SocketAddr, Reverse<usize>, usize)>,
-    /// Indices of the datagrams, in the order they are sent.
-    order: Vec<usize>,
-    /// Runs of `order` of two or more datagrams, each one segmented send.
+    /// Runs of `sorted` of two or more datagrams, each one segmented send.
     runs: Vec<Range<usize>>,
     /// Indices of the datagrams sent one by one, in their original order.
     alone: Vec<usize>,
@@ -276,7 +275,6 @@ impl Plan {
     pub fn make(&mut self, datagrams: impl Iterator<Item = (usize, SocketAddr)>) {
         let Plan {
             sorted,
-            order,
             runs,
             alone,
         } = self;
@@ -291,8 +289,6 @@ impl Plan {
         // By destination, then longest first, then as given: equal lengths are adjacent and
         // a shorter one of the same destination follows them.
         sorted.sort_unstable();
-        order.clear();
-        order.extend(sorted.iter().map(|&(_, _, index)| index));
         let len = |at: usize| sorted[at].1.0;
         let mut start = 0;
         while start < sorted.len() {
@@ -330,8 +326,10 @@ impl Plan {
     }
 
     /// The runs planned, each the indices of its datagrams in the order of its segments.
-    pub fn runs(&self) -> impl Iterator<Item = &[usize]> {
-        self.runs.iter().map(|run| &self.order[run.clone()])
+    pub fn runs(&self) -> impl Iterator<Item = impl ExactSizeIterator<Item = usize> + Clone> {
+        self.runs
+            .iter()
+            .map(|run| self.sorted[run.clone()].iter().map(|&(_, _, index)| index))
     }
 
     /// The datagrams planned to go one by one, in their original order.
@@ -359,7 +357,7 @@ mod tests {
             );
         }
         (
-            plan.runs().map(<[usize]>::to_vec).collect(),
+            plan.runs().map(Iterator::collect).collect(),
             plan.alone().to_vec(),
         )
     }
